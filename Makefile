@@ -1,0 +1,38 @@
+# The few commands everyone runs. Each target creates the virtualenv and installs what it
+# needs, so they work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: set up and run the demo (a cached provider: miss, hit, coalescing, stats)
+demo: $(STAMP)
+	$(BIN)/python -m vex_llm
+
+## test: set up and run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## lint: ruff (check + format) and mypy --strict
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy --strict src
+
+## check: what CI runs
+check: lint test
+
+## bench: the benchmark tables
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cache_hit.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

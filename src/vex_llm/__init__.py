@@ -1,0 +1,84 @@
+"""vex-llm: one async interface in front of LLM providers, with a tenant-safe response cache.
+
+from vex_llm import CachedProvider, LLMRequest, MockProvider
+
+cached = CachedProvider.wrap(MockProvider.constant("hi"))
+answer = await cached.complete(LLMRequest.simple("hello"))
+"""
+
+from vex_llm.cache import (
+    KEY_VERSION,
+    CachedProvider,
+    CacheEntry,
+    CacheOutcome,
+    CacheResult,
+    CacheStats,
+    CacheStore,
+    LLMCacheConfig,
+    MemoryStore,
+    SyncCacheStore,
+    cache_key,
+)
+from vex_llm.errors import (
+    AuthenticationFailed,
+    CacheMiss,
+    ConnectionFailed,
+    InputTooLarge,
+    InvalidResponse,
+    LLMError,
+    NotAvailable,
+    RateLimited,
+    RequestFailed,
+    ServerError,
+    Timeout,
+)
+from vex_llm.models import (
+    DEFAULT_SYSTEM,
+    CacheControl,
+    Chunk,
+    InputLimits,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    Usage,
+)
+from vex_llm.provider import LLMProvider
+from vex_llm.providers.mock import MockProvider
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SYSTEM",
+    "KEY_VERSION",
+    "AuthenticationFailed",
+    "CacheControl",
+    "CacheEntry",
+    "CacheMiss",
+    "CacheOutcome",
+    "CacheResult",
+    "CacheStats",
+    "CacheStore",
+    "CachedProvider",
+    "Chunk",
+    "ConnectionFailed",
+    "InputLimits",
+    "InputTooLarge",
+    "InvalidResponse",
+    "LLMCacheConfig",
+    "LLMError",
+    "LLMProvider",
+    "LLMRequest",
+    "LLMResponse",
+    "MemoryStore",
+    "Message",
+    "MockProvider",
+    "NotAvailable",
+    "RateLimited",
+    "RequestFailed",
+    "ServerError",
+    "SyncCacheStore",
+    "Timeout",
+    "Usage",
+    "__version__",
+    "cache_key",
+]

@@ -1,0 +1,23 @@
+"""The response cache: key, config, single-flight, stats, stores and ``CachedProvider``."""
+
+from vex_llm.cache.config import LLMCacheConfig, effective_expiry
+from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.key import KEY_VERSION, cache_key
+from vex_llm.cache.provider import CachedProvider, CacheOutcome, CacheResult
+from vex_llm.cache.stats import CacheStats
+from vex_llm.cache.stores import CacheStore, MemoryStore, SyncCacheStore
+
+__all__ = [
+    "KEY_VERSION",
+    "CacheEntry",
+    "CacheOutcome",
+    "CacheResult",
+    "CacheStats",
+    "CacheStore",
+    "CachedProvider",
+    "LLMCacheConfig",
+    "MemoryStore",
+    "SyncCacheStore",
+    "cache_key",
+    "effective_expiry",
+]

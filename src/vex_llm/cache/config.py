@@ -1,0 +1,103 @@
+"""Cache configuration (``LLMCacheConfig``) and the pure rule for an entry's expiry.
+
+Durations are seconds (``float``) or ``timedelta``; sizes are positive ints. Bad values are a
+``ValueError``/``TypeError`` here, when the config is built, never later inside the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from vex_llm.models import CacheControl, InputLimits, seconds
+
+__all__ = ["LLMCacheConfig", "effective_expiry"]
+
+_MIB = 1024 * 1024
+
+
+def _opt_size(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive int or None, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCacheConfig:
+    """Bounds and expiry for a response cache.
+
+    ``max_entries`` and ``max_bytes`` are hard ceilings (None lifts one, not both); ``ttl``
+    is the age at which an entry dies, ``tti`` the idle time after which it dies (None: no
+    idle expiry). An entry dies at whichever comes first. ``limits`` bounds request sizes.
+    ``LLMCacheConfig()`` equals :meth:`default`.
+    """
+
+    max_entries: int | None = 1000
+    max_bytes: int | None = 64 * _MIB
+    ttl: float | timedelta | None = 3600.0
+    tti: float | timedelta | None = 1800.0
+    limits: InputLimits = field(default_factory=InputLimits)
+
+    def __post_init__(self) -> None:
+        _opt_size("max_entries", self.max_entries)
+        _opt_size("max_bytes", self.max_bytes)
+        if self.max_entries is None and self.max_bytes is None:
+            raise ValueError(
+                "set max_entries or max_bytes (or both): an unbounded cache grows until the "
+                "process runs out of memory"
+            )
+        object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
+        object.__setattr__(self, "tti", seconds("tti", self.tti))
+        if not isinstance(self.limits, InputLimits):
+            raise TypeError("limits must be an InputLimits")
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        """``ttl`` in seconds (normalised at construction)."""
+        return self.ttl  # type: ignore[return-value]
+
+    @property
+    def tti_seconds(self) -> float | None:
+        """``tti`` in seconds (normalised at construction)."""
+        return self.tti  # type: ignore[return-value]
+
+    @classmethod
+    def default(cls) -> LLMCacheConfig:
+        """1000 entries (64 MiB), ttl 1 h, tti 30 min."""
+        return cls()
+
+    @classmethod
+    def aggressive(cls) -> LLMCacheConfig:
+        """10 000 entries (512 MiB), ttl 24 h, no idle expiry: the most savings."""
+        return cls(max_entries=10_000, max_bytes=512 * _MIB, ttl=86_400.0, tti=None)
+
+    @classmethod
+    def conservative(cls) -> LLMCacheConfig:
+        """100 entries (16 MiB), ttl 5 min, tti 60 s: the freshest answers."""
+        return cls(max_entries=100, max_bytes=16 * _MIB, ttl=300.0, tti=60.0)
+
+
+def _shorter(configured: float | None, requested: float | None) -> float | None:
+    if requested is None:
+        return configured
+    if configured is None:
+        return requested
+    return min(configured, requested)
+
+
+def effective_expiry(
+    config: LLMCacheConfig, control: CacheControl
+) -> tuple[float | None, float | None]:
+    """The (ttl, tti) in seconds for an entry stored under ``control``.
+
+    A request may only shorten the configured lifetimes: a client asking for a longer ttl
+    than the operator allows must not be able to pin entries in a shared cache.
+    """
+    return (
+        _shorter(config.ttl_seconds, control.ttl_seconds),
+        _shorter(config.tti_seconds, control.tti_seconds),
+    )

@@ -1,0 +1,225 @@
+"""``CachedProvider``: the response cache, as a provider that wraps another provider.
+
+The request path, in order: validate the request (bad input fails here, before any lookup);
+build the key; unless ``no_cache``, answer from the store (a hit) or, with
+``only_if_cached``, raise ``CacheMiss``; otherwise run the upstream call once per key however
+many identical callers arrive (single-flight), store the answer unless ``no_store``, and hand
+it to every waiter. Errors, cancelled and partial answers are never stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from vex_llm.cache.config import LLMCacheConfig, effective_expiry
+from vex_llm.cache.entry import CacheEntry, encode_entry
+from vex_llm.cache.flight import SingleFlight
+from vex_llm.cache.key import cache_key
+from vex_llm.cache.stats import CacheStats, Counters
+from vex_llm.cache.stores.base import CacheStore, SyncCacheStore
+from vex_llm.cache.stores.memory import MemoryStore
+from vex_llm.errors import CacheMiss
+from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.provider import LLMProvider
+
+__all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
+
+#: How a request was served: from the store, by an upstream call it made, by joining an
+#: identical in-flight call, or upstream without a lookup (``no_cache``).
+CacheOutcome = Literal["hit", "miss", "coalesced", "bypass"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheResult:
+    """A response with how the cache served it: ``outcome``, ``key`` and ``age`` (s, hits)."""
+
+    response: LLMResponse
+    outcome: CacheOutcome
+    key: str
+    age: float | None = None
+
+
+class CachedProvider(LLMProvider):
+    """Wraps ``provider`` with a response cache configured by ``config``.
+
+    ``store`` defaults to a :class:`MemoryStore` sized by ``config``; ``clock`` (wall-clock
+    seconds) stamps entries and is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        provider: LLMProvider,
+        config: LLMCacheConfig | None = None,
+        *,
+        store: CacheStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(provider, LLMProvider):
+            raise TypeError(f"provider must be an LLMProvider, not {type(provider).__name__}")
+        self.config = config or LLMCacheConfig.default()
+        if not isinstance(self.config, LLMCacheConfig):
+            raise TypeError("config must be an LLMCacheConfig")
+        self.inner = provider
+        self.limits = self.config.limits
+        self.store: CacheStore = store or MemoryStore(
+            self.config.max_entries,
+            self.config.max_bytes,
+            ttl=self.config.ttl_seconds,
+            tti=self.config.tti_seconds,
+        )
+        self._clock = clock
+        # The identity is fixed for the provider's life; computing it once keeps it off the
+        # hit path.
+        self._identity = tuple(provider.cache_identity())
+        self._counters = Counters()
+        self._flight: SingleFlight[LLMResponse] = SingleFlight()
+
+    @classmethod
+    def wrap(cls, provider: LLMProvider) -> CachedProvider:
+        """Wrap ``provider`` with the default configuration."""
+        return cls(provider, LLMCacheConfig.default())
+
+    def name(self) -> str:
+        """``cached(<inner name>)``."""
+        return f"cached({self.inner.name()})"
+
+    def cache_identity(self) -> tuple[str, ...]:
+        """The wrapped provider's identity: a cache in front changes no answer."""
+        return self._identity
+
+    async def is_available(self) -> bool:
+        """Whether the wrapped provider is available."""
+        return await self.inner.is_available()
+
+    def key_for(self, request: LLMRequest) -> str:
+        """The cache key of ``request`` in this cache."""
+        return cache_key(request, self._identity)
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Answer from the cache, or from the wrapped provider (once per key in flight)."""
+        request.validate(self.limits)
+        key = cache_key(request, self._identity)
+        control = request.cache
+        if not control.no_cache:
+            # The hit path: kept short on purpose, it is what the cache is for.
+            entry = await self.store.get(key)
+            if entry is not None:
+                counters = self._counters
+                counters.hits += 1
+                counters.tokens_saved += entry.response.usage.total_tokens
+                return entry.response
+        return (await self._serve_uncached(request, key)).response
+
+    async def lookup(self, request: LLMRequest) -> CacheResult:
+        """Like :meth:`complete`, and also say how the answer was served (for the proxy/CLI)."""
+        request.validate(self.limits)
+        key = cache_key(request, self._identity)
+        if not request.cache.no_cache:
+            entry = await self.store.get(key)
+            if entry is not None:
+                self._counters.hits += 1
+                self._counters.tokens_saved += entry.response.usage.total_tokens
+                age = max(0.0, self._clock() - entry.stored_at)
+                return CacheResult(entry.response, "hit", key, age)
+        return await self._serve_uncached(request, key)
+
+    async def _serve_uncached(self, request: LLMRequest, key: str) -> CacheResult:
+        control = request.cache
+        if control.no_cache:
+            # A caller asking for a fresh sample gets its own call, never a shared one.
+            self._counters.bypasses += 1
+            return CacheResult(await self._fetch_and_store(request, key), "bypass", key)
+        if control.only_if_cached:
+            self._counters.only_if_cached_misses += 1
+            raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
+        response, joined = await self._flight.run(key, lambda: self._fetch_and_store(request, key))
+        if joined:
+            self._counters.coalesced += 1
+            self._counters.tokens_saved += response.usage.total_tokens
+            return CacheResult(response, "coalesced", key)
+        return CacheResult(response, "miss", key)
+
+    async def _fetch_and_store(self, request: LLMRequest, key: str) -> LLMResponse:
+        if not request.cache.no_cache:
+            self._counters.misses += 1
+        try:
+            response = await self.inner.complete(request)
+        except Exception:
+            self._counters.errors += 1
+            raise
+        if not request.cache.no_store:
+            await self._store(key, request, response)
+        return response
+
+    async def _store(self, key: str, request: LLMRequest, response: LLMResponse) -> None:
+        ttl, tti = effective_expiry(self.config, request.cache)
+        entry = CacheEntry(dataclasses.replace(response, cached=True), self._clock())
+        # The size is the entry's persisted (JSON) size, the same figure for every store.
+        entry = dataclasses.replace(entry, nbytes=len(encode_entry(entry)))
+        await self.store.set(key, entry, ttl, tti)
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        """Stream from the wrapped provider, uncached (stream caching comes separately)."""
+        request.validate(self.limits)
+        async for chunk in self.inner.stream(request):
+            yield chunk
+
+    def _sync_store(self, what: str) -> SyncCacheStore:
+        if not isinstance(self.store, SyncCacheStore):
+            raise TypeError(
+                f"{type(self.store).__name__} cannot {what} without I/O; "
+                f"use the async variant (a{what.split()[0]}())"
+            )
+        return self.store
+
+    def _snapshot(self, entries: int, nbytes: int) -> CacheStats:
+        c = self._counters
+        return CacheStats(
+            hits=c.hits,
+            misses=c.misses,
+            coalesced=c.coalesced,
+            bypasses=c.bypasses,
+            errors=c.errors,
+            store_errors=c.store_errors,
+            only_if_cached_misses=c.only_if_cached_misses,
+            evictions=dict(self.store.evictions()),
+            entries=entries,
+            bytes=nbytes,
+            tokens_saved=c.tokens_saved,
+        )
+
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters and the store's exact contents."""
+        store = self._sync_store("stats")
+        return self._snapshot(store.count_now(), store.bytes_now())
+
+    async def astats(self) -> CacheStats:
+        """:meth:`stats` for any store, including ones that need I/O to count."""
+        return self._snapshot(await self.store.count(), await self.store.total_bytes())
+
+    def size(self) -> int:
+        """The exact number of live entries (expired and evicted ones are not counted)."""
+        return self._sync_store("size").count_now()
+
+    async def asize(self) -> int:
+        """:meth:`size` for any store."""
+        return await self.store.count()
+
+    def clear(self) -> None:
+        """Remove every entry (counters are kept; they describe the cache's history)."""
+        self._sync_store("clear").clear_now()
+
+    async def aclear(self) -> None:
+        """:meth:`clear` for any store."""
+        await self.store.clear()
+
+    async def aclose(self) -> None:
+        """Close the store and the wrapped provider."""
+        try:
+            await self.store.aclose()
+        finally:
+            await self.inner.aclose()

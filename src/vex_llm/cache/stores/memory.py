@@ -1,0 +1,177 @@
+"""``MemoryStore``: the in-process store, on moka (Rust) through ``moka-py``.
+
+moka gives per-entry ttl/tti, LRU eviction by weight and an eviction listener with its cause;
+this module adds the byte accounting and the mapping of two bounds (entries and bytes) onto
+moka's single weighted capacity.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+
+from moka_py import Moka
+
+from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.stores.base import EVICTION_CAUSES
+
+__all__ = ["MemoryStore", "weight_plan"]
+
+# moka clamps a weight to a u32; the unit must leave room for the largest entry we accept.
+_MAX_WEIGHT = 2**32 - 1
+_MAX_UNIT = 1 << 16
+
+
+def weight_plan(
+    max_entries: int | None, max_bytes: int | None
+) -> tuple[int, Callable[[int], int] | None]:
+    """Map the two bounds onto moka's one capacity: ``(capacity, weight_of_nbytes)``.
+
+    With both bounds, an entry is charged the larger of its share of the entry budget and its
+    share of the byte budget, so a full cache respects both ceilings. The price: a mix of
+    small and large entries may be evicted a little before either bound alone is reached.
+    With one bound, the plan is exact. ``weight_of_nbytes`` is None when every entry weighs 1.
+    """
+    if max_bytes is None:
+        if max_entries is None:
+            raise ValueError("a memory store needs max_entries or max_bytes")
+        return max_entries, None
+    if max_entries is None:
+        return max_bytes, lambda nbytes: max(1, nbytes)
+    unit = max(1, min(_MAX_UNIT, _MAX_WEIGHT // max_entries))
+    capacity = max_entries * unit
+    scale = capacity / max_bytes
+
+    def weight(nbytes: int) -> int:
+        return min(_MAX_WEIGHT, max(unit, math.ceil(nbytes * scale)))
+
+    return capacity, weight
+
+
+class MemoryStore:
+    """In-process store with LRU eviction, ttl/tti expiry and exact counts on demand.
+
+    ``ttl``/``tti`` (seconds) are the store's own lifetimes and bound every entry. moka
+    expires store-level lifetimes precisely, but reaps per-entry ones on a timer wheel with
+    about a second's granularity; entries stored with a shorter per-request lifetime are
+    therefore tracked here too, so that counts are exact the moment an entry dies.
+    """
+
+    def __init__(
+        self,
+        max_entries: int | None = 1000,
+        max_bytes: int | None = None,
+        *,
+        ttl: float | None = None,
+        tti: float | None = None,
+    ) -> None:
+        capacity, weight = weight_plan(max_entries, max_bytes)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.tti = tti
+        self._bytes = 0
+        self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
+        # key -> [absolute deadline, tti, last access] (monotonic) for per-request lifetimes.
+        self._short: dict[str, list[float]] = {}
+        # Keys removed because their per-request lifetime ran out: their eviction counts as
+        # expired, whenever moka delivers it.
+        self._reaped: set[str] = set()
+        weigher = None if weight is None else (lambda _k, e: weight(e.nbytes))
+        self._moka: Moka[str, CacheEntry] = Moka(
+            capacity,
+            ttl=ttl,
+            tti=tti,
+            eviction_listener=self._on_evict,
+            policy="lru",  # design.md §5: LRU beat TinyLFU on bursty repeats
+            weigher=weigher,
+        )
+
+    def _on_evict(self, key: str, entry: CacheEntry, cause: str) -> None:
+        self._bytes -= entry.nbytes
+        if cause == "replaced":
+            return
+        if key in self._reaped:
+            self._reaped.discard(key)
+            cause = "expired"
+        self._short.pop(key, None)
+        self._evictions[cause] = self._evictions.get(cause, 0) + 1
+
+    def _reap_short_lived(self) -> None:
+        now = time.monotonic()
+        for key, (deadline, tti, last) in list(self._short.items()):
+            if now >= deadline or now >= last + tti:
+                self._reaped.add(key)
+                self._short.pop(key, None)
+                self._moka.remove(key)
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """The live entry for ``key``, or None."""
+        entry = self._moka.get(key)
+        if entry is not None and self._short:
+            tracked = self._short.get(key)
+            if tracked is not None:
+                tracked[2] = time.monotonic()
+        return entry
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        """Store ``entry``; False (and a ``size`` eviction) if it exceeds ``max_bytes``."""
+        if self.max_bytes is not None and entry.nbytes > self.max_bytes:
+            self._evictions["size"] += 1
+            return False
+        self._bytes += entry.nbytes
+        self._reaped.discard(key)
+        if ttl == self.ttl and tti == self.tti:
+            self._short.pop(key, None)
+            self._moka.set(key, entry)
+        else:
+            now = time.monotonic()
+            self._short[key] = [
+                now + ttl if ttl is not None else math.inf,
+                tti if tti is not None else math.inf,
+                now,
+            ]
+            self._moka.set(key, entry, ttl=ttl, tti=tti)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True if a live entry was there."""
+        return self._moka.remove(key) is not None
+
+    async def clear(self) -> None:
+        """Remove every entry."""
+        self.clear_now()
+
+    def clear_now(self) -> None:
+        """Remove every entry, without awaiting."""
+        self._moka.clear()
+        self._moka.run_pending_tasks()
+        self._short.clear()
+
+    async def count(self) -> int:
+        """The exact number of live entries."""
+        return self.count_now()
+
+    def count_now(self) -> int:
+        """The exact number of live entries (runs moka's pending evictions first)."""
+        self._reap_short_lived()
+        self._moka.run_pending_tasks()
+        return self._moka.count()
+
+    async def total_bytes(self) -> int:
+        """The encoded size of all live entries."""
+        return self.bytes_now()
+
+    def bytes_now(self) -> int:
+        """The encoded size of all live entries (after pending evictions)."""
+        self._reap_short_lived()
+        self._moka.run_pending_tasks()
+        return self._bytes
+
+    def evictions(self) -> Mapping[str, int]:
+        """Evictions so far by cause."""
+        return dict(self._evictions)
+
+    async def aclose(self) -> None:
+        """Nothing to release; entries stay until the store is dropped."""

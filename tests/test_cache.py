@@ -1,0 +1,256 @@
+"""CachedProvider: hits and misses, per-request controls, errors, expiry, stats."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from vex_llm import (
+    CacheControl,
+    CachedProvider,
+    CacheMiss,
+    InputLimits,
+    InputTooLarge,
+    LLMCacheConfig,
+    LLMRequest,
+    MockProvider,
+    ServerError,
+)
+from vex_llm.cache.config import effective_expiry
+
+from .conftest import ManualClock
+
+
+async def test_repeat_is_one_hit_one_miss(cached: CachedProvider) -> None:
+    """The original crate's first test."""
+    request = LLMRequest.simple("test prompt")
+    first = await cached.complete(request)
+    second = await cached.complete(request)
+    assert first.content == second.content
+    assert (first.cached, second.cached) == (False, True)
+    stats = cached.stats()
+    assert (stats.hits, stats.misses) == (1, 1)
+    assert stats.hit_rate == 0.5
+
+
+async def test_two_prompts_are_two_misses() -> None:
+    """The original crate's second test."""
+    cached = CachedProvider.wrap(MockProvider.smart())
+    await cached.complete(LLMRequest.simple("prompt 1"))
+    await cached.complete(LLMRequest.simple("prompt 2"))
+    stats = cached.stats()
+    assert (stats.hits, stats.misses) == (0, 2)
+    assert stats.hit_rate == 0.0
+
+
+async def test_hit_does_not_call_upstream_and_saves_tokens(
+    cached: CachedProvider, mock: MockProvider
+) -> None:
+    request = LLMRequest(prompt="p")
+    fresh = await cached.complete(request)
+    for _ in range(3):
+        await cached.complete(request)
+    assert mock.calls == 1
+    assert cached.stats().tokens_saved == 3 * fresh.usage.total_tokens
+
+
+async def test_tenants_never_share_an_entry(mock: MockProvider) -> None:
+    cached = CachedProvider.wrap(mock)
+    await cached.complete(LLMRequest(prompt="same", tenant_id="a"))
+    result = await cached.lookup(LLMRequest(prompt="same", tenant_id="b"))
+    assert result.outcome == "miss"
+    assert mock.calls == 2
+
+
+async def test_lookup_reports_outcome_key_and_age(clock: ManualClock) -> None:
+    cached = CachedProvider(MockProvider.constant("x"), clock=clock)
+    request = LLMRequest(prompt="p")
+    miss = await cached.lookup(request)
+    clock.advance(12.5)
+    hit = await cached.lookup(request)
+    assert (miss.outcome, hit.outcome) == ("miss", "hit")
+    assert miss.key == hit.key == cached.key_for(request)
+    assert hit.age == 12.5 and miss.age is None
+
+
+async def test_errors_are_never_cached() -> None:
+    mock = MockProvider.constant("ok", error=ServerError(500, "boom"), fail_times=1)
+    cached = CachedProvider.wrap(mock)
+    with pytest.raises(ServerError):
+        await cached.complete(LLMRequest(prompt="p"))
+    assert cached.size() == 0
+    assert (await cached.complete(LLMRequest(prompt="p"))).content == "ok"
+    assert mock.calls == 2
+    assert cached.stats().errors == 1
+
+
+async def test_no_store_answers_but_stores_nothing(cached: CachedProvider) -> None:
+    await cached.complete(LLMRequest(prompt="p", cache=CacheControl(no_store=True)))
+    assert cached.size() == 0
+
+
+async def test_no_cache_skips_the_read_and_refreshes_the_entry() -> None:
+    mock = MockProvider(responses=["old", "new"])
+    cached = CachedProvider.wrap(mock)
+    await cached.complete(LLMRequest(prompt="p"))
+    fresh = await cached.lookup(LLMRequest(prompt="p", cache=CacheControl(no_cache=True)))
+    assert (fresh.outcome, fresh.response.content) == ("bypass", "new")
+    assert (await cached.complete(LLMRequest(prompt="p"))).content == "new"
+    assert cached.stats().bypasses == 1
+
+
+async def test_only_if_cached_never_calls_upstream(cached: CachedProvider, mock: MockProvider) -> None:
+    only = LLMRequest(prompt="p", cache=CacheControl(only_if_cached=True))
+    with pytest.raises(CacheMiss):
+        await cached.complete(only)
+    assert mock.calls == 0
+    await cached.complete(LLMRequest(prompt="p"))
+    assert (await cached.complete(only)).cached
+    assert cached.stats().only_if_cached_misses == 1
+
+
+async def test_input_too_large_is_raised_before_any_lookup(mock: MockProvider) -> None:
+    config = LLMCacheConfig(limits=InputLimits(max_prompt_bytes=8))
+    cached = CachedProvider(mock, config)
+    with pytest.raises(InputTooLarge):
+        await cached.complete(LLMRequest(prompt="x" * 9))
+    assert mock.calls == 0 and cached.stats().misses == 0
+
+
+async def test_ttl_expires_entries_with_real_time() -> None:
+    mock = MockProvider.constant("x")
+    cached = CachedProvider(mock, LLMCacheConfig(ttl=0.15, tti=None))
+    request = LLMRequest(prompt="p")
+    await cached.complete(request)
+    assert cached.size() == 1
+    await asyncio.sleep(0.25)
+    assert cached.size() == 0
+    assert not (await cached.complete(request)).cached
+    assert mock.calls == 2
+    assert cached.stats().evictions["expired"] >= 1
+
+
+async def test_tti_expires_idle_entries_but_not_used_ones() -> None:
+    cached = CachedProvider(MockProvider.constant("x"), LLMCacheConfig(ttl=10, tti=0.3))
+    used, idle = LLMRequest(prompt="used"), LLMRequest(prompt="idle")
+    await cached.complete(used)
+    await cached.complete(idle)
+    for _ in range(4):
+        await asyncio.sleep(0.1)
+        assert (await cached.complete(used)).cached
+    assert cached.size() == 1
+    assert not (await cached.complete(idle)).cached
+
+
+async def test_request_ttl_only_shortens() -> None:
+    cached = CachedProvider(MockProvider.constant("x"), LLMCacheConfig(ttl=0.2, tti=None))
+    longer = LLMRequest(prompt="a", cache=CacheControl(ttl=timedelta(hours=1)))
+    shorter = LLMRequest(prompt="b", cache=CacheControl(ttl=0.05))
+    await cached.complete(longer)
+    await cached.complete(shorter)
+    await asyncio.sleep(0.1)
+    assert cached.size() == 1  # the short one is gone
+    assert cached.stats().evictions == {"size": 0, "expired": 1, "explicit": 0}
+    await asyncio.sleep(0.2)
+    assert cached.size() == 0  # the configured ttl still bounds the long request
+    assert cached.stats().evictions["expired"] == 2
+
+
+def test_effective_expiry_is_the_shorter_of_each() -> None:
+    config = LLMCacheConfig(ttl=100, tti=50)
+    assert effective_expiry(config, CacheControl()) == (100, 50)
+    assert effective_expiry(config, CacheControl(ttl=10, tti=500)) == (10, 50)
+    assert effective_expiry(LLMCacheConfig(ttl=None, tti=None), CacheControl(tti=5)) == (None, 5)
+
+
+async def test_max_entries_bounds_size_exactly_with_lru_order() -> None:
+    cached = CachedProvider(MockProvider.constant("x"), LLMCacheConfig(max_entries=3))
+    for i in range(5):
+        await cached.complete(LLMRequest(prompt=f"p{i}"))
+    assert cached.size() == 3
+    stats = cached.stats()
+    assert stats.entries == 3 and stats.evictions["size"] == 2
+    assert (await cached.lookup(LLMRequest(prompt="p4"))).outcome == "hit"
+    assert (await cached.lookup(LLMRequest(prompt="p0"))).outcome == "miss"
+
+
+async def test_max_bytes_bounds_total_bytes() -> None:
+    config = LLMCacheConfig(max_entries=None, max_bytes=2000)
+    cached = CachedProvider(MockProvider.constant("y" * 500), config)
+    for i in range(10):
+        await cached.complete(LLMRequest(prompt=f"p{i}"))
+    stats = cached.stats()
+    assert 0 < stats.bytes <= 2000
+    assert stats.entries == 3  # each entry is ~600 bytes of JSON
+    assert stats.evictions["size"] == 7
+
+
+async def test_entry_larger_than_the_whole_cache_is_not_stored() -> None:
+    config = LLMCacheConfig(max_entries=10, max_bytes=100)
+    cached = CachedProvider(MockProvider.constant("z" * 500), config)
+    await cached.complete(LLMRequest(prompt="p"))
+    assert cached.size() == 0 and cached.stats().bytes == 0
+
+
+async def test_clear_empties_and_keeps_counters(cached: CachedProvider) -> None:
+    await cached.complete(LLMRequest(prompt="a"))
+    await cached.complete(LLMRequest(prompt="b"))
+    cached.clear()
+    assert cached.size() == 0
+    stats = cached.stats()
+    assert stats.misses == 2 and stats.bytes == 0 and stats.evictions["explicit"] == 2
+    await cached.aclear()
+    assert await cached.asize() == 0
+    assert (await cached.astats()).entries == 0
+
+
+async def test_name_and_identity_show_the_wrapped_provider(mock: MockProvider) -> None:
+    cached = CachedProvider.wrap(mock)
+    assert cached.name() == "cached(mock:mock)"
+    assert cached.cache_identity() == mock.cache_identity()
+    assert await cached.is_available()
+
+
+async def test_stream_passes_through(cached: CachedProvider, mock: MockProvider) -> None:
+    chunks = [c async for c in cached.stream(LLMRequest(prompt="p"))]
+    assert "".join(c.delta for c in chunks) == "cached response"
+    assert mock.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"max_entries": 0}, ValueError),
+        ({"max_entries": -5}, ValueError),
+        ({"max_bytes": 0}, ValueError),
+        ({"ttl": 0}, ValueError),
+        ({"ttl": -1.0}, ValueError),
+        ({"tti": timedelta(seconds=-1)}, ValueError),
+        ({"ttl": "1h"}, TypeError),
+        ({"max_entries": 1.5}, TypeError),
+        ({"max_entries": None, "max_bytes": None}, ValueError),
+    ],
+)
+def test_bad_config_fails_at_construction(fields: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        LLMCacheConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_presets() -> None:
+    assert LLMCacheConfig() == LLMCacheConfig.default()
+    default, aggressive, conservative = (
+        LLMCacheConfig.default(),
+        LLMCacheConfig.aggressive(),
+        LLMCacheConfig.conservative(),
+    )
+    assert (default.max_entries, default.ttl, default.tti) == (1000, 3600, 1800)
+    assert (aggressive.max_entries, aggressive.ttl, aggressive.tti) == (10_000, 86_400, None)
+    assert (conservative.max_entries, conservative.ttl, conservative.tti) == (100, 300, 60)
+    assert LLMCacheConfig(ttl=timedelta(minutes=2)).ttl == 120.0
+
+
+def test_wrapping_a_non_provider_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="LLMProvider"):
+        CachedProvider("not a provider")  # type: ignore[arg-type]
