@@ -116,13 +116,17 @@ async def main() -> None:
         ("cache hit (same request object)", await time_async(hit)),
         ("cache hit (request built per call)", await time_async(hit_new_request)),
         ("cache key alone", time_sync(lambda: cache_key(request, identity))),
-        ("SHA-256 of prompt + dict lookup", time_sync(
-            lambda: table.get(hashlib.sha256(prompt_bytes).hexdigest()))),
+        (
+            "SHA-256 of prompt + dict lookup",
+            time_sync(lambda: table.get(hashlib.sha256(prompt_bytes).hexdigest())),
+        ),
         ("dict lookup, precomputed key", time_sync(lambda: table.get(key))),
     ]
     hits = cached.stats().hits
-    print(f"vex-llm cache hit path, ~1 KB prompt, {BATCHES * BATCH} calls per row "
-          f"(median and p99 of {BATCH}-call batch means), {hits} hits served")
+    print(
+        f"vex-llm cache hit path, ~1 KB prompt, {BATCHES * BATCH} calls per row "
+        f"(median and p99 of {BATCH}-call batch means), {hits} hits served"
+    )
     print(f"{'what':<40} {'median µs':>10} {'p99 µs':>10}")
     for label, (median, p99) in rows:
         print(f"{label:<40} {median:>10.2f} {p99:>10.2f}")

@@ -22,7 +22,7 @@ def test_every_public_class_and_function_has_a_docstring() -> None:
                 missing.append(name)
             if inspect.isclass(obj):
                 for attr, member in vars(obj).items():
-                    if not attr.startswith("_") and inspect.isfunction(member):
-                        if not inspect.getdoc(member):
-                            missing.append(f"{name}.{attr}")
+                    public = not attr.startswith("_") and inspect.isfunction(member)
+                    if public and not inspect.getdoc(member):
+                        missing.append(f"{name}.{attr}")
     assert missing == []

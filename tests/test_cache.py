@@ -72,7 +72,8 @@ async def test_lookup_reports_outcome_key_and_age(clock: ManualClock) -> None:
     hit = await cached.lookup(request)
     assert (miss.outcome, hit.outcome) == ("miss", "hit")
     assert miss.key == hit.key == cached.key_for(request)
-    assert hit.age == 12.5 and miss.age is None
+    assert hit.age == 12.5
+    assert miss.age is None
 
 
 async def test_errors_are_never_cached() -> None:
@@ -101,7 +102,9 @@ async def test_no_cache_skips_the_read_and_refreshes_the_entry() -> None:
     assert cached.stats().bypasses == 1
 
 
-async def test_only_if_cached_never_calls_upstream(cached: CachedProvider, mock: MockProvider) -> None:
+async def test_only_if_cached_never_calls_upstream(
+    cached: CachedProvider, mock: MockProvider
+) -> None:
     only = LLMRequest(prompt="p", cache=CacheControl(only_if_cached=True))
     with pytest.raises(CacheMiss):
         await cached.complete(only)
@@ -116,7 +119,8 @@ async def test_input_too_large_is_raised_before_any_lookup(mock: MockProvider) -
     cached = CachedProvider(mock, config)
     with pytest.raises(InputTooLarge):
         await cached.complete(LLMRequest(prompt="x" * 9))
-    assert mock.calls == 0 and cached.stats().misses == 0
+    assert mock.calls == 0
+    assert cached.stats().misses == 0
 
 
 async def test_ttl_expires_entries_with_real_time() -> None:
@@ -171,7 +175,8 @@ async def test_max_entries_bounds_size_exactly_with_lru_order() -> None:
         await cached.complete(LLMRequest(prompt=f"p{i}"))
     assert cached.size() == 3
     stats = cached.stats()
-    assert stats.entries == 3 and stats.evictions["size"] == 2
+    assert stats.entries == 3
+    assert stats.evictions["size"] == 2
     assert (await cached.lookup(LLMRequest(prompt="p4"))).outcome == "hit"
     assert (await cached.lookup(LLMRequest(prompt="p0"))).outcome == "miss"
 
@@ -191,7 +196,8 @@ async def test_entry_larger_than_the_whole_cache_is_not_stored() -> None:
     config = LLMCacheConfig(max_entries=10, max_bytes=100)
     cached = CachedProvider(MockProvider.constant("z" * 500), config)
     await cached.complete(LLMRequest(prompt="p"))
-    assert cached.size() == 0 and cached.stats().bytes == 0
+    assert cached.size() == 0
+    assert cached.stats().bytes == 0
 
 
 async def test_clear_empties_and_keeps_counters(cached: CachedProvider) -> None:
@@ -200,7 +206,9 @@ async def test_clear_empties_and_keeps_counters(cached: CachedProvider) -> None:
     cached.clear()
     assert cached.size() == 0
     stats = cached.stats()
-    assert stats.misses == 2 and stats.bytes == 0 and stats.evictions["explicit"] == 2
+    assert stats.misses == 2
+    assert stats.bytes == 0
+    assert stats.evictions["explicit"] == 2
     await cached.aclear()
     assert await cached.asize() == 0
     assert (await cached.astats()).entries == 0

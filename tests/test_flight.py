@@ -16,7 +16,8 @@ async def test_many_concurrent_identical_misses_call_upstream_once() -> None:
     results = await asyncio.gather(*(cached.lookup(LLMRequest(prompt="p")) for _ in range(150)))
     assert mock.calls == 1
     outcomes = [r.outcome for r in results]
-    assert outcomes.count("miss") == 1 and outcomes.count("coalesced") == 149
+    assert outcomes.count("miss") == 1
+    assert outcomes.count("coalesced") == 149
     assert {r.response.content for r in results} == {"x"}
     stats = cached.stats()
     assert (stats.misses, stats.coalesced, stats.hits) == (1, 149, 0)
@@ -30,7 +31,8 @@ async def test_failing_leader_fails_every_waiter_and_nothing_is_stored() -> None
         *(cached.complete(LLMRequest(prompt="p")) for _ in range(20)), return_exceptions=True
     )
     assert all(isinstance(r, ServerError) for r in results)
-    assert mock.calls == 1 and cached.size() == 0
+    assert mock.calls == 1
+    assert cached.size() == 0
     assert cached.stats().errors == 1
     assert (await cached.complete(LLMRequest(prompt="p"))).content == "ok"
     assert mock.calls == 2
@@ -67,7 +69,8 @@ async def test_when_every_caller_cancels_the_upstream_call_is_cancelled() -> Non
         caller.cancel()
     await asyncio.gather(*callers, return_exceptions=True)
     await asyncio.sleep(0)
-    assert len(flight) == 0 and not finished.is_set()
+    assert len(flight) == 0
+    assert not finished.is_set()
     # A newcomer starts a fresh call rather than joining the cancelled one.
     result, joined = await flight.run("k", _value)
     assert (result, joined) == ("fresh", False)

@@ -89,7 +89,8 @@ def test_key_material_decodes_back_to_the_request(request: LLMRequest) -> None:
         texts.append(body[offset : offset + length].decode("utf-8", "surrogatepass"))
         offset += length
     assert offset == len(body)
-    assert version == KEY_VERSION and identity == IDENTITY
+    assert version == KEY_VERSION
+    assert identity == IDENTITY
     decoded = (tenant, namespace, model, tuple(zip(roles, texts, strict=True)), *fields[7:])
     assert decoded == meaning(request)
 

@@ -58,7 +58,8 @@ async def test_stream_splits_the_answer_and_ends_with_usage() -> None:
     mock = MockProvider.constant("abcdefghij", chunk_size=4)
     chunks = [c async for c in mock.stream(LLMRequest(prompt="p"))]
     assert "".join(c.delta for c in chunks) == "abcdefghij"
-    assert chunks[-1].is_final and chunks[-1].usage is not None
+    assert chunks[-1].is_final
+    assert chunks[-1].usage is not None
     assert not any(c.is_final for c in chunks[:-1])
 
 

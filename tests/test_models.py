@@ -49,7 +49,8 @@ def test_keyword_construction_normalises_sequences() -> None:
         cache=CacheControl(ttl=timedelta(minutes=1)),
     )
     assert request.stop == ("\n", "END")
-    assert request.temperature == 1.0 and isinstance(request.temperature, float)
+    assert request.temperature == 1.0
+    assert isinstance(request.temperature, float)
     assert request.messages == (Message("user", "earlier"), Message("assistant", "reply"))
     assert request.timeout == 3.0
     assert request.cache.ttl == 60.0

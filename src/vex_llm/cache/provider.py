@@ -106,7 +106,7 @@ class CachedProvider(LLMProvider):
         control = request.cache
         if not control.no_cache:
             # The hit path: kept short on purpose, it is what the cache is for.
-            entry = await self.store.get(key)
+            entry = await self._read(key)
             if entry is not None:
                 counters = self._counters
                 counters.hits += 1
@@ -119,7 +119,7 @@ class CachedProvider(LLMProvider):
         request.validate(self.limits)
         key = cache_key(request, self._identity)
         if not request.cache.no_cache:
-            entry = await self.store.get(key)
+            entry = await self._read(key)
             if entry is not None:
                 self._counters.hits += 1
                 self._counters.tokens_saved += entry.response.usage.total_tokens
@@ -152,15 +152,32 @@ class CachedProvider(LLMProvider):
             self._counters.errors += 1
             raise
         if not request.cache.no_store:
-            await self._store(key, request, response)
+            await self._store_answer(key, request, response)
         return response
 
-    async def _store(self, key: str, request: LLMRequest, response: LLMResponse) -> None:
+    async def _read(self, key: str) -> CacheEntry | None:
+        """The one place the request path reads the store."""
+        return await self.store.get(key)
+
+    async def _write(
+        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None
+    ) -> None:
+        """The one place the request path writes the store."""
+        await self.store.set(key, entry, ttl, tti)
+
+    async def _store_answer(
+        self,
+        key: str,
+        request: LLMRequest,
+        response: LLMResponse,
+        chunks: tuple[Chunk, ...] | None = None,
+    ) -> None:
+        """Store a complete answer (and its recorded stream, if it was streamed)."""
         ttl, tti = effective_expiry(self.config, request.cache)
-        entry = CacheEntry(dataclasses.replace(response, cached=True), self._clock())
+        entry = CacheEntry(dataclasses.replace(response, cached=True), self._clock(), 0, chunks)
         # The size is the entry's persisted (JSON) size, the same figure for every store.
         entry = dataclasses.replace(entry, nbytes=len(encode_entry(entry)))
-        await self.store.set(key, entry, ttl, tti)
+        await self._write(key, entry, ttl, tti)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         """Stream from the wrapped provider, uncached (stream caching comes separately)."""
