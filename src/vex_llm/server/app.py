@@ -1,0 +1,444 @@
+"""``create_app``: the OpenAI-compatible caching proxy as a Starlette application.
+
+Every chat completion goes: client key -> tenant (401 if unknown); body read under the size cap
+(413, checked against Content-Length *and* counted while reading); body -> ``LLMRequest``
+(400 naming the param); the request's model -> its upstream's ``CachedProvider`` (404 if
+none); then a cached lookup, or a cached stream sent as SSE. Failures leave in OpenAI's error
+shape. Each upstream has its own ``CachedProvider``; all share one store (keys carry the
+upstream's identity and the tenant, so they never collide).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from vex_llm.cache.provider import CachedProvider
+from vex_llm.cache.stores.base import CacheStore
+from vex_llm.errors import LLMError
+from vex_llm.provider import LLMProvider
+from vex_llm.server.failures import Failure, failure_for
+from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
+from vex_llm.server.settings import Settings
+from vex_llm.server.tenants import TenantDirectory
+from vex_llm.server.upstreams import build_provider, upstream_secret
+from vex_llm.server.wire import (
+    DONE_LINE,
+    ChatRequest,
+    WireError,
+    cache_control,
+    chunk_json,
+    completion_json,
+    error_json,
+    parse_chat_request,
+    sse_line,
+    usage_chunk_json,
+)
+
+try:
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+    from starlette.types import Send
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the proxy needs the server extra: pip install 'vex-llm[server]'") from exc
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("vex_llm.server")
+
+_READY_TIMEOUT = 5.0
+_PROBE_KEY = "vex-llm:readiness-probe"
+
+
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    # ensure_ascii: a lone surrogate in an answer must not make encoding fail.
+    body = json.dumps(obj, separators=(",", ":")).encode("ascii")
+    return Response(body, status, headers=dict(headers or {}), media_type="application/json")
+
+
+def _error(err: WireError, headers: Mapping[str, str] | None = None) -> Response:
+    return _json(err.body(), err.status, headers)
+
+
+class _SSEResponse(StreamingResponse):
+    """A streaming response that always closes its generator, even when the client left.
+
+    Without this, a disconnect detected by a failed ``send`` leaves the generator to the
+    garbage collector, and with it the detaching of this subscriber from a shared stream.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        super().__init__(body, headers=dict(headers), media_type="text/event-stream")
+        self._body = body
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            closer = getattr(self._body, "aclose", None)
+            if closer is not None:
+                with anyio.CancelScope(shield=True):
+                    await closer()
+
+
+def _cache_headers(outcome: str, key: str, age: float | None) -> dict[str, str]:
+    headers = {"x-vex-cache": outcome, "x-vex-cache-key": key}
+    if outcome == "hit" and age is not None:
+        headers["age"] = str(int(age))
+    return headers
+
+
+async def _read_body(request: Request, cap: int) -> bytes:
+    too_large = WireError(
+        f"request body is larger than the limit of {cap} bytes",
+        status=413,
+        code="request_too_large",
+    )
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise WireError("Content-Length is not a number", param="Content-Length")
+        if int(length) > cap:
+            raise too_large
+    parts = []
+    total = 0
+    # Counted while reading: a chunked or lying body cannot get past the cap either.
+    async for part in request.stream():
+        total += len(part)
+        if total > cap:
+            raise too_large
+        parts.append(part)
+    return b"".join(parts)
+
+
+class _Proxy:
+    """The request handlers and the state they share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Mapping[str, LLMProvider],
+        store: CacheStore,
+        clock: Callable[[], float],
+        secrets: tuple[str, ...],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.directory = TenantDirectory.from_settings(settings)
+        self.metrics = ProxyMetrics()
+        self.secrets = secrets
+        self.cached = {
+            name: CachedProvider(provider, settings.cache, store=store, clock=clock)
+            for name, provider in providers.items()
+        }
+        self.upstream_model = {u.name: u.model for u in settings.upstreams}
+
+    async def aclose(self) -> None:
+        for cached in self.cached.values():
+            with contextlib.suppress(Exception):
+                await cached.aclose()
+
+    # -- chat completions ------------------------------------------------------------------
+
+    def _fail(self, failure: Failure, tenant: str, model: str, exc: LLMError | None) -> Response:
+        self.metrics.status(tenant, model, failure.status)
+        if exc is not None and failure.status >= 500:
+            self.metrics.upstream_error(tenant, model, type(exc).__name__)
+            log.warning("upstream %s failed: %s", model, failure.message)
+        return _error(failure.as_wire(), failure.headers)
+
+    async def chat(self, request: Request) -> Response:
+        started = time.perf_counter()
+        tenant = self.directory.tenant(request.headers.get("authorization"))
+        if tenant is None:
+            self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401)
+            return _error(_unauthorized())
+        try:
+            body = await _read_body(request, self.settings.max_body_bytes)
+            control = cache_control(request.headers.get("cache-control"))
+            chat = parse_chat_request(
+                body, tenant_id=tenant, control=control, upstream_model=self.upstream_model
+            )
+        except WireError as err:
+            self.metrics.status(tenant, UNKNOWN_MODEL, err.status)
+            return _error(err)
+        cached = self.cached.get(chat.model)
+        if cached is None:
+            self.metrics.status(tenant, UNKNOWN_MODEL, 404)
+            return _error(
+                WireError(
+                    f"the model {chat.model!r} does not exist here; GET /v1/models lists them",
+                    param="model",
+                    status=404,
+                    code="model_not_found",
+                )
+            )
+        if chat.stream:
+            return await self._stream(cached, chat, tenant, started)
+        try:
+            result = await cached.lookup(chat.request)
+        except LLMError as exc:
+            failure = failure_for(
+                exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
+            )
+            return self._fail(failure, tenant, chat.model, exc)
+        response = result.response
+        self.metrics.observe(
+            tenant,
+            chat.model,
+            result.outcome,
+            time.perf_counter() - started,
+            response.usage.total_tokens,
+        )
+        self.metrics.status(tenant, chat.model, 200)
+        body_json = completion_json(
+            response,
+            completion_id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=response.model or chat.model,
+        )
+        return _json(body_json, 200, _cache_headers(result.outcome, result.key, result.age))
+
+    async def _stream(
+        self, cached: CachedProvider, chat: ChatRequest, tenant: str, started: float
+    ) -> Response:
+        try:
+            stream = await cached.open_stream(chat.request)
+        except LLMError as exc:
+            failure = failure_for(
+                exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
+            )
+            return self._fail(failure, tenant, chat.model, exc)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+
+        async def events() -> AsyncIterator[bytes]:
+            first = True
+            final = None
+            tokens = 0
+            try:
+                async for chunk in stream:
+                    model = chunk.model or chat.model
+                    yield sse_line(
+                        chunk_json(
+                            chunk,
+                            completion_id=completion_id,
+                            created=created,
+                            model=model,
+                            first=first,
+                        )
+                    )
+                    first = False
+                    if chunk.is_final:
+                        final = chunk
+                        tokens = chunk.usage.total_tokens if chunk.usage else 0
+                if chat.include_usage and final is not None:
+                    yield sse_line(
+                        usage_chunk_json(
+                            final,
+                            completion_id=completion_id,
+                            created=created,
+                            model=final.model or chat.model,
+                        )
+                    )
+                yield DONE_LINE
+                self.metrics.observe(
+                    tenant, chat.model, stream.outcome, time.perf_counter() - started, tokens
+                )
+                self.metrics.status(tenant, chat.model, 200)
+            except LLMError as exc:
+                # Headers are gone already: the error travels as an SSE event, and the missing
+                # [DONE] tells the client the stream is incomplete.
+                failure = failure_for(
+                    exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
+                )
+                self.metrics.upstream_error(tenant, chat.model, type(exc).__name__)
+                self.metrics.status(tenant, chat.model, failure.status)
+                log.warning("stream from %s failed: %s", chat.model, failure.message)
+                yield sse_line(failure.as_wire().body())
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+
+        return _SSEResponse(events(), _cache_headers(stream.outcome, stream.key, stream.age))
+
+    # -- the rest --------------------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        if self.directory.tenant(request.headers.get("authorization")) is None:
+            return _error(_unauthorized())
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "vex-llm"}
+            for name in self.cached
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def healthz(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        upstreams = {}
+        for name, cached in self.cached.items():
+            try:
+                with anyio.fail_after(_READY_TIMEOUT):
+                    upstreams[name] = await cached.inner.is_available()
+            except Exception:
+                upstreams[name] = False
+        try:
+            with anyio.fail_after(_READY_TIMEOUT):
+                await self.store.get(_PROBE_KEY)
+            store_ok = True
+        except Exception:
+            store_ok = False
+        ready = store_ok and all(upstreams.values())
+        body = {
+            "status": "ready" if ready else "not ready",
+            "upstreams": upstreams,
+            "store": store_ok,
+        }
+        return _json(body, 200 if ready else 503)
+
+    async def metrics_text(self, request: Request) -> Response:
+        if self.settings.metrics_auth and not self.directory.is_admin(
+            request.headers.get("authorization")
+        ):
+            return _error(_unauthorized("/metrics needs the admin key"))
+        body, content_type = self.metrics.render()
+        return Response(body, headers={"content-type": content_type})
+
+    async def cache_stats(self, request: Request) -> Response:
+        if self.directory.tenant(request.headers.get("authorization")) is None:
+            return _error(_unauthorized())
+        totals: dict[str, Any] = {}
+        per_model = {}
+        entries = nbytes = 0
+        evictions: Mapping[str, int] = {}
+        for name, cached in self.cached.items():
+            stats = await cached.astats()
+            entries, nbytes, evictions = stats.entries, stats.bytes, stats.evictions
+            counters = {
+                "hits": stats.hits,
+                "misses": stats.misses,
+                "coalesced": stats.coalesced,
+                "bypasses": stats.bypasses,
+                "errors": stats.errors,
+                "store_errors": stats.store_errors,
+                "only_if_cached_misses": stats.only_if_cached_misses,
+                "tokens_saved": stats.tokens_saved,
+            }
+            per_model[name] = counters
+            for field, value in counters.items():
+                totals[field] = totals.get(field, 0) + value
+        lookups = totals.get("hits", 0) + totals.get("misses", 0) + totals.get("coalesced", 0)
+        totals["hit_rate"] = totals.get("hits", 0) / lookups if lookups else 0.0
+        body = {
+            **totals,
+            "entries": entries,
+            "bytes": nbytes,
+            "evictions": dict(evictions),
+            "models": per_model,
+        }
+        return _json(body)
+
+    async def cache_clear(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        if not self.directory.has_admin:
+            return _error(
+                WireError(
+                    "no admin key is configured; set [admin] in the config or VEX_LLM_ADMIN_KEY",
+                    status=403,
+                    type="permission_error",
+                )
+            )
+        if not self.directory.is_admin(authorization):
+            return _error(_unauthorized("clearing the cache needs the admin key"))
+        if request.query_params.get("tenant") is not None:
+            return _error(
+                WireError(
+                    "clearing one tenant is not supported: cache keys are one-way hashes, so "
+                    "the store cannot tell which entries belong to a tenant; clear everything "
+                    "(DELETE /v1/cache without ?tenant) or let the tenant's entries expire",
+                    param="tenant",
+                    status=501,
+                    type="not_implemented",
+                )
+            )
+        removed = await self.store.count()
+        await self.store.clear()
+        log.info("cache cleared by the admin (%d entries)", removed)
+        return _json({"cleared": True, "entries_removed": removed})
+
+
+def _unauthorized(message: str = "invalid or missing API key") -> WireError:
+    return WireError(message, status=401, type="authentication_error", code="invalid_api_key")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    return _json(error_json(str(detail), kind if status < 500 else "server_error"), status)
+
+
+def create_app(
+    settings: Settings,
+    providers: Mapping[str, LLMProvider] | None = None,
+    store: CacheStore | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The proxy for ``settings``.
+
+    ``providers`` (model name -> provider) replaces the upstreams the settings describe (tests,
+    the embedded local model); ``store`` replaces the store opened from ``settings.store_url``.
+    The app owns both and closes them when it shuts down.
+    """
+    secrets: tuple[str, ...] = ()
+    if providers is None:
+        providers = {u.name: build_provider(u) for u in settings.upstreams}
+        secrets = tuple(filter(None, (upstream_secret(u) for u in settings.upstreams)))
+    if store is None:
+        from vex_llm.cache.stores.url import open_store
+
+        cache = settings.cache
+        store = open_store(
+            settings.store_url,
+            max_entries=cache.max_entries,
+            max_bytes=cache.max_bytes,
+            ttl=cache.ttl_seconds,
+            tti=cache.tti_seconds,
+        )
+    proxy = _Proxy(settings, providers, store, clock, secrets)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await proxy.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
+        Route("/v1/models", proxy.models, methods=["GET"]),
+        Route("/healthz", proxy.healthz, methods=["GET"]),
+        Route("/readyz", proxy.readyz, methods=["GET"]),
+        Route("/metrics", proxy.metrics_text, methods=["GET"]),
+        Route("/v1/cache/stats", proxy.cache_stats, methods=["GET"]),
+        Route("/v1/cache", proxy.cache_clear, methods=["DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )
+    app.state.proxy = proxy
+    return app

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one proxy app, in its own ``CollectorRegistry``.
+
+Labels are the tenant id and the model name as configured, both bounded by the config; a model
+a client made up is counted as ``_unknown`` and an unauthenticated caller as ``_anonymous``,
+so no client can grow the number of series. Nothing is ever labelled by a key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ANONYMOUS", "UNKNOWN_MODEL", "ProxyMetrics"]
+
+ANONYMOUS = "_anonymous"
+UNKNOWN_MODEL = "_unknown"
+
+# Hits take about a millisecond, upstream calls up to minutes: buckets span both.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the proxy's metrics need prometheus-client: pip install 'vex-llm[server]'"
+        ) from exc
+    return prometheus_client
+
+
+class ProxyMetrics:
+    """The proxy's counters and histograms; ``render()`` gives the Prometheus text."""
+
+    def __init__(self) -> None:
+        prom = _prometheus()
+        self._prom = prom
+        self.registry = prom.CollectorRegistry()
+        labels = ("tenant", "model")
+        r = self.registry
+        self.requests = prom.Counter(
+            "vex_llm_requests",
+            "Chat-completion requests answered, by HTTP status class.",
+            (*labels, "status"),
+            registry=r,
+        )
+        self.cache = prom.Counter(
+            "vex_llm_cache_lookups",
+            "Chat completions by cache outcome (hit, miss, coalesced, bypass).",
+            (*labels, "outcome"),
+            registry=r,
+        )
+        self.upstream_errors = prom.Counter(
+            "vex_llm_upstream_errors",
+            "Upstream failures passed on to clients, by error type.",
+            (*labels, "error"),
+            registry=r,
+        )
+        self.tokens_saved = prom.Counter(
+            "vex_llm_tokens_saved",
+            "Tokens of answers served without an upstream call (hits and coalesced).",
+            labels,
+            registry=r,
+        )
+        self.latency = prom.Histogram(
+            "vex_llm_request_duration_seconds",
+            "Time to answer a chat completion (to the last byte for streams), by outcome.",
+            (*labels, "outcome"),
+            buckets=_BUCKETS,
+            registry=r,
+        )
+
+    def observe(
+        self, tenant: str, model: str, outcome: str, seconds: float, tokens_saved: int
+    ) -> None:
+        """Record one answered completion."""
+        self.cache.labels(tenant, model, outcome).inc()
+        self.latency.labels(tenant, model, outcome).observe(seconds)
+        if tokens_saved and outcome in ("hit", "coalesced"):
+            self.tokens_saved.labels(tenant, model).inc(tokens_saved)
+
+    def status(self, tenant: str, model: str, status: int) -> None:
+        """Count a response by its status class (``2xx``, ``4xx``...)."""
+        self.requests.labels(tenant, model, f"{status // 100}xx").inc()
+
+    def upstream_error(self, tenant: str, model: str, error: str) -> None:
+        """Count an upstream failure of type ``error`` (the exception class name)."""
+        self.upstream_errors.labels(tenant, model, error).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST

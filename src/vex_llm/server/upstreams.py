@@ -1,0 +1,82 @@
+"""Building the upstream providers the settings describe (the one place the proxy reads keys).
+
+An upstream's API key is read from its environment variable here and handed to the provider,
+never kept in the settings. ``PinnedIdentity`` gives a provider a fixed cache identity: the
+embedded local model listens on a new port each run, and its answers must still hit the
+cache entries of the previous run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+
+from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.provider import LLMProvider
+from vex_llm.server.settings import UpstreamSettings
+
+__all__ = ["PinnedIdentity", "build_provider", "upstream_secret"]
+
+
+def upstream_secret(upstream: UpstreamSettings, env: Mapping[str, str] | None = None) -> str | None:
+    """The upstream's API key from its environment variable (None when it has none)."""
+    if upstream.api_key_env is None:
+        return None
+    return (os.environ if env is None else env).get(upstream.api_key_env) or None
+
+
+def build_provider(upstream: UpstreamSettings, env: Mapping[str, str] | None = None) -> LLMProvider:
+    """The provider for ``upstream`` (its kind's class, its key from the environment)."""
+    key = upstream_secret(upstream, env)
+    if upstream.kind == "openai":
+        from vex_llm.providers.openai_compat import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider(
+            base_url=upstream.base_url,
+            api_key=key,
+            model=upstream.model,
+            timeout=upstream.timeout,
+        )
+    if upstream.kind == "ollama":
+        from vex_llm.providers.ollama import OllamaProvider
+
+        return OllamaProvider(base_url=upstream.base_url, model=upstream.model)
+    if upstream.kind == "anthropic":
+        from vex_llm.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(api_key=key, model=upstream.model, base_url=upstream.base_url)
+    raise ValueError(f"unknown upstream kind {upstream.kind!r}")
+
+
+class PinnedIdentity(LLMProvider):
+    """Delegates everything to ``inner`` but answers ``cache_identity()`` with ``identity``."""
+
+    def __init__(self, inner: LLMProvider, identity: tuple[str, ...]) -> None:
+        self.inner = inner
+        self.identity = identity
+        self.limits = inner.limits
+
+    def name(self) -> str:
+        """The inner provider's name."""
+        return self.inner.name()
+
+    def cache_identity(self) -> tuple[str, ...]:
+        """The pinned identity."""
+        return self.identity
+
+    async def is_available(self) -> bool:
+        """Whether the inner provider is available."""
+        return await self.inner.is_available()
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """The inner provider's answer."""
+        return await self.inner.complete(request)
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        """The inner provider's stream."""
+        async for chunk in self.inner.stream(request):
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Close the inner provider."""
+        await self.inner.aclose()
