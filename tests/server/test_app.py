@@ -6,8 +6,8 @@ import httpx
 import openai
 import pytest
 
-from vex_llm import ConnectionFailed, MockProvider, RateLimited, ServerError, Timeout
 from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, MODEL, make_settings, proxy
+from vex_llm import ConnectionFailed, MockProvider, RateLimited, ServerError, Timeout
 
 MESSAGES = [{"role": "user", "content": "What is a cache?"}]
 
@@ -23,14 +23,16 @@ async def test_second_identical_completion_is_a_hit_without_an_upstream_call() -
         second = await c.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
     assert first.headers["x-vex-cache"] == "miss"
     assert second.headers["x-vex-cache"] == "hit"
-    assert "age" in second.headers and "age" not in first.headers
+    assert "age" in second.headers
+    assert "age" not in first.headers
     assert first.headers["x-vex-cache-key"] == second.headers["x-vex-cache-key"]
     assert len(first.headers["x-vex-cache-key"]) == 64
     assert upstream.calls == 1
     a, b = first.parse(), second.parse()
     assert a.choices[0].message.content == b.choices[0].message.content == "A cache keeps answers."
     assert a.choices[0].finish_reason == "stop"
-    assert b.usage is not None and b.usage.total_tokens > 0
+    assert b.usage is not None
+    assert b.usage.total_tokens > 0
 
 
 async def test_tenants_never_share_an_answer() -> None:
@@ -41,7 +43,8 @@ async def test_tenants_never_share_an_answer() -> None:
     assert (ra.headers["x-vex-cache"], rb.headers["x-vex-cache"]) == ("miss", "miss")
     assert ra.headers["x-vex-cache-key"] != rb.headers["x-vex-cache-key"]
     assert upstream.calls == 2
-    assert upstream.last_request is not None and upstream.last_request.tenant_id == "tenant-b"
+    assert upstream.last_request is not None
+    assert upstream.last_request.tenant_id == "tenant-b"
 
 
 async def test_only_if_cached_miss_is_504_and_never_calls_upstream() -> None:
@@ -83,7 +86,8 @@ async def test_unknown_model_is_404_naming_the_model() -> None:
             await c.chat.completions.create(model="gpt-nope", messages=MESSAGES)
     body = caught.value.body
     assert isinstance(body, dict)
-    assert body["param"] == "model" and body["code"] == "model_not_found"
+    assert body["param"] == "model"
+    assert body["code"] == "model_not_found"
 
 
 async def test_no_cache_bypasses_and_no_store_keeps_nothing() -> None:
@@ -119,7 +123,8 @@ async def test_upstream_failures_are_passed_on_and_not_stored(
         with pytest.raises(openai.APIStatusError) as caught:
             await c.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert caught.value.status_code == status
-        assert isinstance(caught.value.body, dict) and caught.value.body["code"] == code
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["code"] == code
         after = await c.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
     assert after.headers["x-vex-cache"] == "miss"
     assert upstream.calls == 2
@@ -147,13 +152,16 @@ async def test_models_health_ready_and_metrics() -> None:
             ready = await raw.get("/readyz")
             metrics = (await raw.get("/metrics")).text
             stats = (await raw.get("/v1/cache/stats", headers=_bearer(KEY_A))).json()
-    assert ready.status_code == 200 and ready.json()["upstreams"] == {MODEL: True}
-    assert 'vex_llm_cache_lookups_total{model="test-model",outcome="hit",tenant="tenant-a"} 1.0' in (
-        metrics
+    assert ready.status_code == 200
+    assert ready.json()["upstreams"] == {MODEL: True}
+    assert (
+        'vex_llm_cache_lookups_total{model="test-model",outcome="hit",tenant="tenant-a"} 1.0'
+        in (metrics)
     )
     assert 'vex_llm_tokens_saved_total{model="test-model",tenant="tenant-a"}' in metrics
-    assert KEY_A not in metrics and "sk-" not in metrics
-    assert stats["hits"] == 1 and stats["misses"] == 1 and stats["entries"] == 1
+    assert KEY_A not in metrics
+    assert "sk-" not in metrics
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 1, 1)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -166,8 +174,11 @@ async def test_clearing_the_cache_needs_the_admin_key() -> None:
         await c.chat.completions.create(model=MODEL, messages=MESSAGES)
         async with httpx.AsyncClient(base_url=base) as raw:
             assert (await raw.delete("/cache", headers=_bearer(KEY_A))).status_code == 401
-            one = await raw.delete("/cache", params={"tenant": "tenant-a"}, headers=_bearer(ADMIN_KEY))
-            assert one.status_code == 501 and "not supported" in one.json()["error"]["message"]
+            one = await raw.delete(
+                "/cache", params={"tenant": "tenant-a"}, headers=_bearer(ADMIN_KEY)
+            )
+            assert one.status_code == 501
+            assert "not supported" in one.json()["error"]["message"]
             cleared = await raw.delete("/cache", headers=_bearer(ADMIN_KEY))
         assert cleared.json() == {"cleared": True, "entries_removed": 1}
         again = await c.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
@@ -175,10 +186,11 @@ async def test_clearing_the_cache_needs_the_admin_key() -> None:
 
 
 async def test_metrics_can_require_the_admin_key() -> None:
-    async with proxy(MockProvider.constant("x"), make_settings(metrics_auth=True)) as base:
-        async with httpx.AsyncClient(base_url=base.removesuffix("/v1")) as raw:
-            assert (await raw.get("/metrics")).status_code == 401
-            assert (await raw.get("/metrics", headers=_bearer(ADMIN_KEY))).status_code == 200
+    settings = make_settings(metrics_auth=True)
+    async with proxy(MockProvider.constant("x"), settings) as base, httpx.AsyncClient() as raw:
+        url = base.removesuffix("/v1") + "/metrics"
+        assert (await raw.get(url)).status_code == 401
+        assert (await raw.get(url, headers=_bearer(ADMIN_KEY))).status_code == 200
 
 
 async def test_model_alias_is_sent_upstream_under_its_real_name() -> None:
@@ -186,5 +198,6 @@ async def test_model_alias_is_sent_upstream_under_its_real_name() -> None:
     settings = make_settings({"fast": "llama-3.1-8b"})
     async with proxy(upstream, settings) as base, client(base) as c:
         reply = await c.chat.completions.create(model="fast", messages=MESSAGES)
-    assert upstream.last_request is not None and upstream.last_request.model == "llama-3.1-8b"
+    assert upstream.last_request is not None
+    assert upstream.last_request.model == "llama-3.1-8b"
     assert reply.model == "llama-3.1-8b"
