@@ -1,5 +1,5 @@
-"""``python -m vex_llm``: the demo until the command-line interface lands."""
+"""``python -m vex_llm``: the ``vex-llm`` command line (``python -m vex_llm demo`` for the demo)."""
 
-from vex_llm.demo import main
+from vex_llm.cli import main
 
 main()

@@ -1,21 +1,18 @@
 """Building the upstream providers the settings describe (the one place the proxy reads keys).
 
 An upstream's API key is read from its environment variable here and handed to the provider,
-never kept in the settings. ``PinnedIdentity`` gives a provider a fixed cache identity: the
-embedded local model listens on a new port each run, and its answers must still hit the
-cache entries of the previous run.
+never kept in the settings.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
-from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 from vex_llm.server.settings import UpstreamSettings
 
-__all__ = ["PinnedIdentity", "build_provider", "upstream_secret"]
+__all__ = ["build_provider", "upstream_secret"]
 
 
 def upstream_secret(upstream: UpstreamSettings, env: Mapping[str, str] | None = None) -> str | None:
@@ -46,37 +43,3 @@ def build_provider(upstream: UpstreamSettings, env: Mapping[str, str] | None = N
 
         return AnthropicProvider(api_key=key, model=upstream.model, base_url=upstream.base_url)
     raise ValueError(f"unknown upstream kind {upstream.kind!r}")
-
-
-class PinnedIdentity(LLMProvider):
-    """Delegates everything to ``inner`` but answers ``cache_identity()`` with ``identity``."""
-
-    def __init__(self, inner: LLMProvider, identity: tuple[str, ...]) -> None:
-        self.inner = inner
-        self.identity = identity
-        self.limits = inner.limits
-
-    def name(self) -> str:
-        """The inner provider's name."""
-        return self.inner.name()
-
-    def cache_identity(self) -> tuple[str, ...]:
-        """The pinned identity."""
-        return self.identity
-
-    async def is_available(self) -> bool:
-        """Whether the inner provider is available."""
-        return await self.inner.is_available()
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        """The inner provider's answer."""
-        return await self.inner.complete(request)
-
-    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        """The inner provider's stream."""
-        async for chunk in self.inner.stream(request):
-            yield chunk
-
-    async def aclose(self) -> None:
-        """Close the inner provider."""
-        await self.inner.aclose()

@@ -1,0 +1,377 @@
+"""The ``vex-llm`` command line: serve the proxy, ask a question, inspect the cache, check config.
+
+Needs the ``[server]`` extra (click, rich, uvicorn...). Answers go to stdout; progress, cache
+outcomes and errors go to stderr, so ``vex-llm ask ... > answer.txt`` keeps only the answer.
+Exit codes: 0 success, 1 failure (bad config, upstream error, cache miss), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+try:
+    import click
+    from rich.console import Console
+    from rich.table import Table
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the vex-llm command needs the server extra: pip install 'vex-llm[server]'"
+    ) from exc
+
+from vex_llm import __version__
+from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.errors import LLMError
+from vex_llm.models import CacheControl, LLMRequest
+from vex_llm.server.settings import (
+    UPSTREAM_KINDS,
+    ConfigError,
+    UpstreamSettings,
+    check_config,
+    hash_key,
+    load_settings,
+)
+
+__all__ = ["main"]
+
+err = Console(stderr=True)
+T = TypeVar("T")
+
+_UPSTREAM_OPTIONS = [
+    click.option("--upstream", metavar="URL", help="Upstream base URL, e.g. http://host:8000/v1."),
+    click.option(
+        "--upstream-kind",
+        type=click.Choice(UPSTREAM_KINDS),
+        default="openai",
+        show_default=True,
+        help="The upstream's wire format.",
+    ),
+    click.option(
+        "--upstream-key-env", metavar="VAR", help="Environment variable holding the upstream key."
+    ),
+    click.option("--model", metavar="NAME", help="Model name (required with --upstream)."),
+    click.option("--store", metavar="URL", help="memory://, sqlite:///ABS/PATH or redis://HOST."),
+]
+
+
+def _upstream_options(command: Any) -> Any:
+    for option in reversed(_UPSTREAM_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+def _store_url(store: str | None) -> str:
+    from vex_llm.server.run import default_store_url
+
+    return store or os.environ.get("VEX_LLM_STORE") or default_store_url()
+
+
+def _open_store(url: str, config: LLMCacheConfig) -> Any:
+    from vex_llm.cache.stores.url import open_store
+
+    try:
+        return open_store(
+            url,
+            max_entries=config.max_entries,
+            max_bytes=config.max_bytes,
+            ttl=config.ttl_seconds,
+            tti=config.tti_seconds,
+        )
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot open the store {url}: {exc}") from None
+
+
+def _upstream_provider(
+    upstream: str | None, kind: str, key_env: str | None, model: str | None
+) -> tuple[Any, str]:
+    """The provider and model name for ``--upstream``, or the embedded local model."""
+    if upstream is None:
+        from vex_llm.server.local import LOCAL_MODEL, LocalModelProvider
+
+        return LocalModelProvider(progress=lambda line: err.print(line, style="dim")), LOCAL_MODEL
+    if not model:
+        raise click.UsageError("--upstream needs --model NAME (the model the upstream serves)")
+    if key_env and not os.environ.get(key_env):
+        raise click.ClickException(
+            f"environment variable {key_env} (--upstream-key-env) is not set"
+        )
+    from vex_llm.server.upstreams import build_provider
+
+    settings = UpstreamSettings(model, kind, upstream, model, key_env)
+    return build_provider(settings), model
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vex-llm")
+def main() -> None:
+    """vex-llm: a caching, tenant-safe, OpenAI-compatible front for LLM providers."""
+
+
+@main.command()
+def demo() -> None:
+    """Run the in-memory demo: a miss, a hit, coalescing and the stats."""
+    from vex_llm.demo import main as run_demo
+
+    run_demo()
+
+
+@main.command()
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML config.")
+@click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="[default: 8080]")
+@_upstream_options
+def serve(
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    upstream: str | None,
+    upstream_kind: str,
+    upstream_key_env: str | None,
+    model: str | None,
+    store: str | None,
+) -> None:
+    """Run the OpenAI-compatible caching proxy.
+
+    With --config, everything comes from the file. With --upstream, one upstream is served,
+    open to any client key on a loopback address. With neither, the embedded defaults: the
+    local SmolLM2 model (installed on first use) and a SQLite cache in the user cache dir.
+    """
+    if config is not None and upstream is not None:
+        raise click.UsageError("use --config or --upstream, not both")
+    _run(_serve(config, host, port, upstream, upstream_kind, upstream_key_env, model, store))
+
+
+async def _serve(
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    upstream: str | None,
+    kind: str,
+    key_env: str | None,
+    model: str | None,
+    store: str | None,
+) -> None:
+    from vex_llm.server.app import create_app
+    from vex_llm.server.run import OPEN_TENANT, quick_settings, serve_app
+
+    local = None
+    providers = None
+    try:
+        if config is not None:
+            settings = load_settings(config)
+            settings = dataclasses.replace(
+                settings,
+                host=host or settings.host,
+                port=settings.port if port is None else port,
+                store_url=store or settings.store_url,
+            )
+        else:
+            provider, model = _upstream_provider(upstream, kind, key_env, model)
+            admin = os.environ.get("VEX_LLM_ADMIN_KEY")
+            settings = quick_settings(
+                model=model,
+                base_url=upstream or "http://127.0.0.1/v1",
+                kind=kind,
+                api_key_env=key_env,
+                store_url=_store_url(store),
+                host=host or "127.0.0.1",
+                port=8080 if port is None else port,
+                admin_key_hashes=(hash_key(admin),) if admin else (),
+            )
+            providers = {model: provider}
+            if upstream is None:
+                local = provider
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]config:[/] {problem}", markup=True, highlight=False)
+        raise click.ClickException("invalid configuration") from None
+    app = create_app(settings, providers=providers)
+    try:
+        if local is not None:
+            await local.start()
+        _announce(settings, OPEN_TENANT)
+        await serve_app(app, settings.host, settings.port)
+    finally:
+        if local is not None:
+            await local.aclose()
+
+
+def _announce(settings: Any, open_tenant: str) -> None:
+    base = f"http://{settings.host}:{settings.port}/v1"
+    err.print(f"[bold green]vex-llm proxy[/] on {base}", highlight=False)
+    for u in settings.upstreams:
+        err.print(f"  model [bold]{u.name}[/] -> {u.kind} upstream", highlight=False)
+    err.print(f"  cache store: {settings.store_url}", highlight=False)
+    if settings.open_tenant is not None:
+        err.print(
+            f"  [yellow]open access:[/] any client key is accepted, as tenant "
+            f"'{settings.open_tenant}' (listening on {settings.host} only)",
+            highlight=False,
+        )
+    err.print(
+        f'  try: curl {base}/chat/completions -H "Content-Type: application/json" '
+        f'-d \'{{"model": "{settings.upstreams[0].name}", "messages": '
+        f'[{{"role": "user", "content": "Hello"}}]}}\'',
+        highlight=False,
+        markup=False,
+    )
+
+
+@main.command()
+@click.argument("question")
+@_upstream_options
+@click.option("--no-cache", is_flag=True, help="Ask upstream even if an answer is cached.")
+@click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
+@click.option("--system", metavar="TEXT", help="A system prompt.")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
+@click.option("--max-tokens", type=click.IntRange(1), help="Answer length limit.")
+def ask(
+    question: str,
+    upstream: str | None,
+    upstream_kind: str,
+    upstream_key_env: str | None,
+    model: str | None,
+    store: str | None,
+    no_cache: bool,
+    stream: bool,
+    system: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+) -> None:
+    """Ask QUESTION through the cache; print the answer, then hit/miss and latency."""
+    provider, model = _upstream_provider(upstream, upstream_kind, upstream_key_env, model)
+    _run(_ask(question, provider, model, _store_url(store), no_cache, stream, system,
+              temperature, max_tokens))  # fmt: skip
+
+
+async def _ask(
+    question: str,
+    provider: Any,
+    model: str,
+    store_url: str,
+    no_cache: bool,
+    stream: bool,
+    system: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+) -> None:
+    from vex_llm.cache.provider import CachedProvider
+    from vex_llm.server.run import OPEN_TENANT
+
+    config = LLMCacheConfig.default()
+    # The proxy's quick path serves every client as OPEN_TENANT: asking as the same tenant
+    # shares its cache, so a question asked with curl is a hit here, and back.
+    request = LLMRequest(
+        prompt=question,
+        system=system,
+        model=model,
+        tenant_id=OPEN_TENANT,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        cache=CacheControl(no_cache=no_cache),
+    )
+    started = time.perf_counter()
+    try:
+        async with CachedProvider(provider, config, store=_open_store(store_url, config)) as cached:
+            if stream:
+                opened = await cached.open_stream(request)
+                try:
+                    async for chunk in opened:
+                        click.echo(chunk.delta, nl=False)
+                finally:
+                    await opened.aclose()
+                click.echo()
+                outcome, key = opened.outcome, opened.key
+            else:
+                result = await cached.lookup(request)
+                click.echo(result.response.content)
+                outcome, key = result.outcome, result.key
+    except LLMError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    elapsed = (time.perf_counter() - started) * 1000
+    colour = "green" if outcome in ("hit", "coalesced") else "yellow"
+    err.print(f"[{colour}]{outcome}[/] in {elapsed:.1f} ms  (key {key[:16]}…)", highlight=False)
+
+
+@main.group()
+def cache() -> None:
+    """Inspect or clear a cache store."""
+
+
+_store_option = click.option(
+    "--store", metavar="URL", help="memory://, sqlite:///ABS/PATH or redis://HOST [default: the "
+    "user cache dir's SQLite file]."
+)  # fmt: skip
+
+
+@cache.command("stats")
+@_store_option
+def cache_stats(store: str | None) -> None:
+    """Show the number of entries, their size and evictions."""
+    url = _store_url(store)
+
+    async def stats() -> tuple[int, int, dict[str, int]]:
+        opened = _open_store(url, LLMCacheConfig.default())
+        try:
+            return await opened.count(), await opened.total_bytes(), dict(opened.evictions())
+        finally:
+            await opened.aclose()
+
+    entries, nbytes, evictions = _run(stats())
+    table = Table(title=f"cache {url}", show_header=False)
+    table.add_row("entries", str(entries))
+    table.add_row("bytes", f"{nbytes:,}")
+    for cause, count in evictions.items():
+        table.add_row(f"evictions ({cause}, this process)", str(count))
+    Console().print(table)
+
+
+@cache.command("clear")
+@_store_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def cache_clear(store: str | None, yes: bool) -> None:
+    """Remove every entry of the store."""
+    url = _store_url(store)
+    if not yes:
+        click.confirm(f"Remove every entry of {url}?", abort=True, err=True)
+
+    async def clear() -> int:
+        opened = _open_store(url, LLMCacheConfig.default())
+        try:
+            count: int = await opened.count()
+            await opened.clear()
+            return count
+        finally:
+            await opened.aclose()
+
+    err.print(f"removed {_run(clear())} entries from {url}", highlight=False)
+
+
+@main.group()
+def config() -> None:
+    """Work with proxy configuration files."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def config_check(file: Path) -> None:
+    """Validate FILE and list every problem with its location (exit 1 if any)."""
+    problems = check_config(file)
+    if not problems:
+        err.print(f"[green]ok:[/] {file} is valid", highlight=False)
+        return
+    for problem in problems:
+        click.echo(str(problem))
+    raise click.ClickException(f"{len(problems)} problem(s) in {file}")
