@@ -172,7 +172,24 @@ class Settings:
         return None
 
 
-def _check_settings(s: Settings) -> list[Problem]:
+@dataclass(frozen=True, slots=True)
+class _Unchecked:
+    """The fields of :class:`Settings`, for checking them before building it."""
+
+    upstreams: tuple[UpstreamSettings, ...]
+    tenants: tuple[TenantSettings, ...]
+    open_tenant: str | None
+    admin_key_hashes: tuple[bytes, ...]
+    store_url: str
+    cache: LLMCacheConfig
+    host: str
+    port: int
+    max_body_bytes: int
+    metrics_auth: bool
+    retry_after_cap: float
+
+
+def _check_settings(s: Settings | _Unchecked) -> list[Problem]:
     problems: list[Problem] = []
     if not s.upstreams:
         problems.append(Problem("upstreams", "at least one upstream is needed"))
@@ -438,20 +455,23 @@ def settings_from_document(
         "retry_after_cap": float(r.get(server, "retry_after_cap", _NUMBER, "server", 60.0)),
         "open_tenant": r.get(server, "open_tenant", str, "server"),
     }
+    values = {
+        "upstreams": tuple(upstreams),
+        "tenants": tuple(tenants),
+        "admin_key_hashes": admin_hashes,
+        "store_url": store,
+        "cache": cache,
+        **fields,
+    }
+    # The cross-field rules run even when single settings were wrong, so that one run of
+    # ``config check`` lists everything; a location already reported is not repeated.
+    seen = {p.location for p in r.problems}
+    for p in _check_settings(_Unchecked(**values)):
+        if f"{source}: {p.location}" not in seen:
+            r.problem(p.location, p.message)
     if r.problems:
         return None, r.problems
-    try:
-        settings = Settings(
-            upstreams=tuple(upstreams),
-            tenants=tuple(tenants),
-            admin_key_hashes=admin_hashes,
-            store_url=store,
-            cache=cache,
-            **fields,
-        )
-    except ConfigError as exc:
-        return None, [Problem(f"{source}: {p.location}", p.message) for p in exc.problems]
-    return settings, []
+    return Settings(**values), []
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
