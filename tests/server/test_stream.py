@@ -1,0 +1,137 @@
+"""Streaming through the proxy: replayed hits, shared upstream streams, disconnects, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+
+from tests.server.conftest import KEY_A, MODEL, proxy
+from vex_llm import Chunk, LLMProvider, LLMRequest, LLMResponse, MockProvider, ServerError, Usage
+
+MESSAGES = [{"role": "user", "content": "Stream me a story."}]
+AUTH = {"Authorization": f"Bearer {KEY_A}"}
+
+
+class SlowStream(LLMProvider):
+    """Streams ``pieces`` with a pause between them; can fail after ``fail_after`` pieces."""
+
+    def __init__(self, pieces: list[str], pause: float = 0.05, fail_after: int | None = None):
+        self.pieces = pieces
+        self.pause = pause
+        self.fail_after = fail_after
+        self.calls = 0
+
+    def name(self) -> str:
+        return "slow"
+
+    async def is_available(self) -> bool:
+        return True
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        self.calls += 1
+        return LLMResponse("".join(self.pieces), "slow", Usage(1, len(self.pieces)))
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        self.calls += 1
+        for i, piece in enumerate(self.pieces):
+            if self.fail_after is not None and i == self.fail_after:
+                raise ServerError(500, "upstream died")
+            await asyncio.sleep(self.pause)
+            yield Chunk(piece, model="slow")
+        yield Chunk("", finish_reason="stop", usage=Usage(1, len(self.pieces)), model="slow")
+
+
+def body(stream: bool = True, **extra: object) -> dict[str, object]:
+    return {"model": MODEL, "messages": MESSAGES, "stream": stream, **extra}
+
+
+async def test_second_stream_is_a_replayed_hit_identical_to_the_first() -> None:
+    upstream = MockProvider.constant("Once upon a time, a cache kept every answer.", chunk_size=5)
+    async with proxy(upstream) as base:
+        c = openai.AsyncOpenAI(base_url=base, api_key=KEY_A, max_retries=0)
+        runs = []
+        for _ in range(2):
+            raw = await c.chat.completions.with_raw_response.create(
+                model=MODEL, messages=MESSAGES, stream=True,  # type: ignore[arg-type]
+                stream_options={"include_usage": True},
+            )  # fmt: skip
+            deltas, finish, usage = [], None, None
+            async for event in raw.parse():
+                if event.choices:
+                    deltas.append(event.choices[0].delta.content)
+                    finish = event.choices[0].finish_reason or finish
+                if event.usage is not None:
+                    usage = event.usage.total_tokens
+            runs.append((raw.headers["x-vex-cache"], deltas, finish, usage))
+        await c.close()
+    (o1, d1, f1, u1), (o2, d2, f2, u2) = runs
+    assert (o1, o2) == ("miss", "hit")
+    assert d1 == d2
+    assert "".join(filter(None, d1)) == "Once upon a time, a cache kept every answer."
+    assert len([d for d in d1 if d]) > 1
+    assert (f1, u1) == (f2, u2) == ("stop", u1)
+    assert u1
+    assert upstream.calls == 1
+
+
+async def read_events(response: httpx.Response, limit: int | None = None) -> list[str]:
+    events = []
+    async for line in response.aiter_lines():
+        if line.startswith("data: "):
+            events.append(line[6:])
+            if limit is not None and len(events) >= limit:
+                break
+    return events
+
+
+async def test_a_client_leaving_mid_stream_does_not_break_the_shared_stream() -> None:
+    upstream = SlowStream([f"piece{i} " for i in range(10)])
+    async with proxy(upstream) as base, httpx.AsyncClient(base_url=base, headers=AUTH) as c:
+
+        async def leaver() -> list[str]:
+            async with c.stream("POST", "/chat/completions", json=body()) as response:
+                return await read_events(response, limit=2)
+
+        async def stayer() -> tuple[str, list[str]]:
+            await asyncio.sleep(0.08)
+            async with c.stream("POST", "/chat/completions", json=body()) as response:
+                return response.headers["x-vex-cache"], await read_events(response)
+
+        left, (outcome, stayed) = await asyncio.gather(leaver(), stayer())
+        assert len(left) == 2
+        assert outcome == "coalesced"
+        assert stayed[-1] == "[DONE]"
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in stayed[:-1])
+        assert text == "".join(upstream.pieces)
+        after = await c.post("/chat/completions", json=body(stream=False))
+    assert after.headers["x-vex-cache"] == "hit"
+    assert upstream.calls == 1
+
+
+async def test_a_stream_failing_midway_sends_an_error_event_and_stores_nothing() -> None:
+    upstream = SlowStream(["a ", "b ", "c "], pause=0.0, fail_after=2)
+    async with proxy(upstream) as base, httpx.AsyncClient(base_url=base, headers=AUTH) as c:
+        async with c.stream("POST", "/chat/completions", json=body()) as response:
+            assert response.status_code == 200
+            events = await read_events(response)
+        assert "[DONE]" not in events
+        error = json.loads(events[-1])["error"]
+        assert error["code"] == "upstream_error"
+        again = await c.post("/chat/completions", json=body(stream=False))
+    assert again.headers["x-vex-cache"] == "miss"
+    assert upstream.calls == 2
+
+
+async def test_stream_only_if_cached_miss_is_504_before_any_event() -> None:
+    upstream = MockProvider.constant("x")
+    async with proxy(upstream) as base, httpx.AsyncClient(base_url=base, headers=AUTH) as c:
+        response = await c.post(
+            "/chat/completions", json=body(), headers={"Cache-Control": "only-if-cached"}
+        )
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "cache_miss"
+    assert upstream.calls == 0
