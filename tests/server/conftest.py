@@ -34,7 +34,13 @@ async def serve(app: object) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="on")  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        ws="none",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+    )
     server = QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

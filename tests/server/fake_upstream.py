@@ -2,7 +2,7 @@
 
 The last user message picks the behaviour, so one server serves a whole test:
 ``fault:429`` answers 429 with ``Retry-After: 120``; ``fault:500`` a 500; ``fault:slow`` waits
-five seconds; ``fault:cut`` streams two chunks then drops the connection; anything else is
+two seconds; ``fault:cut`` streams two chunks then drops the connection; anything else is
 answered ``echo: <text>`` (streamed in three pieces when asked to stream).
 """
 
@@ -55,7 +55,7 @@ class FakeUpstream:
         if text == "fault:500":
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
         if text == "fault:slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(2)
         answer = f"echo: {text}"
         usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
         if not doc.get("stream"):

@@ -71,7 +71,7 @@ async def test_upstream_faults_are_passed_on_not_retried_not_stored(
     monkeypatch: pytest.MonkeyPatch, prompt: str, status: int, retry_after: str | None
 ) -> None:
     async with (
-        proxied(monkeypatch, upstream_timeout=0.5) as (fake, base),
+        proxied(monkeypatch, upstream_timeout=0.3) as (fake, base),
         httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c,
     ):
         responses = [await c.post("/chat/completions", json=ask(prompt)) for _ in range(2)]

@@ -203,6 +203,8 @@ def _check_settings(s: Settings | _Unchecked) -> list[Problem]:
             )
         if not u.base_url.startswith(("http://", "https://")):
             problems.append(Problem(f"upstreams.{u.name}.base_url", "must be an http(s) URL"))
+        if u.kind == "anthropic" and u.api_key_env is None:
+            problems.append(Problem(f"upstreams.{u.name}.api_key_env", "anthropic needs a key"))
     if not s.tenants and s.open_tenant is None:
         problems.append(
             Problem("tenants", "no tenant has a key; add [tenants.NAME] or set server.open_tenant")

@@ -41,5 +41,7 @@ def build_provider(upstream: UpstreamSettings, env: Mapping[str, str] | None = N
     if upstream.kind == "anthropic":
         from vex_llm.providers.anthropic import AnthropicProvider
 
+        if key is None:
+            raise ValueError(f"upstream {upstream.name!r}: anthropic needs api_key_env set")
         return AnthropicProvider(api_key=key, model=upstream.model, base_url=upstream.base_url)
     raise ValueError(f"unknown upstream kind {upstream.kind!r}")
