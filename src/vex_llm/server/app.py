@@ -221,38 +221,47 @@ class _Proxy:
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
 
-        async def events() -> AsyncIterator[bytes]:
+        tokens = [0]  # of the final chunk, for the tokens-saved metric
+
+        async def lines() -> AsyncIterator[bytes]:
             first = True
             final = None
-            tokens = 0
+            async for chunk in stream:
+                yield sse_line(
+                    chunk_json(
+                        chunk,
+                        completion_id=completion_id,
+                        created=created,
+                        model=chunk.model or chat.model,
+                        first=first,
+                    )
+                )
+                first = False
+                if chunk.is_final:
+                    final = chunk
+            if chat.include_usage and final is not None:
+                yield sse_line(
+                    usage_chunk_json(
+                        final,
+                        completion_id=completion_id,
+                        created=created,
+                        model=final.model or chat.model,
+                    )
+                )
+            yield DONE_LINE
+            tokens[0] = final.usage.total_tokens if final is not None and final.usage else 0
+
+        async def events() -> AsyncIterator[bytes]:
             try:
-                async for chunk in stream:
-                    model = chunk.model or chat.model
-                    yield sse_line(
-                        chunk_json(
-                            chunk,
-                            completion_id=completion_id,
-                            created=created,
-                            model=model,
-                            first=first,
-                        )
-                    )
-                    first = False
-                    if chunk.is_final:
-                        final = chunk
-                        tokens = chunk.usage.total_tokens if chunk.usage else 0
-                if chat.include_usage and final is not None:
-                    yield sse_line(
-                        usage_chunk_json(
-                            final,
-                            completion_id=completion_id,
-                            created=created,
-                            model=final.model or chat.model,
-                        )
-                    )
-                yield DONE_LINE
+                async with contextlib.aclosing(lines()) as source:
+                    if stream.outcome == "hit":
+                        # A replay has every chunk at hand: one write, not one per chunk.
+                        yield b"".join([line async for line in source])
+                    else:
+                        async for line in source:
+                            yield line
                 self.metrics.observe(
-                    tenant, chat.model, stream.outcome, time.perf_counter() - started, tokens
+                    tenant, chat.model, stream.outcome, time.perf_counter() - started, tokens[0]
                 )
                 self.metrics.status(tenant, chat.model, 200)
             except LLMError as exc:

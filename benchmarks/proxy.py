@@ -1,0 +1,325 @@
+"""Proxy latency and throughput on loopback, each side in its own process.
+
+Run: ``.venv/bin/python benchmarks/proxy.py`` (or ``make bench``). Three processes:
+
+- a fast fake upstream (raw asyncio, a canned OpenAI answer, JSON or SSE),
+- the proxy (``create_app`` with a memory store under uvicorn, as ``vex-llm serve`` runs it),
+- this process, the client: raw asyncio keep-alive connections with pre-built requests, so
+  the client's own cost stays far below what it measures.
+
+It prints, for non-streaming and streaming requests: hit latency p50/p99 (one connection,
+sequential), hit requests/s (``--connections`` concurrent connections), and the added latency
+of a miss: the same unique-prompt requests sent through the proxy and straight to the
+upstream, the difference of the medians. Targets on 2 cores: hit p50 <= 1 ms, p99 <= 5 ms,
+miss overhead <= 2 ms. The machine may be shared: figures are noisy, ratios matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODEL = "bench"
+KEY = "sk-bench"
+ANSWER = "A response cache stores answers so that repeated questions cost nothing."
+
+
+# -- the fake upstream -----------------------------------------------------------------------
+
+
+def _upstream_reply(stream: bool) -> bytes:
+    usage = {"prompt_tokens": 12, "completion_tokens": 14, "total_tokens": 26}
+    if not stream:
+        body = json.dumps(
+            {
+                "id": "chatcmpl-up",
+                "object": "chat.completion",
+                "created": 0,
+                "model": MODEL,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": ANSWER},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        ).encode()
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+        return head.encode() + b"\r\n\r\n" + body
+    events = []
+    words = ANSWER.split(" ")
+    for i, word in enumerate(words):
+        delta = {"content": word + (" " if i < len(words) - 1 else "")}
+        events.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage})
+    sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    sse += b"data: [DONE]\n\n"
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {len(sse)}"
+    return head.encode() + b"\r\n\r\n" + sse
+
+
+async def _run_upstream(port: int) -> None:
+    replies = {False: _upstream_reply(False), True: _upstream_reply(True)}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                writer.write(replies[b'"stream":true' in body.replace(b" ", b"")])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+# -- the proxy -------------------------------------------------------------------------------
+
+
+async def _run_proxy(port: int, upstream_port: int) -> None:
+    from vex_llm import MemoryStore
+    from vex_llm.providers.openai_compat import OpenAICompatibleProvider
+    from vex_llm.server.app import create_app
+    from vex_llm.server.run import serve_app
+    from vex_llm.server.settings import Settings, TenantSettings, UpstreamSettings, hash_key
+
+    base = f"http://127.0.0.1:{upstream_port}/v1"
+    settings = Settings(
+        upstreams=(UpstreamSettings(MODEL, "openai", base, MODEL),),
+        tenants=(TenantSettings("bench", (hash_key(KEY),)),),
+    )
+    provider = OpenAICompatibleProvider(base_url=base, model=MODEL)
+    app = create_app(settings, {MODEL: provider}, MemoryStore(100_000, 512 * 1024 * 1024))
+    await serve_app(app, "127.0.0.1", port, log_level="warning")
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+def _request(path: str, doc: dict[str, object], auth: bool = True) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    if auth:
+        head += f"authorization: Bearer {KEY}\r\n"
+    return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    lower = head.lower()
+    if b"transfer-encoding: chunked" in lower:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            data = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            parts.append(data[:-2])
+        return status, head, b"".join(parts)
+    length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+    return status, head, await reader.readexactly(length)
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, writer
+
+
+def _doc(text: str, stream: bool) -> dict[str, object]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": stream}
+
+
+async def _sequential(port: int, path: str, requests: list[bytes], expect: bytes) -> list[float]:
+    reader, writer = await _connect(port)
+    times = []
+    for request in requests:
+        started = time.perf_counter()
+        writer.write(request)
+        status, head, body = await _read_response(reader)
+        times.append(time.perf_counter() - started)
+        if status != 200 or expect not in head + body:
+            raise RuntimeError(f"unexpected answer {status}: {head!r} {body[:200]!r}")
+    writer.close()
+    return times
+
+
+async def _throughput(port: int, request: bytes, connections: int, seconds: float) -> float:
+    deadline = time.perf_counter() + seconds
+    counts = [0] * connections
+
+    async def worker(i: int) -> None:
+        reader, writer = await _connect(port)
+        while time.perf_counter() < deadline:
+            writer.write(request)
+            status, _, _ = await _read_response(reader)
+            if status != 200:
+                raise RuntimeError(f"status {status}")
+            counts[i] += 1
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def _ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _measure(args: argparse.Namespace, proxy: int, upstream: int) -> list[list[str]]:
+    rows = []
+    path = "/v1/chat/completions"
+    for stream in (False, True):
+        kind = "stream" if stream else "json"
+        hit = _request(path, _doc("What does a response cache do?", stream))
+        expect = b"x-vex-cache: hit"
+        await _sequential(proxy, path, [hit] * 2, b"")  # store it
+        await _sequential(proxy, path, [hit] * 200, expect)  # warm up
+        times = await _sequential(proxy, path, [hit] * args.requests, expect)
+        rps = await _throughput(proxy, hit, args.connections, args.seconds)
+        rows.append(
+            [
+                f"hit ({kind})",
+                f"{_ms(times, 0.5):.3f}",
+                f"{_ms(times, 0.99):.3f}",
+                f"{rps:,.0f}",
+                "1 ms / 5 ms",
+            ]
+        )
+
+        prefix = f"miss-{kind}-{time.time_ns()}"
+        n = args.misses
+        via_proxy = [_request(path, _doc(f"{prefix}-p{i}", stream)) for i in range(n)]
+        direct = [_request(path, _doc(f"{prefix}-d{i}", stream), auth=False) for i in range(n)]
+        await _sequential(upstream, path, direct[:50], b"")  # warm up both paths
+        await _sequential(
+            proxy, path, [_request(path, _doc(f"w{i}{kind}", stream)) for i in range(50)], b""
+        )
+        up_times = await _sequential(upstream, path, direct[50:], b"")
+        proxy_times = await _sequential(proxy, path, via_proxy[50:], b"x-vex-cache: miss")
+        overhead = _ms(proxy_times, 0.5) - _ms(up_times, 0.5)
+        rows.append(
+            [
+                f"miss ({kind}) via proxy",
+                f"{_ms(proxy_times, 0.5):.3f}",
+                f"{_ms(proxy_times, 0.99):.3f}",
+                "",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                f"upstream direct ({kind})",
+                f"{_ms(up_times, 0.5):.3f}",
+                f"{_ms(up_times, 0.99):.3f}",
+                "",
+                "",
+            ]
+        )
+        rows.append([f"miss overhead ({kind})", f"{overhead:.3f}", "", "", "2 ms"])
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if process.poll() is not None:
+            raise RuntimeError(f"a benchmark process exited with {process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="sequential hits per row")
+    parser.add_argument("--misses", type=int, default=1000, help="sequential misses per row")
+    parser.add_argument("--connections", type=int, default=16, help="for requests/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="for requests/s")
+    parser.add_argument("--role", choices=["client", "upstream", "proxy"], default="client")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--upstream-port", type=int, default=0)
+    args = parser.parse_args()
+    if args.role == "upstream":
+        asyncio.run(_run_upstream(args.port))
+        return
+    if args.role == "proxy":
+        asyncio.run(_run_proxy(args.port, args.upstream_port))
+        return
+
+    upstream_port, proxy_port = _free_port(), _free_port()
+    script = str(Path(__file__).resolve())
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    children = [
+        subprocess.Popen(
+            [sys.executable, script, "--role", "upstream", "--port", str(upstream_port)], env=env
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                script,
+                "--role",
+                "proxy",
+                "--port",
+                str(proxy_port),
+                "--upstream-port",
+                str(upstream_port),
+            ],
+            env=env,
+        ),
+    ]
+    try:
+
+        async def run() -> list[list[str]]:
+            await _wait_port(upstream_port, children[0])
+            await _wait_port(proxy_port, children[1])
+            return await _measure(args, proxy_port, upstream_port)
+
+        rows = asyncio.run(run())
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(10)
+    header = ["", "p50 ms", "p99 ms", "req/s", "target (p50 / p99)"]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"proxy on loopback, {os.cpu_count()} cores, {args.connections} connections for req/s")
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                str(c).rjust(w) if i else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
