@@ -128,6 +128,7 @@ class RedisStore:
         self._delete = register(lua.DELETE)
         self._reap = register(lua.REAP)
         self._clear_batch = register(lua.CLEAR_BATCH)
+        self._tidy = register(lua.TIDY)
         self._renew = register(lua.RENEW)
         self._release = register(lua.RELEASE)
 
@@ -228,6 +229,7 @@ class RedisStore:
             pattern = glob_escape(self._entry_prefix) + "*"
             async for batch in self._scan_batches(pattern):
                 self._evictions["explicit"] += int(await self._client.unlink(*batch))
+            await self._tidy(keys=self._meta)
 
     async def _scan_batches(self, pattern: str) -> AsyncIterator[list[bytes]]:
         batch: list[bytes] = []

@@ -161,6 +161,15 @@ return {deleted, expired}
 """
 )
 
+#: KEYS: lru, sizes, bytes, seq. Drops the bookkeeping once no entry is left (after a clear);
+#: the sequence must not restart while entries ranked by it remain.
+TIDY = """
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  return redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+end
+return 0
+"""
+
 #: KEYS: lease. ARGV: owner, ttl ms. Extends the lease only if ``owner`` still holds it.
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -361,3 +361,13 @@ class SQLiteStore:
             await self._run(self._close)
         finally:
             self._executor.shutdown(wait=False)
+
+    def close(self) -> None:
+        """:meth:`aclose` without an event loop (blocking). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._call(self._close)
+        finally:
+            self._executor.shutdown(wait=True)

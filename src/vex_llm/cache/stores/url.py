@@ -1,7 +1,8 @@
 """Store URLs: one string picks and configures a cache store (for the CLI, proxy and config).
 
     memory://                                   in-process (the default store)
-    sqlite:///absolute/path/cache.db            a SQLite file (three slashes: absolute path)
+    sqlite:///absolute/path/cache.db            a SQLite file (three slashes: absolute path;
+                                                four, as SQLAlchemy writes it, work too)
     sqlite:///var/cache/x.db?busy_timeout=10    options: busy_timeout (s), synchronous
     redis://[user:password@]host[:port][/db]    Redis; rediss:// for TLS
     valkey://... / valkeys://...                the same, spelled for Valkey
@@ -136,7 +137,8 @@ def _sqlite(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError("store URL option synchronous must be NORMAL or FULL")
     return SQLiteStore(
-        unquote(path),
+        # sqlite:////abs (SQLAlchemy's spelling) means the same file as sqlite:///abs.
+        "/" + unquote(path).lstrip("/"),
         **bounds,
         busy_timeout=_seconds("busy_timeout", options.get("busy_timeout", "5")),
         synchronous="FULL" if synchronous == "FULL" else "NORMAL",
