@@ -40,9 +40,7 @@ def valkey_server() -> Iterator[Server]:
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "valkey"])
-async def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[StoreFactory]:
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     """A factory of fresh stores of one kind: ``await make_store(max_entries=..., ttl=...)``."""
     kind = request.param
     made: list[CacheStore] = []

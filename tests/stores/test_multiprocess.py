@@ -91,7 +91,8 @@ def test_kill_9_mid_write_leaves_a_whole_sqlite_file(tmp_path: Path) -> None:
     for key, value in rows.items():
         content = decode_entry(value).response.content
         n = key.removeprefix("key-")
-        assert content.startswith(f"entry {n} ") and content.endswith(f" end {n}")
+        assert content.startswith(f"entry {n} ")
+        assert content.endswith(f" end {n}")
     store = SQLiteStore(path)
     try:
         assert store.count_now() == len(rows)

@@ -60,7 +60,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not a sqlite file" * 100)
-    with pytest.raises(StoreError, match="junk.db"):
+    with pytest.raises(StoreError, match=r"junk\.db"):
         SQLiteStore(path)
 
 

@@ -1,10 +1,10 @@
 """A separate OS process for the multi-process store tests (run as a script, not collected).
 
-    worker.py burst URL N LATENCY START_AT   N identical concurrent requests at START_AT (unix
-                                             time); prints {"calls", "outcomes", "stats"}
-    worker.py once URL PROMPT                one request; prints {"calls", "outcome"}
-    worker.py writer URL PAD                 stores entries forever, printing each key once
-                                             its set() has returned (for kill -9 tests)
+- ``worker.py burst URL N LATENCY START_AT``: N identical concurrent requests at START_AT
+  (unix time); prints calls, outcomes and stats as JSON.
+- ``worker.py once URL PROMPT``: one request; prints calls and the outcome.
+- ``worker.py writer URL PAD``: stores entries forever, printing each key once its set()
+  has returned (for the kill -9 test).
 """
 
 from __future__ import annotations
