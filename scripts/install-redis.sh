@@ -1,8 +1,10 @@
 #!/bin/sh
 # Install the real servers the store tests run against, from Debian's packages:
-# redis-server (required) and valkey-server from bookworm-backports (optional: the Valkey
-# run of the conformance suite is skipped when it is missing). Idempotent: does nothing when
-# the binaries exist. Needs root (or sudo) only when something is missing.
+# - redis-server (required);
+# - valkey-server (optional; from bookworm-backports on Debian 12): the Valkey run of the
+#   conformance suite is skipped without it. VEX_SKIP_VALKEY=1 skips this step.
+# Idempotent: does nothing when the binaries exist. Needs root (or sudo) only to install.
+# The tests start their own servers on free loopback ports; no system service is needed.
 set -eu
 
 SUDO=""
@@ -15,25 +17,26 @@ if ! command -v redis-server >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
+command -v redis-server >/dev/null 2>&1
 
-# Valkey 8 lives in bookworm-backports; other releases may carry it in their main suite.
-if [ "${VEX_SKIP_VALKEY:-0}" != "1" ] && ! command -v valkey-server >/dev/null 2>&1; then
-    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+install_valkey() {
     target=""
-    if [ "$codename" = "bookworm" ]; then
-        list=/etc/apt/sources.list.d/vex-llm-backports.list
+    if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = "bookworm" ]; then
         if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-            echo "deb $mirror bookworm-backports main" | $SUDO tee "$list" >/dev/null
+            echo "deb $mirror bookworm-backports main" |
+                $SUDO tee /etc/apt/sources.list.d/vex-llm-backports.list >/dev/null || return 1
         fi
         target="-t bookworm-backports"
     fi
+    $SUDO apt-get update -qq || return 1
+    # shellcheck disable=SC2086 # $target is empty or two words on purpose
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $target valkey-server >/dev/null
+}
+
+if [ "${VEX_SKIP_VALKEY:-0}" != "1" ] && ! command -v valkey-server >/dev/null 2>&1; then
     echo "install-redis: installing valkey-server (optional)"
-    if ! { $SUDO apt-get update -qq &&
-           DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $target valkey-server >/dev/null; }; then
+    if ! install_valkey; then
         echo "install-redis: valkey-server unavailable; the Valkey tests will be skipped" >&2
     fi
 fi
-
-# The Debian packages start a system service on the default port; the tests start their own
-# servers on free ports and do not need it.
-command -v redis-server >/dev/null 2>&1
+exit 0

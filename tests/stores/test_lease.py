@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from vex_llm import CachedProvider, LLMCacheConfig, LLMRequest, MockProvider, SQLiteStore
+from vex_llm import (
+    CacheControl,
+    CachedProvider,
+    LLMCacheConfig,
+    LLMRequest,
+    MockProvider,
+    SQLiteStore,
+)
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.lease import (
     LeasePolicy,
@@ -193,5 +200,20 @@ async def test_lease_renewal_keeps_others_waiting(tmp_path: Path) -> None:
     request = LLMRequest(prompt="slow one")
     await asyncio.gather(*(c.complete(request) for c in caches))
     assert sum(m.calls for m in mocks) == 1
+    for c in caches:
+        await c.aclose()
+
+
+async def test_no_store_requests_take_no_lease(tmp_path: Path) -> None:
+    """Nothing will be stored for them, so nobody should wait for them either."""
+    mocks = [MockProvider.constant("private", latency=0.3) for _ in range(2)]
+    caches = [
+        CachedProvider(m, LLMCacheConfig(), store=SQLiteStore(tmp_path / "n.db")) for m in mocks
+    ]
+    request = LLMRequest(prompt="secret", cache=CacheControl(no_store=True))
+    began = asyncio.get_running_loop().time()
+    await asyncio.gather(*(c.complete(request) for c in caches))
+    assert sum(m.calls for m in mocks) == 2
+    assert asyncio.get_running_loop().time() - began < 0.55  # side by side, not one after another
     for c in caches:
         await c.aclose()

@@ -180,8 +180,12 @@ class CachedProvider(LLMProvider):
         return response
 
     async def _fetch_shared(self, request: LLMRequest, key: str) -> tuple[LLMResponse, bool]:
-        """A miss, folded across processes when the store can arbitrate (else just fetch)."""
-        if self._lease_store is None:
+        """A miss, folded across processes when the store can arbitrate (else just fetch).
+
+        ``no_store`` answers are never written, so other processes could only wait in vain:
+        those requests take no lease.
+        """
+        if self._lease_store is None or request.cache.no_store:
             return await self._fetch_and_store(request, key), False
         return await fetch_with_lease(
             self._lease_store,
