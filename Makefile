@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 ## test: set up and run the whole test suite
 test: $(STAMP)
+	sh scripts/install-redis.sh
 	$(BIN)/python -m pytest
 
 ## lint: ruff (check + format) and mypy --strict
@@ -33,6 +34,8 @@ check: lint test
 ## bench: the benchmark tables
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cache_hit.py
+	sh scripts/install-redis.sh
+	$(BIN)/python benchmarks/stores.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
