@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from vex_llm import __version__
 from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.cache.stores.url import redact_url
 from vex_llm.errors import LLMError
 from vex_llm.models import CacheControl, LLMRequest
 from vex_llm.server.settings import (
@@ -90,7 +91,7 @@ def _open_store(url: str, config: LLMCacheConfig) -> Any:
             tti=config.tti_seconds,
         )
     except (ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot open the store {url}: {exc}") from None
+        raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from None
 
 
 def _upstream_provider(
@@ -213,7 +214,7 @@ def _announce(settings: Any, open_tenant: str) -> None:
     err.print(f"[bold green]vex-llm proxy[/] on {base}", highlight=False)
     for u in settings.upstreams:
         err.print(f"  model [bold]{u.name}[/] -> {u.kind} upstream", highlight=False)
-    err.print(f"  cache store: {settings.store_url}", highlight=False)
+    err.print(f"  cache store: {redact_url(settings.store_url)}", highlight=False)
     if settings.open_tenant is not None:
         err.print(
             f"  [yellow]open access:[/] any client key is accepted, as tenant "
@@ -330,7 +331,7 @@ def cache_stats(store: str | None) -> None:
             await opened.aclose()
 
     entries, nbytes, evictions = _run(stats())
-    table = Table(title=f"cache {url}", show_header=False)
+    table = Table(title=f"cache {redact_url(url)}", show_header=False)
     table.add_row("entries", str(entries))
     table.add_row("bytes", f"{nbytes:,}")
     for cause, count in evictions.items():
@@ -345,7 +346,7 @@ def cache_clear(store: str | None, yes: bool) -> None:
     """Remove every entry of the store."""
     url = _store_url(store)
     if not yes:
-        click.confirm(f"Remove every entry of {url}?", abort=True, err=True)
+        click.confirm(f"Remove every entry of {redact_url(url)}?", abort=True, err=True)
 
     async def clear() -> int:
         opened = _open_store(url, LLMCacheConfig.default())
@@ -356,7 +357,7 @@ def cache_clear(store: str | None, yes: bool) -> None:
         finally:
             await opened.aclose()
 
-    err.print(f"removed {_run(clear())} entries from {url}", highlight=False)
+    err.print(f"removed {_run(clear())} entries from {redact_url(url)}", highlight=False)
 
 
 @main.group()

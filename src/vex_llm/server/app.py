@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from vex_llm.cache.provider import CachedProvider
@@ -223,7 +223,7 @@ class _Proxy:
 
         tokens = [0]  # of the final chunk, for the tokens-saved metric
 
-        async def lines() -> AsyncIterator[bytes]:
+        async def lines() -> AsyncGenerator[bytes, None]:
             first = True
             final = None
             async for chunk in stream:

@@ -78,7 +78,7 @@ _PRESETS: Mapping[str, Callable[[], LLMCacheConfig]] = {
     "aggressive": LLMCacheConfig.aggressive,
     "conservative": LLMCacheConfig.conservative,
 }
-_STORE_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://")
+_STORE_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "valkey://", "valkeys://")
 
 
 def hash_key(key: str) -> bytes:
@@ -218,7 +218,9 @@ def _check_settings(s: Settings | _Unchecked) -> list[Problem]:
         )
     if not s.store_url.startswith(_STORE_SCHEMES):
         problems.append(
-            Problem("cache.store", "must be memory://, sqlite:///ABSOLUTE/PATH or redis://HOST")
+            Problem(
+                "cache.store", "must be memory://, sqlite:///ABSOLUTE/PATH, redis:// or valkey://"
+            )
         )
     if not 0 <= s.port <= 65535:
         problems.append(Problem("server.port", "must be between 0 and 65535"))
