@@ -40,7 +40,7 @@ from vex_llm.server.settings import (
 
 __all__ = ["main"]
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 _UPSTREAM_OPTIONS = [
@@ -165,7 +165,7 @@ async def _serve(
     store: str | None,
 ) -> None:
     from vex_llm.server.app import create_app
-    from vex_llm.server.run import OPEN_TENANT, quick_settings, serve_app
+    from vex_llm.server.run import OPEN_TENANT, ShutdownSignals, quick_settings, serve_app
 
     local = None
     providers = None
@@ -199,12 +199,19 @@ async def _serve(
             err.print(f"[red]config:[/] {problem}", markup=True, highlight=False)
         raise click.ClickException("invalid configuration") from None
     app = create_app(settings, providers=providers)
+    signals = ShutdownSignals()
+    signals.install()
     try:
         if local is not None:
             await local.start()
         _announce(settings, OPEN_TENANT)
-        await serve_app(app, settings.host, settings.port)
+        await serve_app(app, settings.host, settings.port, signals=signals)
+    except asyncio.CancelledError:
+        if not signals.received:
+            raise
+        err.print("interrupted during start-up", highlight=False)
     finally:
+        signals.remove()
         if local is not None:
             await local.aclose()
 
@@ -237,7 +244,9 @@ def _announce(settings: Any, open_tenant: str) -> None:
 @click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
 @click.option("--system", metavar="TEXT", help="A system prompt.")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
-@click.option("--max-tokens", type=click.IntRange(1), help="Answer length limit.")
+@click.option(
+    "--max-tokens", type=click.IntRange(1), default=256, show_default=True, help="Answer length."
+)
 def ask(
     question: str,
     upstream: str | None,

@@ -4,16 +4,16 @@
 - the quick path (``--upstream URL``): one upstream, any client key, one tenant, loopback only,
 - the embedded defaults (neither): the local model as upstream, SQLite in the user cache dir.
 
-``serve_app`` runs uvicorn in the caller's event loop and, on SIGINT or SIGTERM, stops
-accepting, finishes what it can and *returns*, so the caller's ``finally`` stops what it
-started (the local model's process group) before the process exits.
+``serve_app`` runs uvicorn in the caller's event loop and, on SIGINT or SIGTERM (see
+``ShutdownSignals``), stops accepting, finishes what it can and *returns*, so the caller's
+``finally`` stops what it started (the local model's process group) before the process exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from vex_llm.server.settings import Settings, UpstreamSettings
 
 __all__ = [
     "OPEN_TENANT",
+    "ShutdownSignals",
     "default_store_url",
     "quick_settings",
     "serve_app",
@@ -80,30 +81,74 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-async def serve_app(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (or an error); return after a graceful stop."""
+class ShutdownSignals:
+    """SIGINT and SIGTERM for the whole life of ``vex-llm serve``.
+
+    Before uvicorn runs (installing or starting the local model), a signal cancels the
+    start-up, so the caller's ``finally`` still stops what was started; once uvicorn exists,
+    it asks for a graceful stop, and a second signal forces it. Installed on the event loop
+    (``add_signal_handler``), so the handler runs as ordinary loop code.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self.received = 0
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def install(self) -> None:
+        """Handle the signals in the running loop, for the current task."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for sig in self._SIGNALS:
+            self._loop.add_signal_handler(sig, self._handle)
+
+    def remove(self) -> None:
+        """Give the signals back to their previous handling."""
+        if self._loop is not None:
+            for sig in self._SIGNALS:
+                self._loop.remove_signal_handler(sig)
+            self._loop = None
+
+    def _handle(self) -> None:
+        self.received += 1
+        if self.server is not None:
+            if self.received > 1:
+                self.server.force_exit = True
+            self.server.should_exit = True
+        elif self._task is not None:
+            self._task.cancel()
+
+
+async def serve_app(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    signals: ShutdownSignals | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve ``app`` until asked to stop; return after a graceful stop.
+
+    With ``signals``, SIGINT/SIGTERM stop it; uvicorn's own signal handling is turned off
+    either way, because after shutting down it re-raises the signal, which for SIGTERM kills
+    the process before the caller can stop its child processes.
+    """
     uvicorn = _uvicorn()
 
     class _Server(uvicorn.Server):  # type: ignore[misc, name-defined]
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            # uvicorn's own version re-raises the signal after shutdown, which for SIGTERM
-            # kills the process before the caller can stop its child processes.
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            sigs = (signal.SIGINT, signal.SIGTERM)
-            originals = {sig: signal.signal(sig, self.handle_exit) for sig in sigs}
-            try:
-                yield
-            finally:
-                for sig, handler in originals.items():
-                    signal.signal(sig, handler)
+            yield
 
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, ws="none", lifespan="on"
     )
     server = _Server(config)
+    if signals is not None:
+        signals.server = server
+        if signals.received:
+            return
     await server.serve()
-    if not server.started and not server.should_exit:
-        raise OSError(f"could not serve on {host}:{port} (is the port in use?)")
