@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint check bench clean
+.PHONY: demo serve test lint check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 ## demo: set up and run the demo (a cached provider: miss, hit, coalescing, stats)
 demo: $(STAMP)
 	$(BIN)/python -m vex_llm
+
+## serve: the caching proxy on http://127.0.0.1:8080/v1 with the embedded defaults (the real
+## local model, installed on first use, and a SQLite cache); SERVE_ARGS="--port 9000" etc.
+serve: $(STAMP)
+	$(BIN)/vex-llm serve $(SERVE_ARGS)
 
 ## test: set up and run the whole test suite
 test: $(STAMP)
@@ -34,6 +39,7 @@ check: lint test
 ## bench: the benchmark tables
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cache_hit.py
+	$(BIN)/python benchmarks/proxy.py
 	sh scripts/install-redis.sh
 	$(BIN)/python benchmarks/stores.py
 
