@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## demo: set up and run the demo (a cached provider: miss, hit, coalescing, stats)
 demo: $(STAMP)
-	$(BIN)/python -m vex_llm
+	$(BIN)/python -m vex_llm demo
 
 ## serve: the caching proxy on http://127.0.0.1:8080/v1 with the embedded defaults (the real
 ## local model, installed on first use, and a SQLite cache); SERVE_ARGS="--port 9000" etc.
