@@ -1,7 +1,8 @@
 """A fake upstream speaking OpenAI's chat-completions wire format, with faults on demand.
 
 The last user message picks the behaviour, so one server serves a whole test:
-``fault:429`` answers 429 with ``Retry-After: 120``; ``fault:500`` a 500; ``fault:slow`` waits
+``fault:429`` answers 429 with ``Retry-After: 120``; ``fault:500`` a 500 whose body echoes the
+Authorization header it got (as a careless upstream might); ``fault:slow`` waits
 two seconds; ``fault:cut`` streams two chunks then drops the connection; anything else is
 answered ``echo: <text>`` (streamed in three pieces when asked to stream).
 """
@@ -53,7 +54,9 @@ class FakeUpstream:
                 headers={"retry-after": "120"},
             )
         if text == "fault:500":
-            return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
+            # A careless upstream that echoes the caller's credentials in its error body.
+            echo = request.headers.get("authorization")
+            return JSONResponse({"error": {"message": f"boom ({echo})", "type": "server"}}, 500)
         if text == "fault:slow":
             await asyncio.sleep(2)
         answer = f"echo: {text}"

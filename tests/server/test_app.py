@@ -201,3 +201,15 @@ async def test_model_alias_is_sent_upstream_under_its_real_name() -> None:
     assert upstream.last_request is not None
     assert upstream.last_request.model == "llama-3.1-8b"
     assert reply.model == "llama-3.1-8b"
+
+
+class Down(MockProvider):
+    async def is_available(self) -> bool:
+        return False
+
+
+async def test_readyz_is_503_while_an_upstream_is_down() -> None:
+    async with proxy(Down.constant("x")) as base, httpx.AsyncClient() as raw:
+        ready = await raw.get(base.removesuffix("/v1") + "/readyz")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "not ready", "upstreams": {MODEL: False}, "store": True}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -68,8 +69,13 @@ async def test_answers_are_cached_and_the_upstream_key_stays_inside(
     [("fault:429", 429, "60"), ("fault:500", 502, None), ("fault:slow", 504, None)],
 )
 async def test_upstream_faults_are_passed_on_not_retried_not_stored(
-    monkeypatch: pytest.MonkeyPatch, prompt: str, status: int, retry_after: str | None
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    prompt: str,
+    status: int,
+    retry_after: str | None,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with (
         proxied(monkeypatch, upstream_timeout=0.3) as (fake, base),
         httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c,
@@ -81,6 +87,9 @@ async def test_upstream_faults_are_passed_on_not_retried_not_stored(
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
         assert UPSTREAM_SECRET not in response.text
     assert fake.calls == 2  # one upstream call per request: no retries, nothing cached
+    assert UPSTREAM_SECRET not in caplog.text
+    if status == 502:
+        assert "[redacted]" in responses[0].json()["error"]["message"]
 
 
 async def test_a_stream_cut_midway_is_not_stored(monkeypatch: pytest.MonkeyPatch) -> None:
