@@ -29,14 +29,8 @@ from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.url import redact_url
 from vex_llm.errors import LLMError
 from vex_llm.models import CacheControl, LLMRequest
-from vex_llm.server.settings import (
-    UPSTREAM_KINDS,
-    ConfigError,
-    UpstreamSettings,
-    check_config,
-    hash_key,
-    load_settings,
-)
+from vex_llm.server.config_file import check_config, load_settings
+from vex_llm.server.settings import UPSTREAM_KINDS, ConfigError, UpstreamSettings, hash_key
 
 __all__ = ["main"]
 

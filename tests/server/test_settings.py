@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vex_llm.server.settings import (
-    ConfigError,
-    Settings,
-    UpstreamSettings,
-    check_config,
-    hash_key,
-    load_settings,
-)
+from vex_llm.server.config_file import check_config, load_settings
+from vex_llm.server.settings import ConfigError, Settings, UpstreamSettings, hash_key
 from vex_llm.server.tenants import TenantDirectory, bearer_token
 
 GOOD = """

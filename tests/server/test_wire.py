@@ -19,17 +19,15 @@ from vex_llm import (
     ServerError,
     Usage,
 )
-from vex_llm.server.failures import failure_for, retry_after_header, scrub
-from vex_llm.server.wire import (
+from vex_llm.server.encode import (
     DONE_LINE,
-    WireError,
-    cache_control,
     chunk_json,
     completion_json,
-    parse_chat_request,
     sse_line,
     usage_chunk_json,
 )
+from vex_llm.server.failures import failure_for, retry_after_header, scrub
+from vex_llm.server.wire import WireError, cache_control, parse_chat_request
 
 
 def parse(doc: dict[str, object], **options: object) -> object:

@@ -11,7 +11,6 @@ upstream's identity and the tenant, so they never collide).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -22,32 +21,36 @@ from vex_llm.cache.provider import CachedProvider
 from vex_llm.cache.stores.base import CacheStore
 from vex_llm.errors import LLMError
 from vex_llm.provider import LLMProvider
+from vex_llm.server.encode import (
+    DONE_LINE,
+    chunk_json,
+    completion_json,
+    sse_line,
+    usage_chunk_json,
+)
 from vex_llm.server.failures import Failure, failure_for
+from vex_llm.server.http import (
+    SSEResponse,
+    cache_headers,
+    error_response,
+    http_error,
+    json_response,
+    read_body,
+    unauthorized,
+)
 from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
 from vex_llm.server.upstreams import build_provider, upstream_secret
-from vex_llm.server.wire import (
-    DONE_LINE,
-    ChatRequest,
-    WireError,
-    cache_control,
-    chunk_json,
-    completion_json,
-    error_json,
-    parse_chat_request,
-    sse_line,
-    usage_chunk_json,
-)
+from vex_llm.server.wire import ChatRequest, WireError, cache_control, parse_chat_request
 
 try:
     import anyio
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
-    from starlette.responses import Response, StreamingResponse
+    from starlette.responses import Response
     from starlette.routing import Route
-    from starlette.types import Send
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the proxy needs the server extra: pip install 'vex-llm[server]'") from exc
 
@@ -57,67 +60,6 @@ log = logging.getLogger("vex_llm.server")
 
 _READY_TIMEOUT = 5.0
 _PROBE_KEY = "vex-llm:readiness-probe"
-
-
-def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    # ensure_ascii: a lone surrogate in an answer must not make encoding fail.
-    body = json.dumps(obj, separators=(",", ":")).encode("ascii")
-    return Response(body, status, headers=dict(headers or {}), media_type="application/json")
-
-
-def _error(err: WireError, headers: Mapping[str, str] | None = None) -> Response:
-    return _json(err.body(), err.status, headers)
-
-
-class _SSEResponse(StreamingResponse):
-    """A streaming response that always closes its generator, even when the client left.
-
-    Without this, a disconnect detected by a failed ``send`` leaves the generator to the
-    garbage collector, and with it the detaching of this subscriber from a shared stream.
-    """
-
-    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
-        super().__init__(body, headers=dict(headers), media_type="text/event-stream")
-        self._body = body
-
-    async def stream_response(self, send: Send) -> None:
-        try:
-            await super().stream_response(send)
-        finally:
-            closer = getattr(self._body, "aclose", None)
-            if closer is not None:
-                with anyio.CancelScope(shield=True):
-                    await closer()
-
-
-def _cache_headers(outcome: str, key: str, age: float | None) -> dict[str, str]:
-    headers = {"x-vex-cache": outcome, "x-vex-cache-key": key}
-    if outcome == "hit" and age is not None:
-        headers["age"] = str(int(age))
-    return headers
-
-
-async def _read_body(request: Request, cap: int) -> bytes:
-    too_large = WireError(
-        f"request body is larger than the limit of {cap} bytes",
-        status=413,
-        code="request_too_large",
-    )
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.strip().isdigit():
-            raise WireError("Content-Length is not a number", param="Content-Length")
-        if int(length) > cap:
-            raise too_large
-    parts = []
-    total = 0
-    # Counted while reading: a chunked or lying body cannot get past the cap either.
-    async for part in request.stream():
-        total += len(part)
-        if total > cap:
-            raise too_large
-        parts.append(part)
-    return b"".join(parts)
 
 
 class _Proxy:
@@ -154,27 +96,27 @@ class _Proxy:
         if exc is not None and failure.status >= 500:
             self.metrics.upstream_error(tenant, model, type(exc).__name__)
             log.warning("upstream %s failed: %s", model, failure.message)
-        return _error(failure.as_wire(), failure.headers)
+        return error_response(failure.as_wire(), failure.headers)
 
     async def chat(self, request: Request) -> Response:
         started = time.perf_counter()
         tenant = self.directory.tenant(request.headers.get("authorization"))
         if tenant is None:
             self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401)
-            return _error(_unauthorized())
+            return error_response(unauthorized())
         try:
-            body = await _read_body(request, self.settings.max_body_bytes)
+            body = await read_body(request, self.settings.max_body_bytes)
             control = cache_control(request.headers.get("cache-control"))
             chat = parse_chat_request(
                 body, tenant_id=tenant, control=control, upstream_model=self.upstream_model
             )
         except WireError as err:
             self.metrics.status(tenant, UNKNOWN_MODEL, err.status)
-            return _error(err)
+            return error_response(err)
         cached = self.cached.get(chat.model)
         if cached is None:
             self.metrics.status(tenant, UNKNOWN_MODEL, 404)
-            return _error(
+            return error_response(
                 WireError(
                     f"the model {chat.model!r} does not exist here; GET /v1/models lists them",
                     param="model",
@@ -206,7 +148,7 @@ class _Proxy:
             created=int(time.time()),
             model=response.model or chat.model,
         )
-        return _json(body_json, 200, _cache_headers(result.outcome, result.key, result.age))
+        return json_response(body_json, 200, cache_headers(result.outcome, result.key, result.age))
 
     async def _stream(
         self, cached: CachedProvider, chat: ChatRequest, tenant: str, started: float
@@ -278,21 +220,21 @@ class _Proxy:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
 
-        return _SSEResponse(events(), _cache_headers(stream.outcome, stream.key, stream.age))
+        return SSEResponse(events(), cache_headers(stream.outcome, stream.key, stream.age))
 
     # -- the rest --------------------------------------------------------------------------
 
     async def models(self, request: Request) -> Response:
         if self.directory.tenant(request.headers.get("authorization")) is None:
-            return _error(_unauthorized())
+            return error_response(unauthorized())
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "vex-llm"}
             for name in self.cached
         ]
-        return _json({"object": "list", "data": data})
+        return json_response({"object": "list", "data": data})
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         upstreams = {}
@@ -314,19 +256,19 @@ class _Proxy:
             "upstreams": upstreams,
             "store": store_ok,
         }
-        return _json(body, 200 if ready else 503)
+        return json_response(body, 200 if ready else 503)
 
     async def metrics_text(self, request: Request) -> Response:
         if self.settings.metrics_auth and not self.directory.is_admin(
             request.headers.get("authorization")
         ):
-            return _error(_unauthorized("/metrics needs the admin key"))
+            return error_response(unauthorized("/metrics needs the admin key"))
         body, content_type = self.metrics.render()
         return Response(body, headers={"content-type": content_type})
 
     async def cache_stats(self, request: Request) -> Response:
         if self.directory.tenant(request.headers.get("authorization")) is None:
-            return _error(_unauthorized())
+            return error_response(unauthorized())
         totals: dict[str, Any] = {}
         per_model = {}
         entries = nbytes = 0
@@ -356,12 +298,12 @@ class _Proxy:
             "evictions": dict(evictions),
             "models": per_model,
         }
-        return _json(body)
+        return json_response(body)
 
     async def cache_clear(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
         if not self.directory.has_admin:
-            return _error(
+            return error_response(
                 WireError(
                     "no admin key is configured; set [admin] in the config or VEX_LLM_ADMIN_KEY",
                     status=403,
@@ -369,9 +311,9 @@ class _Proxy:
                 )
             )
         if not self.directory.is_admin(authorization):
-            return _error(_unauthorized("clearing the cache needs the admin key"))
+            return error_response(unauthorized("clearing the cache needs the admin key"))
         if request.query_params.get("tenant") is not None:
-            return _error(
+            return error_response(
                 WireError(
                     "clearing one tenant is not supported: cache keys are one-way hashes, so "
                     "the store cannot tell which entries belong to a tenant; clear everything "
@@ -384,18 +326,7 @@ class _Proxy:
         removed = await self.store.count()
         await self.store.clear()
         log.info("cache cleared by the admin (%d entries)", removed)
-        return _json({"cleared": True, "entries_removed": removed})
-
-
-def _unauthorized(message: str = "invalid or missing API key") -> WireError:
-    return WireError(message, status=401, type="authentication_error", code="invalid_api_key")
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    kind = "not_found_error" if status == 404 else "invalid_request_error"
-    return _json(error_json(str(detail), kind if status < 500 else "server_error"), status)
+        return json_response({"cleared": True, "entries_removed": removed})
 
 
 def create_app(
@@ -447,7 +378,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+        exception_handlers={HTTPException: http_error, Exception: http_error},
     )
     app.state.proxy = proxy
     return app

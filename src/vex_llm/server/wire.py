@@ -1,12 +1,11 @@
-"""The OpenAI chat-completions wire format, both ways. Pure: bytes and dicts in, values out.
+"""The OpenAI chat-completions wire format, inbound. Pure: bytes in, values out.
 
-Inbound, a request body becomes an :class:`LLMRequest` or a :class:`WireError` (HTTP 400)
+A request body becomes an :class:`LLMRequest` or a :class:`WireError` (HTTP 400)
 naming the offending ``param`` the way OpenAI does (``messages[0].content``). Features the
 proxy does not carry (tools, several choices, log-probabilities, images...) are refused with
 a clear 400 rather than silently dropped: an answer to a different question than the one
-asked, cached and replayed, would be worse than an error. Outbound, responses and chunks
-become OpenAI JSON and SSE ``data:`` lines, and a ``Cache-Control`` request header becomes a
-:class:`CacheControl`.
+asked, cached and replayed, would be worse than an error. A ``Cache-Control`` request header
+becomes a :class:`CacheControl`. The way out is :mod:`vex_llm.server.encode`.
 """
 
 from __future__ import annotations
@@ -17,23 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse, Message
+from vex_llm.models import CacheControl, LLMRequest, Message
 
 __all__ = [
-    "DONE_LINE",
     "ChatRequest",
     "WireError",
     "cache_control",
-    "chunk_json",
-    "completion_json",
     "error_json",
     "parse_chat_request",
-    "sse_line",
-    "usage_chunk_json",
 ]
-
-#: The line that ends an OpenAI stream.
-DONE_LINE = b"data: [DONE]\n\n"
 
 _ROLES = ("system", "developer", "user", "assistant")
 _NUMBERS = {
@@ -370,72 +361,3 @@ def cache_control(header: str | None) -> CacheControl:
         return CacheControl(**fields)
     except ValueError as exc:
         raise WireError(f"Cache-Control: {exc}", param="Cache-Control") from None
-
-
-def _usage(response_usage: Any) -> dict[str, int]:
-    return {
-        "prompt_tokens": response_usage.prompt_tokens,
-        "completion_tokens": response_usage.completion_tokens,
-        "total_tokens": response_usage.total_tokens,
-    }
-
-
-def completion_json(
-    response: LLMResponse, *, completion_id: str, created: int, model: str
-) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` object for ``response``."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": response.content},
-                "logprobs": None,
-                "finish_reason": response.finish_reason or "stop",
-            }
-        ],
-        "usage": _usage(response.usage),
-    }
-
-
-def chunk_json(
-    chunk: Chunk, *, completion_id: str, created: int, model: str, first: bool = False
-) -> dict[str, Any]:
-    """An OpenAI ``chat.completion.chunk`` for ``chunk``; ``first`` adds the assistant role."""
-    delta: dict[str, Any] = {}
-    if first:
-        delta["role"] = "assistant"
-    if chunk.delta or first:
-        delta["content"] = chunk.delta
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": chunk.finish_reason}
-        ],
-    }
-
-
-def usage_chunk_json(
-    chunk: Chunk, *, completion_id: str, created: int, model: str
-) -> dict[str, Any]:
-    """The trailing chunk ``stream_options.include_usage`` asks for: no choices, the usage."""
-    usage = chunk.usage
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": _usage(usage) if usage is not None else None,
-    }
-
-
-def sse_line(obj: Mapping[str, Any]) -> bytes:
-    """One SSE event carrying ``obj`` as compact JSON."""
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode("utf-8") + b"\n\n"

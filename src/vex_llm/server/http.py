@@ -1,0 +1,110 @@
+"""HTTP plumbing of the proxy: JSON and error responses, SSE, the capped body reader.
+
+Kept apart from the handlers so that ``app.py`` reads as the request path and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from vex_llm.server.wire import WireError, error_json
+
+try:
+    import anyio
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.types import Send
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the proxy needs the server extra: pip install 'vex-llm[server]'") from exc
+
+__all__ = [
+    "SSEResponse",
+    "cache_headers",
+    "error_response",
+    "http_error",
+    "json_response",
+    "read_body",
+    "unauthorized",
+]
+
+
+def json_response(
+    obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``obj`` as a JSON response."""
+    # ensure_ascii: a lone surrogate in an answer must not make encoding fail.
+    body = json.dumps(obj, separators=(",", ":")).encode("ascii")
+    return Response(body, status, headers=dict(headers or {}), media_type="application/json")
+
+
+def error_response(err: WireError, headers: Mapping[str, str] | None = None) -> Response:
+    """``err`` in OpenAI's error shape, with its status."""
+    return json_response(err.body(), err.status, headers)
+
+
+class SSEResponse(StreamingResponse):
+    """A streaming response that always closes its generator, even when the client left.
+
+    Without this, a disconnect detected by a failed ``send`` leaves the generator to the
+    garbage collector, and with it the detaching of this subscriber from a shared stream.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        super().__init__(body, headers=dict(headers), media_type="text/event-stream")
+        self._body = body
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            closer = getattr(self._body, "aclose", None)
+            if closer is not None:
+                with anyio.CancelScope(shield=True):
+                    await closer()
+
+
+def cache_headers(outcome: str, key: str, age: float | None) -> dict[str, str]:
+    """``x-vex-cache``, ``x-vex-cache-key`` and, on hits, ``age``."""
+    headers = {"x-vex-cache": outcome, "x-vex-cache-key": key}
+    if outcome == "hit" and age is not None:
+        headers["age"] = str(int(age))
+    return headers
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The request body, or a 413 ``WireError`` once it is over ``cap`` bytes."""
+    too_large = WireError(
+        f"request body is larger than the limit of {cap} bytes",
+        status=413,
+        code="request_too_large",
+    )
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise WireError("Content-Length is not a number", param="Content-Length")
+        if int(length) > cap:
+            raise too_large
+    parts = []
+    total = 0
+    # Counted while reading: a chunked or lying body cannot get past the cap either.
+    async for part in request.stream():
+        total += len(part)
+        if total > cap:
+            raise too_large
+        parts.append(part)
+    return b"".join(parts)
+
+
+def unauthorized(message: str = "invalid or missing API key") -> WireError:
+    """A 401 in OpenAI's shape."""
+    return WireError(message, status=401, type="authentication_error", code="invalid_api_key")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    return json_response(error_json(str(detail), kind if status < 500 else "server_error"), status)
