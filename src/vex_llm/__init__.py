@@ -9,6 +9,7 @@ answer = await cached.complete(LLMRequest.simple("hello"))
 from vex_llm.cache import (
     KEY_VERSION,
     CachedProvider,
+    CachedStream,
     CacheEntry,
     CacheOutcome,
     CacheResult,
@@ -43,13 +44,19 @@ from vex_llm.models import (
     Usage,
 )
 from vex_llm.provider import LLMProvider
-from vex_llm.providers.mock import MockProvider
+from vex_llm.providers import (
+    AnthropicProvider,
+    MockProvider,
+    OllamaProvider,
+    OpenAICompatibleProvider,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SYSTEM",
     "KEY_VERSION",
+    "AnthropicProvider",
     "AuthenticationFailed",
     "CacheControl",
     "CacheEntry",
@@ -59,6 +66,7 @@ __all__ = [
     "CacheStats",
     "CacheStore",
     "CachedProvider",
+    "CachedStream",
     "Chunk",
     "ConnectionFailed",
     "InputLimits",
@@ -73,6 +81,8 @@ __all__ = [
     "Message",
     "MockProvider",
     "NotAvailable",
+    "OllamaProvider",
+    "OpenAICompatibleProvider",
     "RateLimited",
     "RequestFailed",
     "ServerError",

@@ -6,6 +6,7 @@ from vex_llm.cache.key import KEY_VERSION, cache_key
 from vex_llm.cache.provider import CachedProvider, CacheOutcome, CacheResult
 from vex_llm.cache.stats import CacheStats
 from vex_llm.cache.stores import CacheStore, MemoryStore, SyncCacheStore
+from vex_llm.cache.streaming import CachedStream
 
 __all__ = [
     "KEY_VERSION",
@@ -15,6 +16,7 @@ __all__ = [
     "CacheStats",
     "CacheStore",
     "CachedProvider",
+    "CachedStream",
     "LLMCacheConfig",
     "MemoryStore",
     "SyncCacheStore",

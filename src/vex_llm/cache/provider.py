@@ -22,6 +22,7 @@ from vex_llm.cache.key import cache_key
 from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import CacheStore, SyncCacheStore
 from vex_llm.cache.stores.memory import MemoryStore
+from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
 from vex_llm.errors import CacheMiss
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
@@ -77,6 +78,7 @@ class CachedProvider(LLMProvider):
         self._identity = tuple(provider.cache_identity())
         self._counters = Counters()
         self._flight: SingleFlight[LLMResponse] = SingleFlight()
+        self._streams = StreamCache(self)
 
     @classmethod
     def wrap(cls, provider: LLMProvider) -> CachedProvider:
@@ -179,10 +181,18 @@ class CachedProvider(LLMProvider):
         entry = dataclasses.replace(entry, nbytes=len(encode_entry(entry)))
         await self._write(key, entry, ttl, tti)
 
+    async def open_stream(self, request: LLMRequest) -> CachedStream:
+        """Decide how a stream request is served, then return it to iterate.
+
+        Validation, ``CacheMiss`` (``only_if_cached``) and the hit/miss/coalesced/bypass
+        decision happen here, before the first chunk; see ``vex_llm.cache.streaming``.
+        """
+        return await self._streams.open(request)
+
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        """Stream from the wrapped provider, uncached (stream caching comes separately)."""
-        request.validate(self.limits)
-        async for chunk in self.inner.stream(request):
+        """Stream from the cache: replay a hit, attach to an identical running stream, or
+        stream from the wrapped provider while recording (stored after the terminal chunk)."""
+        async for chunk in iterate(await self.open_stream(request)):
             yield chunk
 
     def _sync_store(self, what: str) -> SyncCacheStore:
