@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m vex_llm
 
-## test: set up and run the whole test suite
+## test: set up and run the whole test suite (installs the local LLM for integration tests)
 test: $(STAMP)
+	$(BIN)/python -m vex_llm.local.install
 	$(BIN)/python -m pytest
 
 ## lint: ruff (check + format) and mypy --strict
@@ -33,6 +34,8 @@ check: lint test
 ## bench: the benchmark tables
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cache_hit.py
+	$(BIN)/python -m vex_llm.local.install
+	$(BIN)/python benchmarks/stream_fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

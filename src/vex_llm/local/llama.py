@@ -160,6 +160,7 @@ class LlamaServer:
             "-np", str(self.parallel),
             "--alias", self.alias,
             "--no-webui",
+            "--metrics",  # Prometheus counters at /metrics: proof of what the server did
         ]  # fmt: skip
 
     async def start(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - the API takes seconds
