@@ -54,11 +54,25 @@ def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pid, sig)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM to the server when its parent dies, even
-    # by SIGKILL, when no finalizer can run.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies.
+
+    ``prctl`` is looked up here, in the parent: the child, between fork and exec, must not
+    load libraries (another thread of the parent may have held the loader's lock at the fork).
+    The signal follows the *thread* that started the child, so start the server from the
+    thread that outlives it (the event loop's).
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig() -> None:  # pragma: no cover - runs in the child
+        prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+    return set_pdeathsig
 
 
 def _log_tail(path: Path) -> str:
@@ -198,7 +212,7 @@ class LlamaServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, for stop()
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_parent_death_signal(),
             )
 
     async def _wait_healthy(self, timeout: float) -> None:  # noqa: ASYNC109
