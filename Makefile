@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 ## test: set up and run the whole test suite (installs the local LLM for integration tests)
 test: $(STAMP)
+	sh scripts/install-redis.sh
 	$(BIN)/python -m vex_llm.local.install
 	$(BIN)/python -m pytest
 
@@ -34,6 +35,8 @@ check: lint test
 ## bench: the benchmark tables
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cache_hit.py
+	sh scripts/install-redis.sh
+	$(BIN)/python benchmarks/stores.py
 	$(BIN)/python -m vex_llm.local.install
 	$(BIN)/python benchmarks/stream_fanout.py
 

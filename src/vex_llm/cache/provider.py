@@ -5,22 +5,33 @@ build the key; unless ``no_cache``, answer from the store (a hit) or, with
 ``only_if_cached``, raise ``CacheMiss``; otherwise run the upstream call once per key however
 many identical callers arrive (single-flight), store the answer unless ``no_store``, and hand
 it to every waiter. Errors, cancelled and partial answers are never stored.
+
+Beneath the in-process single-flight, a store that implements ``LeaseStore`` also folds
+identical misses across processes (see ``lease``). The store is never allowed to fail a
+request: ``_read`` and ``_write`` (the only places the request path touches it) turn a store
+failure into a miss or a skipped write, count it in ``store_errors`` and log it once per
+incident on the ``vex_llm.cache`` logger.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Literal
 
 from vex_llm.cache.config import LLMCacheConfig, effective_expiry
 from vex_llm.cache.entry import CacheEntry, encode_entry
 from vex_llm.cache.flight import SingleFlight
-from vex_llm.cache.key import cache_key
+from vex_llm.cache.key import hash_material, identity_prefix, material_after
+from vex_llm.cache.lease import LeasePolicy, fetch_with_lease
 from vex_llm.cache.stats import CacheStats, Counters
-from vex_llm.cache.stores.base import CacheStore, SyncCacheStore
+from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, SyncCacheStore
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
 from vex_llm.errors import CacheMiss
@@ -28,6 +39,8 @@ from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 
 __all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
+
+log = logging.getLogger("vex_llm.cache")
 
 #: How a request was served: from the store, by an upstream call it made, by joining an
 #: identical in-flight call, or upstream without a lookup (``no_cache``).
@@ -48,7 +61,9 @@ class CachedProvider(LLMProvider):
     """Wraps ``provider`` with a response cache configured by ``config``.
 
     ``store`` defaults to a :class:`MemoryStore` sized by ``config``; ``clock`` (wall-clock
-    seconds) stamps entries and is injectable for tests.
+    seconds) stamps entries and is injectable for tests. ``lease`` times cross-process
+    single-flight when the store supports it (a process that received another process's
+    answer counts as ``coalesced``).
     """
 
     def __init__(
@@ -58,6 +73,7 @@ class CachedProvider(LLMProvider):
         *,
         store: CacheStore | None = None,
         clock: Callable[[], float] = time.time,
+        lease: LeasePolicy | None = None,
     ) -> None:
         if not isinstance(provider, LLMProvider):
             raise TypeError(f"provider must be an LLMProvider, not {type(provider).__name__}")
@@ -76,8 +92,16 @@ class CachedProvider(LLMProvider):
         # The identity is fixed for the provider's life; computing it once keeps it off the
         # hit path.
         self._identity = tuple(provider.cache_identity())
+        self._key_prefix = identity_prefix(self._identity)
         self._counters = Counters()
-        self._flight: SingleFlight[LLMResponse] = SingleFlight()
+        # (response, came from another process): see _fetch_shared.
+        self._flight: SingleFlight[tuple[LLMResponse, bool]] = SingleFlight()
+        self._lease = lease or LeasePolicy()
+        self._lease_store = (
+            self.store if self._lease.enabled and isinstance(self.store, LeaseStore) else None
+        )
+        self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
+        self._store_failing = False  # inside a store incident (logged once)
         self._streams = StreamCache(self)
 
     @classmethod
@@ -99,12 +123,12 @@ class CachedProvider(LLMProvider):
 
     def key_for(self, request: LLMRequest) -> str:
         """The cache key of ``request`` in this cache."""
-        return cache_key(request, self._identity)
+        return hash_material(material_after(self._key_prefix, request))
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Answer from the cache, or from the wrapped provider (once per key in flight)."""
         request.validate(self.limits)
-        key = cache_key(request, self._identity)
+        key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
         if not control.no_cache:
             # The hit path: kept short on purpose, it is what the cache is for.
@@ -119,7 +143,7 @@ class CachedProvider(LLMProvider):
     async def lookup(self, request: LLMRequest) -> CacheResult:
         """Like :meth:`complete`, and also say how the answer was served (for the proxy/CLI)."""
         request.validate(self.limits)
-        key = cache_key(request, self._identity)
+        key = sha256(material_after(self._key_prefix, request)).hexdigest()
         if not request.cache.no_cache:
             entry = await self._read(key)
             if entry is not None:
@@ -138,8 +162,10 @@ class CachedProvider(LLMProvider):
         if control.only_if_cached:
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        response, joined = await self._flight.run(key, lambda: self._fetch_and_store(request, key))
-        if joined:
+        (response, shared), joined = await self._flight.run(
+            key, lambda: self._fetch_shared(request, key)
+        )
+        if joined or shared:
             self._counters.coalesced += 1
             self._counters.tokens_saved += response.usage.total_tokens
             return CacheResult(response, "coalesced", key)
@@ -157,15 +183,60 @@ class CachedProvider(LLMProvider):
             await self._store_answer(key, request, response)
         return response
 
+    async def _fetch_shared(self, request: LLMRequest, key: str) -> tuple[LLMResponse, bool]:
+        """A miss, folded across processes when the store can arbitrate (else just fetch).
+
+        ``no_store`` answers are never written, so other processes could only wait in vain:
+        those requests take no lease.
+        """
+        if self._lease_store is None or request.cache.no_store:
+            return await self._fetch_and_store(request, key), False
+        return await fetch_with_lease(
+            self._lease_store,
+            key,
+            self._lease_owner,
+            self._lease,
+            read=self._read,
+            fetch=lambda: self._fetch_and_store(request, key),
+            on_error=self._store_failed,
+        )
+
     async def _read(self, key: str) -> CacheEntry | None:
-        """The one place the request path reads the store."""
-        return await self.store.get(key)
+        """The one place the request path reads the store; a failing store reads as a miss."""
+        try:
+            entry = await self.store.get(key)
+        except STORE_FAILURES as exc:
+            self._store_failed(exc)
+            return None
+        if self._store_failing:
+            self._store_recovered()
+        return entry
 
     async def _write(
         self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None
     ) -> None:
-        """The one place the request path writes the store."""
-        await self.store.set(key, entry, ttl, tti)
+        """The one place the request path writes the store; a failing store skips the write."""
+        try:
+            await self.store.set(key, entry, ttl, tti)
+        except STORE_FAILURES as exc:
+            self._store_failed(exc)
+            return
+        if self._store_failing:
+            self._store_recovered()
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self._counters.store_errors += 1
+        if not self._store_failing:
+            self._store_failing = True
+            log.warning(
+                "cache store %r failed, answering from upstream until it recovers: %s",
+                self.store,
+                exc,
+            )
+
+    def _store_recovered(self) -> None:
+        self._store_failing = False
+        log.info("cache store %r recovered; caching resumes", self.store)
 
     async def _store_answer(
         self,

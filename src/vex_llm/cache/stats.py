@@ -37,13 +37,15 @@ class CacheStats:
     """A snapshot of a cache's counters and contents.
 
     - ``hits``: answered from the store; ``misses``: went upstream as the one caller for a key;
-      ``coalesced``: waited for another caller's identical upstream call instead of making one;
+      ``coalesced``: waited for another caller's identical upstream call instead of making one
+      (in this process, or in another process sharing the store, see ``LeaseStore``);
       ``bypasses``: ``no_cache`` requests, which always go upstream.
     - ``hit_rate`` is ``hits / (hits + misses + coalesced)``: the share of cacheable lookups
       answered from stored entries. Coalesced calls saved an upstream call too; they are
       counted apart so the two effects stay visible.
-    - ``errors``: upstream failures (never stored); ``store_errors``: store failures that
-      were survived by going upstream.
+    - ``errors``: upstream failures (never stored); ``store_errors``: failed store operations
+      (reads, writes, leases) that were survived by going upstream; one request during an
+      outage may count up to three.
     - ``evictions`` by cause: ``size``, ``expired``, ``explicit`` (delete and clear).
     - ``tokens_saved``: total tokens of answers served without an upstream call.
     """

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
 
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.cache.key import cache_key
 from vex_llm.errors import CacheMiss, InvalidResponse, LLMError
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 
@@ -176,7 +175,7 @@ class StreamCache:
         if not isinstance(request, LLMRequest):
             raise TypeError(f"request must be an LLMRequest, not {type(request).__name__}")
         request.validate(cached.limits)
-        key = cache_key(request, cached.cache_identity())
+        key = cached.key_for(request)
         control = request.cache
         counters = cached._counters
         if control.no_cache:

@@ -13,10 +13,31 @@ from typing import Protocol, runtime_checkable
 
 from vex_llm.cache.entry import CacheEntry
 
-__all__ = ["EVICTION_CAUSES", "CacheStore", "SyncCacheStore"]
+__all__ = [
+    "EVICTION_CAUSES",
+    "STORE_FAILURES",
+    "CacheStore",
+    "LeaseStore",
+    "StoreError",
+    "SyncCacheStore",
+]
 
 #: The causes a store counts evictions under.
 EVICTION_CAUSES = ("size", "expired", "explicit")
+
+
+class StoreError(Exception):
+    """A store could not do its job (database locked or corrupt, server unreachable, ...).
+
+    Stores wrap their backend's errors (``sqlite3.Error``, ``redis.RedisError``) in this, so
+    the cache can tell "the store is down, go upstream" from a programming error, which must
+    surface. Messages never contain credentials.
+    """
+
+
+#: What the cache survives by going upstream: a store's own failure, or an OS-level one
+#: (disk full, connection refused, timeouts are all ``OSError``). Anything else is a bug.
+STORE_FAILURES: tuple[type[BaseException], ...] = (StoreError, OSError)
 
 
 @runtime_checkable
@@ -70,4 +91,30 @@ class SyncCacheStore(CacheStore, Protocol):
 
     def clear_now(self) -> None:
         """Remove every entry."""
+        ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """A store that can also arbitrate who computes a missing entry, across processes.
+
+    A lease is a short-lived claim on a key, held by ``owner`` (a random token per cache).
+    It expires on its own ``ttl`` seconds after it was taken or last renewed, so a holder
+    that dies blocks the others only briefly.
+    """
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease on ``key`` if nobody holds a live one; True when taken."""
+        ...
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease to ``ttl`` from now; False if it was lost meanwhile."""
+        ...
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Give the lease back, if ``owner`` still holds it."""
+        ...
+
+    async def lease_held(self, key: str) -> bool:
+        """True while anybody holds a live lease on ``key``."""
         ...

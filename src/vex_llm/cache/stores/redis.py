@@ -1,0 +1,292 @@
+"""``RedisStore``: a cache shared by every process and machine that reaches one Redis or Valkey.
+
+Built on ``redis.asyncio`` (the optional ``[redis]`` extra, imported lazily). Each operation is
+one Lua script (see ``redis_scripts``), so reads refresh idle time without ever passing the
+absolute deadline, and the store enforces ``max_entries``/``max_bytes`` itself, evicting least
+recently used first, atomically across all clients sharing the prefix. Every key lives under
+``prefix``; ``clear()`` removes only those (never ``FLUSHDB``). The server's ``maxmemory``
+policy remains the server's business: configure it so Redis itself never evicts more than
+you expect. Redis errors are raised as ``StoreError`` (the cache then fails open).
+
+Redis is async only: this store does not implement ``SyncCacheStore`` (use ``astats``,
+``asize`` and ``aclear`` on the cache).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
+from vex_llm.cache.stores import redis_scripts as lua
+from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStore", "glob_escape", "to_millis"]
+
+_BATCH = 500
+#: Defaults for a client the store makes itself: fail fast (the cache fails open, a slow
+#: store is worse than none) and retry once, so a server restart costs no request.
+_CONNECT_TIMEOUT = 1.0
+_SOCKET_TIMEOUT = 2.0
+
+
+def to_millis(seconds: float | None) -> str:
+    """A lifetime as the scripts take it: whole milliseconds (at least 1), '' for none."""
+    return "" if seconds is None else str(max(1, math.ceil(seconds * 1000)))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` escaped for a ``SCAN MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _import_redis() -> Any:
+    try:
+        import redis.asyncio as aioredis
+    except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+        raise ImportError(
+            "RedisStore needs the 'redis' extra: pip install 'vex-llm[redis]'"
+        ) from exc
+    return aioredis
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+class RedisStore:
+    """Entries in Redis/Valkey under ``prefix``, from a ``redis.asyncio`` client or a URL.
+
+    A store made from a URL owns its client (closed by :meth:`aclose`); a client passed in is
+    the caller's. ``max_entries``/``max_bytes`` bound the entries under ``prefix`` (None:
+    unbounded); ``ttl``/``tti`` (seconds) bound every entry's lifetimes. Eviction counts are
+    this process's own.
+    """
+
+    def __init__(
+        self,
+        client_or_url: Redis | str,
+        *,
+        prefix: str = "vex-llm:",
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        ttl: float | None = None,
+        tti: float | None = None,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError("prefix must be a non-empty string")
+        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        aioredis = _import_redis()
+        from vex_llm.cache.stores.url import redact_url
+
+        if isinstance(client_or_url, str):
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._where = redact_url(client_or_url)
+            try:
+                self._client = aioredis.Redis.from_url(
+                    client_or_url,
+                    socket_connect_timeout=_CONNECT_TIMEOUT,
+                    socket_timeout=_SOCKET_TIMEOUT,
+                    retry=Retry(NoBackoff(), 1),
+                )
+            except ValueError as exc:
+                raise ValueError(f"bad redis URL {self._where}: {exc}") from None
+            self._owns_client = True
+        elif isinstance(client_or_url, aioredis.Redis):
+            self._client = client_or_url
+            self._where = "redis client"
+            self._owns_client = False
+        else:
+            raise TypeError(
+                "client_or_url must be a redis.asyncio.Redis or a redis:// URL, "
+                f"not {type(client_or_url).__name__}"
+            )
+        self.prefix = prefix
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.tti = tti
+        self._entry_prefix = prefix + "e:"
+        self._lease_prefix = prefix + "l:"
+        self._meta = [prefix + "lru", prefix + "sizes", prefix + "bytes", prefix + "seq"]
+        self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
+        self._closed = False
+        register = self._client.register_script
+        self._get = register(lua.GET)
+        self._set = register(lua.SET)
+        self._delete = register(lua.DELETE)
+        self._reap = register(lua.REAP)
+        self._clear_batch = register(lua.CLEAR_BATCH)
+        self._tidy = register(lua.TIDY)
+        self._renew = register(lua.RENEW)
+        self._release = register(lua.RELEASE)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+
+    @property
+    def client(self) -> Redis:
+        """The ``redis.asyncio`` client this store talks through."""
+        return self._client  # type: ignore[no-any-return]
+
+    @asynccontextmanager
+    async def _io(self, what: str) -> AsyncIterator[None]:
+        """Map redis errors to ``StoreError`` (naming the server, never its password)."""
+        if self._closed:
+            raise StoreError(f"redis cache {self._where} is closed")
+        from redis.exceptions import RedisError
+
+        try:
+            yield
+        except RedisError as exc:
+            raise StoreError(
+                f"redis cache {self._where}: {what} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _keys(self, key: str) -> list[str]:
+        return [self._entry_prefix + key, *self._meta]
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """The live entry for ``key`` (refreshing its idle time and LRU rank), or None."""
+        async with self._io("get"):
+            result = await self._get(keys=self._keys(key), args=[key])
+        if isinstance(result, int):
+            self._evictions["expired"] += result
+            return None
+        try:
+            return decode_entry(result)
+        except ValueError:
+            # A corrupt value reads as a miss and goes, so the next answer replaces it.
+            await self.delete(key)
+            return None
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        """Store ``entry``; False (a ``size`` eviction) if it exceeds ``max_bytes``."""
+        blob = encode_entry(entry)
+        if self.max_bytes is not None and len(blob) > self.max_bytes:
+            self._evictions["size"] += 1
+            return False
+        args = [
+            key,
+            blob,
+            len(blob),
+            to_millis(_shorter(self.ttl, ttl)),
+            to_millis(_shorter(self.tti, tti)),
+            "" if self.max_entries is None else self.max_entries,
+            "" if self.max_bytes is None else self.max_bytes,
+            self._entry_prefix,
+        ]
+        async with self._io("set"):
+            evicted, expired = await self._set(keys=self._keys(key), args=args)
+        self._evictions["size"] += int(evicted)
+        self._evictions["expired"] += int(expired)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True if a live entry was there."""
+        async with self._io("delete"):
+            result = int(await self._delete(keys=self._keys(key)[:4], args=[key]))
+        if result:
+            self._evictions["explicit" if result == 1 else "expired"] += 1
+        return result == 1
+
+    async def _reap_expired(self) -> None:
+        """Forget the bookkeeping of entries Redis expired on its own."""
+        async with self._io("count"):
+            cursor = 0
+            while True:
+                cursor, members = await self._client.zscan(self._meta[0], cursor, count=_BATCH)
+                if members:
+                    args = [self._entry_prefix, *(m for m, _ in members)]
+                    reaped = await self._reap(keys=["", *self._meta[:3]], args=args)
+                    self._evictions["expired"] += int(reaped)
+                if cursor == 0:
+                    return
+
+    async def clear(self) -> None:
+        """Delete every entry under this store's prefix (leases in progress are kept)."""
+        async with self._io("clear"):
+            meta = ["", *self._meta[:3]]
+            while members := await self._client.zrange(self._meta[0], 0, _BATCH - 1):
+                deleted, expired = await self._clear_batch(
+                    keys=meta, args=[self._entry_prefix, *members]
+                )
+                self._evictions["explicit"] += int(deleted)
+                self._evictions["expired"] += int(expired)
+            # Entries the sorted set does not know (written by a foreign tool, or left by a
+            # crash of bookkeeping) still go: SCAN the prefix, never FLUSHDB.
+            pattern = glob_escape(self._entry_prefix) + "*"
+            async for batch in self._scan_batches(pattern):
+                self._evictions["explicit"] += int(await self._client.unlink(*batch))
+            await self._tidy(keys=self._meta)
+
+    async def _scan_batches(self, pattern: str) -> AsyncIterator[list[bytes]]:
+        batch: list[bytes] = []
+        async for name in self._client.scan_iter(match=pattern, count=_BATCH):
+            batch.append(name)
+            if len(batch) >= _BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def count(self) -> int:
+        """The exact number of live entries under the prefix."""
+        await self._reap_expired()
+        async with self._io("count"):
+            return int(await self._client.zcard(self._meta[0]))
+
+    async def total_bytes(self) -> int:
+        """The encoded size of all live entries under the prefix."""
+        await self._reap_expired()
+        async with self._io("count"):
+            return int(await self._client.get(self._meta[2]) or 0)
+
+    def evictions(self) -> Mapping[str, int]:
+        """Evictions this process made or noticed, by cause."""
+        return dict(self._evictions)
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """``SET lease owner NX PX ttl``: True when this owner now holds the lease."""
+        async with self._io("lease"):
+            return bool(
+                await self._client.set(
+                    self._lease_prefix + key, owner, nx=True, px=int(to_millis(ttl))
+                )
+            )
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease; False if it expired or changed hands."""
+        async with self._io("lease"):
+            return bool(
+                await self._renew(keys=[self._lease_prefix + key], args=[owner, to_millis(ttl)])
+            )
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Drop ``owner``'s lease on ``key`` (someone else's is left alone)."""
+        async with self._io("lease"):
+            await self._release(keys=[self._lease_prefix + key], args=[owner])
+
+    async def lease_held(self, key: str) -> bool:
+        """True while a live lease on ``key`` exists."""
+        async with self._io("lease"):
+            return bool(await self._client.exists(self._lease_prefix + key))
+
+    async def aclose(self) -> None:
+        """Close the client if this store made it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()

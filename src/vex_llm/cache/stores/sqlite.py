@@ -1,0 +1,373 @@
+"""``SQLiteStore``: a persistent cache in one SQLite file, shareable by processes on one machine.
+
+stdlib ``sqlite3`` in WAL mode (readers never block the writer) with a busy timeout (writers
+from several processes queue instead of failing). Every call runs on one dedicated worker
+thread that owns the connection (sqlite3 connections belong to the thread that made them),
+so the event loop never waits on disk. Values are ``encode_entry`` JSON; a row that does not
+decode reads as a miss and is deleted. ``set`` commits before it returns: with WAL and
+``synchronous=NORMAL`` a committed write survives the process being killed (only a power
+loss may drop the last few commits; pass ``synchronous="FULL"`` if that matters).
+
+Lifetimes use the wall clock, shared by every process on the machine. LRU order is a sequence
+number bumped on every read and write, so eviction order is exact across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
+from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError
+from vex_llm.cache.stores.sqlite_schema import migrate
+
+__all__ = ["SQLiteStore", "idle_deadline"]
+
+T = TypeVar("T")
+log = logging.getLogger("vex_llm.cache")
+
+_LIVE = "(deadline IS NULL OR deadline > ?)"
+_NEXT_LRU = "(SELECT IFNULL(MAX(lru), 0) + 1 FROM entries)"
+
+
+def idle_deadline(now: float, expires_at: float | None, tti: float | None) -> float | None:
+    """When an entry read (or written) at ``now`` dies: the idle limit, capped by its ttl."""
+    if tti is None:
+        return expires_at
+    idle = now + tti
+    return idle if expires_at is None else min(idle, expires_at)
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+class SQLiteStore:
+    """Entries in the SQLite file at ``path`` (created, with its folder, if missing).
+
+    ``max_entries``/``max_bytes`` bound the file's live entries (None: unbounded), evicting
+    least recently used first; ``ttl``/``tti`` (seconds) bound every entry's lifetimes.
+    ``busy_timeout`` is how long a write waits for another process's transaction.
+    Eviction counts are this process's own (another process's evictions are its own).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        ttl: float | None = None,
+        tti: float | None = None,
+        busy_timeout: float = 5.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or PathLike, not {type(path).__name__}")
+        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        if busy_timeout < 0:
+            raise ValueError("busy_timeout must be >= 0")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+        self.path = Path(path)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.tti = tti
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._clock = clock
+        self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        # One thread owns the connection: sqlite3 objects must stay on their thread, and one
+        # writer per process is all SQLite allows anyway.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="vex-sqlite")
+        try:
+            self._call(self._open)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- plumbing: everything below runs on the worker thread -------------------------------
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _guard(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite cache {self.path}: {exc}") from exc
+        except RuntimeError as exc:  # a newer schema (see migrate)
+            raise StoreError(f"sqlite cache {self.path}: {exc}") from exc
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the worker thread and wait (for the sync API and construction)."""
+        try:
+            future = self._executor.submit(self._guard, fn, *args)
+        except RuntimeError as exc:
+            raise StoreError(f"sqlite cache {self.path} is closed") from exc
+        return future.result()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._guard, fn, *args
+            )
+        except RuntimeError as exc:
+            if self._closed:
+                raise StoreError(f"sqlite cache {self.path} is closed") from exc
+            raise
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"sqlite cache {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _reap(self, conn: sqlite3.Connection, now: float) -> int:
+        return conn.execute("DELETE FROM entries WHERE deadline <= ?", (now,)).rowcount
+
+    def _get(self, key: str) -> CacheEntry | None:
+        now = self._clock()
+        conn = self._db
+        # One statement: find the live row, mark it most recent, refresh its idle deadline.
+        rows = conn.execute(
+            f"UPDATE entries SET lru = {_NEXT_LRU}, deadline = CASE WHEN tti IS NULL "
+            "THEN deadline ELSE MIN(IFNULL(expires_at, ? + tti), ? + tti) END "
+            f"WHERE key = ? AND {_LIVE} RETURNING value",
+            (now, now, key, now),
+        ).fetchall()
+        if not rows:
+            if conn.execute(
+                "DELETE FROM entries WHERE key = ? AND deadline <= ?", (key, now)
+            ).rowcount:
+                self._evictions["expired"] += 1
+            return None
+        try:
+            return decode_entry(rows[0][0])
+        except ValueError as exc:
+            log.warning("sqlite cache %s: dropping an unreadable entry (%s)", self.path, exc)
+            conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+            return None
+
+    def _set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        blob = encode_entry(entry)
+        if self.max_bytes is not None and len(blob) > self.max_bytes:
+            self._evictions["size"] += 1
+            return False
+        now = self._clock()
+        ttl, tti = _shorter(self.ttl, ttl), _shorter(self.tti, tti)
+        expires_at = None if ttl is None else now + ttl
+        with self._transaction() as conn:
+            expired = self._reap(conn, now)
+            conn.execute(
+                "INSERT INTO entries (key, value, nbytes, expires_at, tti, deadline, lru) "
+                f"VALUES (?, ?, ?, ?, ?, ?, {_NEXT_LRU}) ON CONFLICT (key) DO UPDATE SET "
+                "value = excluded.value, nbytes = excluded.nbytes, "
+                "expires_at = excluded.expires_at, tti = excluded.tti, "
+                "deadline = excluded.deadline, lru = excluded.lru",
+                (key, blob, len(blob), expires_at, tti, idle_deadline(now, expires_at, tti)),
+            )
+            evicted = self._evict_lru(conn, key)
+        self._evictions["expired"] += expired
+        self._evictions["size"] += evicted
+        return True
+
+    def _evict_lru(self, conn: sqlite3.Connection, keep: str) -> int:
+        entries, nbytes = conn.execute("SELECT entries, bytes FROM totals").fetchone()
+        excess_n = entries - self.max_entries if self.max_entries is not None else 0
+        excess_b = nbytes - self.max_bytes if self.max_bytes is not None else 0
+        if excess_n <= 0 and excess_b <= 0:
+            return 0
+        victims: list[tuple[str]] = []
+        for victim, size in conn.execute(
+            "SELECT key, nbytes FROM entries WHERE key != ? ORDER BY lru", (keep,)
+        ):
+            victims.append((victim,))
+            excess_n -= 1
+            excess_b -= size
+            if excess_n <= 0 and excess_b <= 0:
+                break
+        conn.executemany("DELETE FROM entries WHERE key = ?", victims)
+        return len(victims)
+
+    def _delete(self, key: str) -> bool:
+        now = self._clock()
+        rows = self._db.execute(
+            "DELETE FROM entries WHERE key = ? RETURNING deadline", (key,)
+        ).fetchall()
+        if not rows:
+            return False
+        deadline = rows[0][0]
+        live = deadline is None or deadline > now
+        self._evictions["explicit" if live else "expired"] += 1
+        return live
+
+    def _clear(self) -> None:
+        now = self._clock()
+        with self._transaction() as conn:
+            expired = self._reap(conn, now)
+            removed = conn.execute("DELETE FROM entries").rowcount
+            conn.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
+        self._evictions["expired"] += expired
+        self._evictions["explicit"] += removed
+
+    def _totals(self) -> tuple[int, int]:
+        conn = self._db
+        self._evictions["expired"] += self._reap(conn, self._clock())
+        entries, nbytes = conn.execute("SELECT entries, bytes FROM totals").fetchone()
+        return int(entries), int(nbytes)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- leases (LeaseStore) ------------------------------------------------------------------
+
+    def _acquire(self, key: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        # Insert, or take over a lease whose holder let it run out; one atomic statement.
+        return (
+            self._db.execute(
+                "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at WHERE leases.expires_at <= ?",
+                (key, owner, now + ttl, now),
+            ).rowcount
+            == 1
+        )
+
+    def _renew(self, key: str, owner: str, ttl: float) -> bool:
+        return (
+            self._db.execute(
+                "UPDATE leases SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at > ?",
+                (self._clock() + ttl, key, owner, self._clock()),
+            ).rowcount
+            == 1
+        )
+
+    def _release(self, key: str, owner: str) -> None:
+        self._db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+
+    def _held(self, key: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM leases WHERE key = ? AND expires_at > ?", (key, self._clock())
+        ).fetchone()
+        return row is not None
+
+    # -- the CacheStore / SyncCacheStore / LeaseStore API -------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """The live entry for ``key`` (marking it recently used), or None."""
+        return await self._run(self._get, key)
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        """Store and commit ``entry``; False (a ``size`` eviction) if it exceeds ``max_bytes``."""
+        return await self._run(self._set, key, entry, ttl, tti)
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True if a live entry was there."""
+        return await self._run(self._delete, key)
+
+    async def clear(self) -> None:
+        """Remove every entry in the file."""
+        await self._run(self._clear)
+
+    def clear_now(self) -> None:
+        """Remove every entry, blocking until done."""
+        self._call(self._clear)
+
+    async def count(self) -> int:
+        """The exact number of live entries in the file."""
+        return (await self._run(self._totals))[0]
+
+    def count_now(self) -> int:
+        """:meth:`count`, blocking."""
+        return self._call(self._totals)[0]
+
+    async def total_bytes(self) -> int:
+        """The encoded size of all live entries in the file."""
+        return (await self._run(self._totals))[1]
+
+    def bytes_now(self) -> int:
+        """:meth:`total_bytes`, blocking."""
+        return self._call(self._totals)[1]
+
+    def evictions(self) -> Mapping[str, int]:
+        """Evictions this process made, by cause."""
+        return dict(self._evictions)
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease on ``key`` unless another owner holds a live one."""
+        return await self._run(self._acquire, key, owner, ttl)
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease; False if it had run out or been taken over."""
+        return await self._run(self._renew, key, owner, ttl)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Drop ``owner``'s lease on ``key``."""
+        await self._run(self._release, key, owner)
+
+    async def lease_held(self, key: str) -> bool:
+        """True while a live lease on ``key`` exists."""
+        return await self._run(self._held, key)
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the worker thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._run(self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def close(self) -> None:
+        """:meth:`aclose` without an event loop (blocking). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._call(self._close)
+        finally:
+            self._executor.shutdown(wait=True)

@@ -1,0 +1,162 @@
+"""Store URLs: one string picks and configures a cache store (for the CLI, proxy and config).
+
+    memory://                                   in-process (the default store)
+    sqlite:///absolute/path/cache.db            a SQLite file (three slashes: absolute path;
+                                                four, as SQLAlchemy writes it, work too)
+    sqlite:///var/cache/x.db?busy_timeout=10    options: busy_timeout (s), synchronous
+    redis://[user:password@]host[:port][/db]    Redis; rediss:// for TLS
+    valkey://... / valkeys://...                the same, spelled for Valkey
+    redis://host/0?prefix=team-a:               options: prefix, socket_timeout,
+                                                socket_connect_timeout (s)
+
+Relative SQLite paths are refused: a cache file that moves with the working directory of
+whichever process opened it is a surprise, not a feature. Bad URLs raise ``ValueError``
+naming the problem; passwords never appear in errors or reprs (see :func:`redact_url`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from vex_llm.cache.stores.base import CacheStore
+
+__all__ = ["open_store", "redact_url"]
+
+_REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
+_REDIS_OPTIONS = {"socket_timeout", "socket_connect_timeout"}
+_SQLITE_OPTIONS = {"busy_timeout", "synchronous"}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log or show)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        # Unparseable: show the scheme only; the rest might hold a secret.
+        return url.split(":", 1)[0] + "://***"
+
+
+def _options(query: str, allowed: set[str], scheme: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in allowed:
+            raise ValueError(
+                f"unknown option {name!r} in a {scheme}:// store URL "
+                f"(known: {', '.join(sorted(allowed))})"
+            )
+        options[name] = value
+    return options
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"store URL option {name} must be a number of seconds") from None
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"store URL option {name} must be a finite number >= 0")
+    return number
+
+
+def open_store(
+    url: str,
+    *,
+    max_entries: int | None = None,
+    max_bytes: int | None = None,
+    ttl: float | None = None,
+    tti: float | None = None,
+) -> CacheStore:
+    """Open the store ``url`` names, with these bounds and lifetimes.
+
+    ``memory://`` with neither bound gets :class:`MemoryStore`'s default bound (1000 entries);
+    persistent stores without bounds are unbounded. ``redis``/``valkey`` URLs need the
+    ``[redis]`` extra.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"store URL must be a str, not {type(url).__name__}")
+    safe = redact_url(url)
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parsing the port is what validates it
+    except ValueError as exc:
+        raise ValueError(f"malformed store URL {safe}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in url:
+        raise ValueError(
+            f"store URL {safe} has no scheme; use memory://, sqlite:///path or redis://host"
+        )
+    bounds: dict[str, Any] = {
+        "max_entries": max_entries,
+        "max_bytes": max_bytes,
+        "ttl": ttl,
+        "tti": tti,
+    }
+    if scheme == "memory":
+        return _memory(parts, safe, bounds)
+    if scheme == "sqlite":
+        return _sqlite(parts, safe, bounds)
+    if scheme in _REDIS_SCHEMES:
+        return _redis(parts, safe, bounds)
+    raise ValueError(
+        f"unknown store scheme {scheme!r} in {safe}; "
+        "use memory://, sqlite:///path, redis://, rediss://, valkey:// or valkeys://"
+    )
+
+
+def _memory(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
+    from vex_llm.cache.stores.memory import MemoryStore
+
+    if (parts.netloc + parts.path).strip("/") or parts.query:
+        raise ValueError(f"memory:// takes no path or options, got {safe}")
+    if bounds["max_entries"] is None and bounds["max_bytes"] is None:
+        return MemoryStore(ttl=bounds["ttl"], tti=bounds["tti"])
+    return MemoryStore(**bounds)
+
+
+def _sqlite(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
+    from vex_llm.cache.stores.sqlite import SQLiteStore
+
+    path = parts.path
+    if parts.netloc:
+        raise ValueError(
+            f"sqlite store URL {safe} has a relative path or a host; use three slashes and "
+            "an absolute path: sqlite:///absolute/path/cache.db"
+        )
+    if not path or path == "/" or path.endswith("/"):
+        raise ValueError(f"sqlite store URL {safe} names no file: sqlite:///absolute/path.db")
+    options = _options(parts.query, _SQLITE_OPTIONS, "sqlite")
+    synchronous = options.get("synchronous", "NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError("store URL option synchronous must be NORMAL or FULL")
+    return SQLiteStore(
+        # sqlite:////abs (SQLAlchemy's spelling) means the same file as sqlite:///abs.
+        "/" + unquote(path).lstrip("/"),
+        **bounds,
+        busy_timeout=_seconds("busy_timeout", options.get("busy_timeout", "5")),
+        synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+    )
+
+
+def _redis(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
+    from vex_llm.cache.stores.redis import RedisStore
+
+    if not parts.hostname:
+        raise ValueError(f"redis store URL {safe} names no host: redis://host:port/db")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"redis store URL {safe}: the path must be a database number, not {db!r}")
+    options = _options(parts.query, _REDIS_OPTIONS | {"prefix"}, parts.scheme)
+    prefix = options.pop("prefix", "vex-llm:")
+    for name, value in options.items():
+        _seconds(name, value)
+    scheme = _REDIS_SCHEMES[parts.scheme.lower()]
+    target = urlunsplit((scheme, parts.netloc, "/" + (db or "0"), urlencode(options), ""))
+    return RedisStore(target, prefix=prefix, **bounds)

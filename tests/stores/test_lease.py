@@ -1,0 +1,219 @@
+"""Cross-process single-flight: the timing rules, and the waiting loop driven by a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from vex_llm import (
+    CacheControl,
+    CachedProvider,
+    LLMCacheConfig,
+    LLMRequest,
+    MockProvider,
+    SQLiteStore,
+)
+from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.lease import (
+    LeasePolicy,
+    fetch_with_lease,
+    poll_delay,
+    renew_interval,
+    waited_too_long,
+)
+from vex_llm.cache.stores import StoreError
+from vex_llm.models import LLMResponse
+
+from .test_conformance import entry
+
+
+def test_policy_rules() -> None:
+    policy = LeasePolicy(ttl=6.0, max_wait=10.0, first_poll=0.01, max_poll=0.1, factor=2.0)
+    assert renew_interval(policy) == 2.0
+    delays = [poll_delay(policy, n, 0.5) for n in range(6)]
+    assert delays == [0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
+    assert poll_delay(policy, 0, 0.0) == 0.0075
+    assert poll_delay(policy, 0, 0.999) < 0.0125
+    assert poll_delay(policy, 10_000, 0.5) == 0.1  # no overflow on long waits
+    assert not waited_too_long(policy, 100.0, 109.9)
+    assert waited_too_long(policy, 100.0, 110.0)
+    with pytest.raises(ValueError, match="ttl"):
+        LeasePolicy(ttl=0)
+    with pytest.raises(ValueError, match="max_poll"):
+        LeasePolicy(first_poll=1.0, max_poll=0.5)
+
+
+class FakeLeases:
+    """A LeaseStore whose other holder is scripted by the test; records what happened."""
+
+    def __init__(self, *, held_by_other: bool = False, fail: bool = False) -> None:
+        self.holder: str | None = "other" if held_by_other else None
+        self.fail = fail
+        self.log: list[str] = []
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        if self.fail:
+            raise StoreError("down")
+        self.log.append(f"acquire {owner}")
+        if self.holder is None:
+            self.holder = owner
+            return True
+        return False
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        return self.holder == owner
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        self.log.append(f"release {owner}")
+        if self.holder == owner:
+            self.holder = None
+
+    async def lease_held(self, key: str) -> bool:
+        return self.holder is not None
+
+
+class Harness:
+    def __init__(self, store: FakeLeases) -> None:
+        self.store = store
+        self.now = 0.0
+        self.value: CacheEntry | None = None
+        self.fetches = 0
+        self.errors: list[BaseException] = []
+        self.on_sleep = lambda: None
+
+    async def read(self, key: str) -> CacheEntry | None:
+        return self.value
+
+    async def fetch(self) -> LLMResponse:
+        self.fetches += 1
+        return LLMResponse("fresh", "m")
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.on_sleep()
+
+    async def run(self, policy: LeasePolicy | None = None) -> tuple[LLMResponse, bool]:
+        return await fetch_with_lease(
+            self.store,  # type: ignore[arg-type]
+            "k",
+            "me",
+            policy or LeasePolicy(max_wait=1.0),
+            read=self.read,
+            fetch=self.fetch,
+            on_error=self.errors.append,
+            clock=lambda: self.now,
+            sleep=self.sleep,
+        )
+
+
+async def test_free_key_is_fetched_under_the_lease_and_released() -> None:
+    h = Harness(FakeLeases())
+    assert await h.run() == (LLMResponse("fresh", "m"), False)
+    assert h.fetches == 1
+    assert h.store.log == ["acquire me", "release me"]
+    assert h.store.holder is None
+
+
+async def test_waiter_gets_the_holders_value() -> None:
+    h = Harness(FakeLeases(held_by_other=True))
+    polls = 0
+
+    def other_finishes() -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 3:
+            h.value = entry("from the other process")
+            h.store.holder = None
+
+    h.on_sleep = other_finishes
+    response, shared = await h.run()
+    assert (response.content, shared) == ("from the other process", True)
+    assert h.fetches == 0
+
+
+async def test_holder_that_fails_hands_over() -> None:
+    h = Harness(FakeLeases(held_by_other=True))
+    h.on_sleep = lambda: setattr(h.store, "holder", None)  # gone, and stored nothing
+    response, shared = await h.run()
+    assert (response.content, shared) == ("fresh", False)
+    assert h.fetches == 1
+    assert h.store.log[-2:] == ["acquire me", "release me"]
+
+
+async def test_value_stored_just_before_we_took_the_lease_is_used() -> None:
+    h = Harness(FakeLeases())
+    reads = 0
+
+    async def read(key: str) -> CacheEntry | None:
+        nonlocal reads
+        reads += 1
+        return entry("already there")
+
+    h.read = read  # type: ignore[method-assign]
+    response, shared = await h.run()
+    assert (response.content, shared, h.fetches) == ("already there", True, 0)
+    assert h.store.holder is None
+
+
+async def test_waiting_is_bounded() -> None:
+    h = Harness(FakeLeases(held_by_other=True))  # the holder never finishes
+    response, shared = await h.run(LeasePolicy(max_wait=2.0, max_poll=0.2))
+    assert (response.content, shared, h.fetches) == ("fresh", False, 1)
+    assert 2.0 <= h.now < 2.3
+
+
+async def test_store_failure_fails_open() -> None:
+    h = Harness(FakeLeases(fail=True))
+    _, shared = await h.run()
+    assert (shared, h.fetches) == (False, 1)
+    assert [type(e) for e in h.errors] == [StoreError]
+
+
+async def test_two_caches_on_one_file_share_one_call(tmp_path: Path) -> None:
+    """Two caches (as two processes would) on one SQLite file: one upstream call."""
+    mocks = [MockProvider.constant("answer", latency=0.3) for _ in range(2)]
+    caches = [
+        CachedProvider(m, LLMCacheConfig(), store=SQLiteStore(tmp_path / "l.db"), lease=None)
+        for m in mocks
+    ]
+    request = LLMRequest(prompt="same")
+    results = await asyncio.gather(*(c.lookup(request) for c in caches for _ in range(5)))
+    assert sum(m.calls for m in mocks) == 1
+    assert sorted(r.outcome for r in results) == ["coalesced"] * 9 + ["miss"]
+    stats = [await c.astats() for c in caches]
+    assert sum(s.coalesced for s in stats) == 9
+    assert sum(s.tokens_saved for s in stats) == 9 * results[0].response.usage.total_tokens
+    for c in caches:
+        await c.aclose()
+
+
+async def test_lease_renewal_keeps_others_waiting(tmp_path: Path) -> None:
+    """A call longer than the lease ttl keeps its lease (renewed), so others still wait."""
+    policy = LeasePolicy(ttl=0.15, first_poll=0.01, max_poll=0.02)
+    mocks = [MockProvider.constant("slow", latency=0.5) for _ in range(2)]
+    caches = [
+        CachedProvider(m, LLMCacheConfig(), store=SQLiteStore(tmp_path / "r.db"), lease=policy)
+        for m in mocks
+    ]
+    request = LLMRequest(prompt="slow one")
+    await asyncio.gather(*(c.complete(request) for c in caches))
+    assert sum(m.calls for m in mocks) == 1
+    for c in caches:
+        await c.aclose()
+
+
+async def test_no_store_requests_take_no_lease(tmp_path: Path) -> None:
+    """Nothing will be stored for them, so nobody should wait for them either."""
+    mocks = [MockProvider.constant("private", latency=0.3) for _ in range(2)]
+    caches = [
+        CachedProvider(m, LLMCacheConfig(), store=SQLiteStore(tmp_path / "n.db")) for m in mocks
+    ]
+    request = LLMRequest(prompt="secret", cache=CacheControl(no_store=True))
+    began = asyncio.get_running_loop().time()
+    await asyncio.gather(*(c.complete(request) for c in caches))
+    assert sum(m.calls for m in mocks) == 2
+    assert asyncio.get_running_loop().time() - began < 0.55  # side by side, not one after another
+    for c in caches:
+        await c.aclose()

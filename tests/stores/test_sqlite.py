@@ -1,0 +1,160 @@
+"""SQLiteStore specifics: schema migrations, corrupt rows and files, WAL, closing, leases."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from vex_llm.cache.stores import SQLiteStore, StoreError
+from vex_llm.cache.stores.sqlite import idle_deadline
+from vex_llm.cache.stores.sqlite_schema import MIGRATIONS, migrate, schema_version
+
+from .test_conformance import entry
+
+
+def test_idle_deadline_is_capped_by_the_ttl() -> None:
+    assert idle_deadline(100.0, None, None) is None
+    assert idle_deadline(100.0, 150.0, None) == 150.0
+    assert idle_deadline(100.0, None, 30.0) == 130.0
+    assert idle_deadline(100.0, 110.0, 30.0) == 110.0
+
+
+def test_new_file_gets_every_migration_and_wal(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sub" / "dir" / "c.db")  # folders are created
+    store.close()
+    conn = sqlite3.connect(tmp_path / "sub" / "dir" / "c.db")
+    assert schema_version(conn) == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_an_old_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:1])  # a file written before leases existed
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        store.count_now()
+        conn = sqlite3.connect(path)
+        assert schema_version(conn) == len(MIGRATIONS)
+        assert conn.execute("SELECT COUNT(*) FROM leases").fetchone() == (0,)
+        conn.close()
+    finally:
+        store.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS) + 1,))
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this vex-llm"):
+        SQLiteStore(path)
+
+
+def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a sqlite file" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db"):
+        SQLiteStore(path)
+
+
+def test_bad_arguments_are_typed_errors(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        SQLiteStore(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_entries"):
+        SQLiteStore(tmp_path / "x.db", max_entries=0)
+
+
+async def test_corrupt_row_reads_as_a_miss_and_goes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.db"
+    store = SQLiteStore(path)
+    await store.set("good", entry("fine"), None, None)
+    await store.set("bad", entry("soon broken"), None, None)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE entries SET value = ? WHERE key = 'bad'", (b'{"v": 1, "content": ',))
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="vex_llm.cache"):
+        assert await store.get("bad") is None
+    assert "unreadable entry" in caplog.text
+    assert await store.count() == 1
+    assert await store.get("good") is not None
+    await store.aclose()
+
+
+async def test_set_is_committed_when_it_returns(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    store = SQLiteStore(path)
+    await store.set("k", entry("durable"), None, None)
+    # Another connection (as another process would) sees it at once: nothing is buffered.
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM entries WHERE key = 'k'").fetchone() == (1,)
+    conn.close()
+    await store.aclose()
+
+
+async def test_two_stores_on_one_file_share_entries_and_bounds(tmp_path: Path) -> None:
+    a = SQLiteStore(tmp_path / "s.db", max_entries=2)
+    b = SQLiteStore(tmp_path / "s.db", max_entries=2)
+    await a.set("1", entry("one"), None, None)
+    await b.set("2", entry("two"), None, None)
+    assert await a.get("1") is not None  # "2" is now least recently used, across both
+    await b.set("3", entry("three"), None, None)
+    assert await a.get("2") is None
+    assert await a.count() == await b.count() == 2
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "z.db")
+    await store.aclose()
+    await store.aclose()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        await store.get("k")
+    with pytest.raises(StoreError, match="closed"):
+        store.count_now()
+
+
+async def test_locked_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path, busy_timeout=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            await store.set("k", entry("v"), None, None)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert await store.set("k", entry("v"), None, None)
+    await store.aclose()
+
+
+async def test_leases(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = SQLiteStore(tmp_path / "l.db", clock=lambda: now[0])
+    assert await store.acquire_lease("k", "a", 5.0)
+    assert not await store.acquire_lease("k", "b", 5.0)
+    assert await store.lease_held("k")
+    assert not await store.renew_lease("k", "b", 5.0)
+    now[0] += 4.0
+    assert await store.renew_lease("k", "a", 5.0)  # good until 1009
+    now[0] += 4.5
+    assert not await store.acquire_lease("k", "b", 5.0)
+    now[0] += 1.0  # the holder went quiet: its lease ran out
+    assert not await store.lease_held("k")
+    assert await store.acquire_lease("k", "b", 5.0)
+    await store.release_lease("k", "a")  # not a's any more: no effect
+    assert await store.lease_held("k")
+    await store.release_lease("k", "b")
+    assert not await store.lease_held("k")
+    await store.aclose()
