@@ -22,9 +22,10 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/vex-llm serve $(SERVE_ARGS)
 
-## test: set up and run the whole test suite
+## test: set up and run the whole test suite (installs the local LLM for integration tests)
 test: $(STAMP)
 	sh scripts/install-redis.sh
+	$(BIN)/python -m vex_llm.local.install
 	$(BIN)/python -m pytest
 
 ## lint: ruff (check + format) and mypy --strict
@@ -42,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/proxy.py
 	sh scripts/install-redis.sh
 	$(BIN)/python benchmarks/stores.py
+	$(BIN)/python -m vex_llm.local.install
+	$(BIN)/python benchmarks/stream_fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

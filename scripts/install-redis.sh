@@ -19,10 +19,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 command -v redis-server >/dev/null 2>&1
 
+# The first configured Debian archive URI (deb822 .sources files or a one-line sources.list).
+debian_mirror() {
+    {
+        grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+        grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+    } | grep -v -- '-security' | grep '/debian/*$' | head -n 1
+}
+
 install_valkey() {
     target=""
     if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = "bookworm" ]; then
         if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            # Use the Debian mirror this machine is already configured with.
+            mirror=$(debian_mirror)
+            [ -n "$mirror" ] || return 1
             echo "deb $mirror bookworm-backports main" |
                 $SUDO tee /etc/apt/sources.list.d/vex-llm-backports.list >/dev/null || return 1
         fi

@@ -9,6 +9,7 @@ answer = await cached.complete(LLMRequest.simple("hello"))
 from vex_llm.cache import (
     KEY_VERSION,
     CachedProvider,
+    CachedStream,
     CacheEntry,
     CacheOutcome,
     CacheResult,
@@ -49,13 +50,19 @@ from vex_llm.models import (
     Usage,
 )
 from vex_llm.provider import LLMProvider
-from vex_llm.providers.mock import MockProvider
+from vex_llm.providers import (
+    AnthropicProvider,
+    MockProvider,
+    OllamaProvider,
+    OpenAICompatibleProvider,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SYSTEM",
     "KEY_VERSION",
+    "AnthropicProvider",
     "AuthenticationFailed",
     "CacheControl",
     "CacheEntry",
@@ -65,6 +72,7 @@ __all__ = [
     "CacheStats",
     "CacheStore",
     "CachedProvider",
+    "CachedStream",
     "Chunk",
     "ConnectionFailed",
     "InputLimits",
@@ -81,6 +89,8 @@ __all__ = [
     "Message",
     "MockProvider",
     "NotAvailable",
+    "OllamaProvider",
+    "OpenAICompatibleProvider",
     "RateLimited",
     "RedisStore",
     "RequestFailed",

@@ -222,6 +222,8 @@ class LLMRequest:
     cache: CacheControl = field(default=_NO_CONTROL)
 
     def __post_init__(self) -> None:
+        # Every caller builds a request per call, so unset fields (None, the shared defaults)
+        # are skipped cheaply; anything else gets the full check.
         _text("prompt", self.prompt)
         if self.system is not None:
             _text("system", self.system)
@@ -230,32 +232,45 @@ class LLMRequest:
         if self.model is not None:
             _text("model", self.model)
         set_ = object.__setattr__
-        set_(self, "temperature", _opt_float("temperature", self.temperature, 0.0, 2.0))
-        set_(self, "top_p", _opt_float("top_p", self.top_p, 0.0, 1.0))
-        set_(
-            self,
-            "presence_penalty",
-            _opt_float("presence_penalty", self.presence_penalty, -2.0, 2.0),
-        )
-        set_(
-            self,
-            "frequency_penalty",
-            _opt_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
-        )
-        _opt_int("max_tokens", self.max_tokens, 1)
-        _opt_int("seed", self.seed, -(2**63))
-        set_(self, "stop", self._normalise_stop(self.stop))
-        if isinstance(self.messages, str | bytes) or not isinstance(self.messages, Iterable):
-            raise TypeError("messages must be a sequence of Message objects or mappings")
-        set_(self, "messages", tuple(_message(m) for m in self.messages))
-        set_(self, "timeout", seconds("timeout", self.timeout))
-        if not isinstance(self.cache, CacheControl):
+        if self.temperature is not None:
+            set_(self, "temperature", _opt_float("temperature", self.temperature, 0.0, 2.0))
+        if self.top_p is not None:
+            set_(self, "top_p", _opt_float("top_p", self.top_p, 0.0, 1.0))
+        if self.presence_penalty is not None:
+            set_(
+                self,
+                "presence_penalty",
+                _opt_float("presence_penalty", self.presence_penalty, -2.0, 2.0),
+            )
+        if self.frequency_penalty is not None:
+            set_(
+                self,
+                "frequency_penalty",
+                _opt_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
+            )
+        if self.max_tokens is not None:
+            _opt_int("max_tokens", self.max_tokens, 1)
+        if self.seed is not None:
+            _opt_int("seed", self.seed, -(2**63))
+        if self.stop != ():
+            set_(self, "stop", self._normalise_stop(self.stop))
+        if self.messages != ():
+            set_(self, "messages", self._normalise_messages(self.messages))
+        if self.timeout is not None:
+            set_(self, "timeout", seconds("timeout", self.timeout))
+        if self.cache is not _NO_CONTROL and not isinstance(self.cache, CacheControl):
             if isinstance(self.cache, Mapping):
                 set_(self, "cache", CacheControl.from_mapping(self.cache))
             else:
                 raise TypeError("cache must be a CacheControl (or a mapping of its fields)")
         if not self.prompt and not self.messages:
             raise ValueError("a request needs a prompt or at least one message")
+
+    @staticmethod
+    def _normalise_messages(messages: object) -> tuple[Message, ...]:
+        if isinstance(messages, str | bytes) or not isinstance(messages, Iterable):
+            raise TypeError("messages must be a sequence of Message objects or mappings")
+        return tuple(_message(m) for m in messages)
 
     @staticmethod
     def _normalise_stop(stop: object) -> tuple[str, ...]:

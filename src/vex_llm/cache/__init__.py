@@ -16,6 +16,7 @@ from vex_llm.cache.stores import (
     SyncCacheStore,
     open_store,
 )
+from vex_llm.cache.streaming import CachedStream
 
 __all__ = [
     "KEY_VERSION",
@@ -25,6 +26,7 @@ __all__ = [
     "CacheStats",
     "CacheStore",
     "CachedProvider",
+    "CachedStream",
     "LLMCacheConfig",
     "LeasePolicy",
     "LeaseStore",

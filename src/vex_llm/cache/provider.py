@@ -22,16 +22,18 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Literal
 
 from vex_llm.cache.config import LLMCacheConfig, effective_expiry
 from vex_llm.cache.entry import CacheEntry, encode_entry
 from vex_llm.cache.flight import SingleFlight
-from vex_llm.cache.key import cache_key
+from vex_llm.cache.key import hash_material, identity_prefix, material_after
 from vex_llm.cache.lease import LeasePolicy, fetch_with_lease
 from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, SyncCacheStore
 from vex_llm.cache.stores.memory import MemoryStore
+from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
 from vex_llm.errors import CacheMiss
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
@@ -90,6 +92,7 @@ class CachedProvider(LLMProvider):
         # The identity is fixed for the provider's life; computing it once keeps it off the
         # hit path.
         self._identity = tuple(provider.cache_identity())
+        self._key_prefix = identity_prefix(self._identity)
         self._counters = Counters()
         # (response, came from another process): see _fetch_shared.
         self._flight: SingleFlight[tuple[LLMResponse, bool]] = SingleFlight()
@@ -99,6 +102,7 @@ class CachedProvider(LLMProvider):
         )
         self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
         self._store_failing = False  # inside a store incident (logged once)
+        self._streams = StreamCache(self)
 
     @classmethod
     def wrap(cls, provider: LLMProvider) -> CachedProvider:
@@ -119,12 +123,12 @@ class CachedProvider(LLMProvider):
 
     def key_for(self, request: LLMRequest) -> str:
         """The cache key of ``request`` in this cache."""
-        return cache_key(request, self._identity)
+        return hash_material(material_after(self._key_prefix, request))
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Answer from the cache, or from the wrapped provider (once per key in flight)."""
         request.validate(self.limits)
-        key = cache_key(request, self._identity)
+        key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
         if not control.no_cache:
             # The hit path: kept short on purpose, it is what the cache is for.
@@ -139,7 +143,7 @@ class CachedProvider(LLMProvider):
     async def lookup(self, request: LLMRequest) -> CacheResult:
         """Like :meth:`complete`, and also say how the answer was served (for the proxy/CLI)."""
         request.validate(self.limits)
-        key = cache_key(request, self._identity)
+        key = sha256(material_after(self._key_prefix, request)).hexdigest()
         if not request.cache.no_cache:
             entry = await self._read(key)
             if entry is not None:
@@ -248,10 +252,18 @@ class CachedProvider(LLMProvider):
         entry = dataclasses.replace(entry, nbytes=len(encode_entry(entry)))
         await self._write(key, entry, ttl, tti)
 
+    async def open_stream(self, request: LLMRequest) -> CachedStream:
+        """Decide how a stream request is served, then return it to iterate.
+
+        Validation, ``CacheMiss`` (``only_if_cached``) and the hit/miss/coalesced/bypass
+        decision happen here, before the first chunk; see ``vex_llm.cache.streaming``.
+        """
+        return await self._streams.open(request)
+
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        """Stream from the wrapped provider, uncached (stream caching comes separately)."""
-        request.validate(self.limits)
-        async for chunk in self.inner.stream(request):
+        """Stream from the cache: replay a hit, attach to an identical running stream, or
+        stream from the wrapped provider while recording (stored after the terminal chunk)."""
+        async for chunk in iterate(await self.open_stream(request)):
             yield chunk
 
     def _sync_store(self, what: str) -> SyncCacheStore:

@@ -1,0 +1,102 @@
+"""``HTTPProvider``: what every HTTP backend shares — base URL, default model, timeout, key.
+
+The API key is held in a :class:`Secret`, whose ``repr`` is masked, so it cannot reach a log
+line through ``repr(provider)``, ``vars(provider)`` or a debugger's pretty-printer. Subclasses
+build payloads and parse answers; the I/O goes through ``providers._http``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import httpx
+
+from vex_llm.models import LLMRequest
+from vex_llm.provider import LLMProvider
+from vex_llm.providers._http import HTTPClientOwner, check_timeout, normalise_base_url
+
+__all__ = ["HTTPProvider", "Secret"]
+
+
+class Secret:
+    """A credential whose ``repr``/``str`` never show the value; :meth:`reveal` returns it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"api_key must be a str, not {type(value).__name__}")
+        if not value.strip():
+            raise ValueError("api_key must not be empty (pass None for backends without keys)")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError("api_key must not contain line breaks or NUL characters")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The credential itself, for the one header that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+class HTTPProvider(LLMProvider):
+    """Base of the HTTP providers: validates and keeps the common settings.
+
+    ``kind`` labels the wire format in the cache identity; ``label`` prefixes ``name()``.
+    """
+
+    kind: ClassVar[str] = "http"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        http_client: httpx.AsyncClient | None,
+        timeout: float,
+        label: str,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError("model must be a non-empty str")
+        self.model = model
+        self.timeout = check_timeout(timeout)
+        self.label = label
+        self._key = None if api_key is None else Secret(api_key)
+        self._http = HTTPClientOwner(http_client)
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return () if self._key is None else (self._key.reveal(),)
+
+    def _timeout_for(self, request: LLMRequest) -> float:
+        return request.timeout if request.timeout is not None else self.timeout
+
+    def _model_for(self, request: LLMRequest) -> str:
+        return request.model or self.model
+
+    def name(self) -> str:
+        """``<label>:<default model>``, e.g. ``openai:gpt-4o-mini``."""
+        return f"{self.label}:{self.model}"
+
+    def cache_identity(self) -> tuple[str, ...]:
+        """``(kind, normalised base URL, default model)``; never the key."""
+        return (self.kind, self.base_url, self.model)
+
+    def __repr__(self) -> str:
+        key = "None" if self._key is None else "'***'"
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "
+            f"api_key={key}, timeout={self.timeout:g})"
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this provider created it. Idempotent."""
+        await self._http.aclose()

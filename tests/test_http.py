@@ -1,0 +1,163 @@
+"""The shared HTTP boundary: Retry-After, status mapping, SSE parsing, client ownership."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from vex_llm import (
+    AuthenticationFailed,
+    InvalidResponse,
+    RateLimited,
+    RequestFailed,
+    ServerError,
+)
+from vex_llm.providers._base import Secret
+from vex_llm.providers._http import (
+    HTTPClientOwner,
+    SSEDecoder,
+    SSEEvent,
+    error_for_status,
+    normalise_base_url,
+    parse_json,
+    parse_retry_after,
+    redact,
+)
+
+NOW = 1_445_412_480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past: retry now
+        ("Wed, 21 Oct 2015 07:29:00 -0000", 60.0),
+        (None, None),
+        ("", None),
+        ("-5", None),
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (401, AuthenticationFailed),
+        (403, AuthenticationFailed),
+        (429, RateLimited),
+        (400, RequestFailed),
+        (404, RequestFailed),
+        (422, RequestFailed),
+        (500, ServerError),
+        (503, ServerError),
+        (529, ServerError),
+    ],
+)
+def test_error_for_status(status: int, kind: type[Exception]) -> None:
+    error = error_for_status(status, "the   backend\nsays no", "3", now=NOW)
+    assert type(error) is kind
+    assert "the backend says no" in str(error)
+    if isinstance(error, RequestFailed):
+        assert error.status == status
+    if isinstance(error, RateLimited):
+        assert error.retry_after == 3.0
+
+
+def test_success_is_no_error_and_bodies_are_excerpted() -> None:
+    assert error_for_status(200, "") is None
+    error = error_for_status(400, "x" * 10_000)
+    assert isinstance(error, RequestFailed)
+    assert len(error.body) == 200
+
+
+def test_redact_and_secret_never_show_the_key() -> None:
+    assert redact("bad key sk-123 sk-123", ("sk-123", "")) == "bad key [redacted] [redacted]"
+    secret = Secret("sk-live-abc")
+    assert "sk-live-abc" not in repr(secret) + str(secret) + f"{secret}"
+    assert secret.reveal() == "sk-live-abc"
+    with pytest.raises(ValueError, match="empty"):
+        Secret(" ")
+    with pytest.raises(ValueError, match="line breaks"):
+        Secret("a\nb")
+
+
+def test_sse_decoder_follows_the_spec() -> None:
+    decoder = SSEDecoder()
+    lines = [
+        ": a comment",
+        "event: message_start",
+        'data: {"a":',
+        "data:1}",
+        "",
+        "",
+        "data: [DONE]",
+        "",
+        "data: cut off",  # no blank line: never dispatched
+    ]
+    events = [e for e in map(decoder.feed, lines) if e is not None]
+    assert events == [
+        SSEEvent("message_start", '{"a":\n1}'),
+        SSEEvent("message", "[DONE]"),
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '"str"', b"\xff"])
+def test_parse_json_rejects_non_objects(text: str | bytes) -> None:
+    with pytest.raises(InvalidResponse):
+        parse_json(text, "test")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://LocalHost:8080/v1/", "http://localhost:8080/v1"),
+        ("https://api.openai.com:443/v1", "https://api.openai.com/v1"),
+        ("https://api.deepseek.com/", "https://api.deepseek.com"),
+    ],
+)
+def test_normalise_base_url(url: str, expected: str) -> None:
+    assert normalise_base_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["localhost:8080", "ftp://x/y", "http://user:pw@host/v1", "http://h/v1?x=1", ""]
+)
+def test_bad_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        normalise_base_url(url)
+
+
+async def test_a_client_passed_in_is_not_closed() -> None:
+    client = httpx.AsyncClient()
+    owner = HTTPClientOwner(client)
+    assert owner.client is client
+    assert not owner.owned
+    await owner.aclose()
+    assert not client.is_closed
+    await client.aclose()
+
+
+async def test_an_own_client_is_made_lazily_and_closed() -> None:
+    owner = HTTPClientOwner(None)
+    client = owner.client
+    assert owner.owned
+    await owner.aclose()
+    await owner.aclose()  # idempotent
+    assert client.is_closed
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = owner.client
+
+
+def test_http_client_must_be_an_async_client() -> None:
+    with pytest.raises(TypeError, match="AsyncClient"):
+        HTTPClientOwner(httpx.Client())  # type: ignore[arg-type]
