@@ -93,7 +93,9 @@ class CachedProvider(LLMProvider):
         # hit path.
         self._identity = tuple(provider.cache_identity())
         self._key_prefix = identity_prefix(self._identity)
-        self._get_now = self.store.get_now if isinstance(self.store, MemoryStore) else None
+        # Exactly MemoryStore: a subclass may override get() (and fail), so it takes the
+        # general path.
+        self._get_now = self.store.get_now if type(self.store) is MemoryStore else None
         self._counters = Counters()
         # (response, came from another process): see _fetch_shared.
         self._flight: SingleFlight[tuple[LLMResponse, bool]] = SingleFlight()
