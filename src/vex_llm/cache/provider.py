@@ -93,6 +93,9 @@ class CachedProvider(LLMProvider):
         # hit path.
         self._identity = tuple(provider.cache_identity())
         self._key_prefix = identity_prefix(self._identity)
+        # Exactly MemoryStore: a subclass may override get() (and fail), so it takes the
+        # general path.
+        self._get_now = self.store.get_now if type(self.store) is MemoryStore else None
         self._counters = Counters()
         # (response, came from another process): see _fetch_shared.
         self._flight: SingleFlight[tuple[LLMResponse, bool]] = SingleFlight()
@@ -131,8 +134,10 @@ class CachedProvider(LLMProvider):
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
         if not control.no_cache:
-            # The hit path: kept short on purpose, it is what the cache is for.
-            entry = await self._read(key)
+            # The hit path: kept short on purpose, it is what the cache is for. The memory
+            # store cannot fail and needs no await, so it is read directly.
+            get_now = self._get_now
+            entry = get_now(key) if get_now is not None else await self._read(key)
             if entry is not None:
                 counters = self._counters
                 counters.hits += 1

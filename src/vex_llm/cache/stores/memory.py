@@ -108,6 +108,10 @@ class MemoryStore:
 
     async def get(self, key: str) -> CacheEntry | None:
         """The live entry for ``key``, or None."""
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> CacheEntry | None:
+        """:meth:`get` without a coroutine: the cache's hit path calls this directly."""
         entry = self._moka.get(key)
         if entry is not None and self._short:
             tracked = self._short.get(key)
