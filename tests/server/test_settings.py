@@ -194,3 +194,12 @@ def test_bearer_token(header: str | None, token: str | None) -> None:
 
 def test_hash_key_is_sha256() -> None:
     assert hash_key("k") == hashlib.sha256(b"k").digest()
+
+
+def test_the_example_config_is_valid() -> None:
+    example = Path(__file__).parents[2] / "examples" / "vex-llm.toml"
+    env = {"VEX_LLM_ADMIN_KEY": "a", "OPENAI_API_KEY": "sk-x", "TEAM_A_KEY": "k"}
+    assert check_config(example, env) == []
+    settings = load_settings(example, env)
+    assert [u.name for u in settings.upstreams] == ["gpt-4o-mini", "local"]
+    assert TenantDirectory.from_settings(settings).tenant("Bearer 1") == "team-b"
