@@ -369,6 +369,24 @@ async def stream_lines(
                 yield line
 
 
+#: How long a finished stream may take to end its body before the connection is dropped.
+DRAIN_GRACE = 0.25
+
+
+async def drain(lines: AsyncIterator[str], grace: float = DRAIN_GRACE) -> None:
+    """Read the rest of a stream whose terminal event has arrived, so that httpx can put its
+    connection back in the pool (closing a half-read response closes the connection, and the
+    next request pays for a new one). The answer is already complete: a backend that keeps
+    talking, stalls or breaks off here costs only the connection, never the answer.
+    """
+    try:
+        async with asyncio.timeout(grace):
+            async for _ in lines:
+                pass
+    except (TimeoutError, LLMError):
+        pass
+
+
 async def probe(
     client: httpx.AsyncClient, url: str, *, headers: dict[str, str], time_limit: float
 ) -> bool:

@@ -23,7 +23,7 @@ import httpx
 from vex_llm.errors import InvalidResponse, LLMError, RateLimited, ServerError
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.providers._base import HTTPProvider
-from vex_llm.providers._http import post_json, probe, sse_events, stream_lines
+from vex_llm.providers._http import drain, post_json, probe, sse_events, stream_lines
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "AnthropicStreamDecoder"]
 
@@ -307,5 +307,6 @@ class AnthropicProvider(HTTPProvider):
                 for chunk in decoder.feed(event.event, event.data):
                     yield chunk
                 if decoder.done:
+                    await drain(lines)
                     return
         decoder.finish()

@@ -18,7 +18,7 @@ import httpx
 from vex_llm.errors import InvalidResponse
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.providers._base import HTTPProvider
-from vex_llm.providers._http import parse_json, post_json, probe, stream_lines
+from vex_llm.providers._http import drain, parse_json, post_json, probe, stream_lines
 
 __all__ = ["OllamaProvider", "build_ollama_payload", "parse_ollama_message"]
 
@@ -164,6 +164,7 @@ class OllamaProvider(HTTPProvider):
                         yield Chunk(delta=text, model=model)
                     reason, usage = _final_fields(doc)
                     yield Chunk(finish_reason=reason, usage=usage, model=model)
+                    await drain(lines)
                     return
                 if text:
                     yield Chunk(delta=text, model=model)

@@ -21,7 +21,7 @@ import httpx
 from vex_llm.errors import InvalidResponse
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.providers._base import HTTPProvider
-from vex_llm.providers._http import post_json, probe, sse_events, stream_lines
+from vex_llm.providers._http import drain, post_json, probe, sse_events, stream_lines
 
 __all__ = ["MISTRAL_MODELS", "OpenAICompatibleProvider", "OpenAIStreamDecoder", "build_payload"]
 
@@ -303,5 +303,6 @@ class OpenAICompatibleProvider(HTTPProvider):
                 for chunk in decoder.feed(event.data):
                     yield chunk
                 if decoder.done:
+                    await drain(lines)
                     return
         decoder.finish()
