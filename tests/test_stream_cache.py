@@ -280,3 +280,19 @@ async def test_many_identical_streams_make_one_upstream_call(
     assert gated.calls == 1
     stats = cache.stats()
     assert (stats.misses, stats.coalesced) == (1, 49)
+
+
+async def test_ready_tells_whether_iteration_would_wait() -> None:
+    cached = CachedProvider.wrap(MockProvider.constant("abcdefgh", latency=0.05, chunk_size=4))
+    live = await cached.open_stream(LLMRequest(prompt="p"))
+    assert not live.ready()  # the upstream has produced nothing yet
+    first = await anext(live)
+    assert first.delta == "abcd"
+    await asyncio.sleep(0.01)
+    assert live.ready()  # the mock publishes its chunks back to back
+    assert [c.delta async for c in live] == ["efgh", ""]
+    await live.aclose()
+    replay = await cached.open_stream(LLMRequest(prompt="p"))
+    assert replay.outcome == "hit"
+    assert replay.ready()
+    await replay.aclose()

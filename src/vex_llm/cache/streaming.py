@@ -145,6 +145,17 @@ class CachedStream:
                 raise StopAsyncIteration
             await broadcast.changed()
 
+    def ready(self) -> bool:
+        """True when the next step of iteration (a chunk, or the end) will not wait.
+
+        A writer can gather every chunk already at hand into one write instead of one write
+        per chunk; a replay is always at hand.
+        """
+        broadcast = self._broadcast
+        if broadcast is None:
+            return True
+        return self._next < len(broadcast.chunks) or broadcast.finished
+
     def _detach(self) -> None:
         if self._attached and self._broadcast is not None:
             self._attached = False

@@ -196,12 +196,16 @@ class _Proxy:
         async def events() -> AsyncIterator[bytes]:
             try:
                 async with contextlib.aclosing(lines()) as source:
-                    if stream.outcome == "hit":
-                        # A replay has every chunk at hand: one write, not one per chunk.
-                        yield b"".join([line async for line in source])
-                    else:
-                        async for line in source:
-                            yield line
+                    # One write per batch of chunks at hand, not one per chunk: a replay is
+                    # one write; a live stream writes whenever it would otherwise wait.
+                    pending: list[bytes] = []
+                    async for line in source:
+                        pending.append(line)
+                        if not stream.ready():
+                            yield b"".join(pending)
+                            pending.clear()
+                    if pending:
+                        yield b"".join(pending)
                 self.metrics.observe(
                     tenant, chat.model, stream.outcome, time.perf_counter() - started, tokens[0]
                 )
