@@ -101,7 +101,10 @@ class CachedProvider(LLMProvider):
             self.store if self._lease.enabled and isinstance(self.store, LeaseStore) else None
         )
         self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
-        self._store_failing = False  # inside a store incident (logged once)
+        # The kinds of store operation ("read", "write") that failed in the current incident
+        # (logged once). Only a success of a kind that failed ends it: with a full disk,
+        # reads keep working while writes fail, and must not log a recovery per request.
+        self._store_failing: set[str] = set()
         self._streams = StreamCache(self)
 
     @classmethod
@@ -206,10 +209,10 @@ class CachedProvider(LLMProvider):
         try:
             entry = await self.store.get(key)
         except STORE_FAILURES as exc:
-            self._store_failed(exc)
+            self._store_failed(exc, "read")
             return None
         if self._store_failing:
-            self._store_recovered()
+            self._store_recovered("read")
         return entry
 
     async def _write(
@@ -219,24 +222,26 @@ class CachedProvider(LLMProvider):
         try:
             await self.store.set(key, entry, ttl, tti)
         except STORE_FAILURES as exc:
-            self._store_failed(exc)
+            self._store_failed(exc, "write")
             return
         if self._store_failing:
-            self._store_recovered()
+            self._store_recovered("write")
 
-    def _store_failed(self, exc: BaseException) -> None:
+    def _store_failed(self, exc: BaseException, kind: str = "write") -> None:
+        # Lease operations (the default kind) write, and a write follows each of them.
         self._counters.store_errors += 1
         if not self._store_failing:
-            self._store_failing = True
             log.warning(
                 "cache store %r failed, answering from upstream until it recovers: %s",
                 self.store,
                 exc,
             )
+        self._store_failing.add(kind)
 
-    def _store_recovered(self) -> None:
-        self._store_failing = False
-        log.info("cache store %r recovered; caching resumes", self.store)
+    def _store_recovered(self, kind: str) -> None:
+        if kind in self._store_failing:
+            self._store_failing.clear()
+            log.info("cache store %r recovered; caching resumes", self.store)
 
     async def _store_answer(
         self,
