@@ -262,3 +262,18 @@ def test_presets() -> None:
 def test_wrapping_a_non_provider_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="LLMProvider"):
         CachedProvider("not a provider")  # type: ignore[arg-type]
+
+
+async def test_an_empty_store_with_len_is_still_the_store_used(mock: MockProvider) -> None:
+    # A store class may define __len__; an empty one is falsy, yet it is the store asked for.
+    from vex_llm.cache.stores import MemoryStore
+
+    class SizedStore(MemoryStore):
+        def __len__(self) -> int:
+            return self.count_now()
+
+    store = SizedStore(10)
+    cached = CachedProvider(mock, LLMCacheConfig(), store=store)
+    assert cached.store is store
+    await cached.complete(LLMRequest(prompt="kept in the store given"))
+    assert len(store) == 1

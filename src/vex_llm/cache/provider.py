@@ -82,12 +82,14 @@ class CachedProvider(LLMProvider):
             raise TypeError("config must be an LLMCacheConfig")
         self.inner = provider
         self.limits = self.config.limits
-        self.store: CacheStore = store or MemoryStore(
-            self.config.max_entries,
-            self.config.max_bytes,
-            ttl=self.config.ttl_seconds,
-            tti=self.config.tti_seconds,
-        )
+        if store is None:  # not ``store or``: an empty store may be falsy (``__len__``)
+            store = MemoryStore(
+                self.config.max_entries,
+                self.config.max_bytes,
+                ttl=self.config.ttl_seconds,
+                tti=self.config.tti_seconds,
+            )
+        self.store: CacheStore = store
         self._clock = clock
         # The identity is fixed for the provider's life; computing it once keeps it off the
         # hit path.
