@@ -15,6 +15,7 @@ incident on the ``vex_llm.cache`` logger.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -34,7 +35,7 @@ from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, SyncCacheStore
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
-from vex_llm.errors import CacheMiss
+from vex_llm.errors import CacheMiss, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 
@@ -167,9 +168,17 @@ class CachedProvider(LLMProvider):
         if control.only_if_cached:
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        (response, shared), joined = await self._flight.run(
-            key, lambda: self._fetch_shared(request, key)
-        )
+        shared_call = self._flight.run(key, lambda: self._fetch_shared(request, key))
+        if request.timeout is None:
+            (response, shared), joined = await shared_call
+        else:
+            # The call may be another request's (timeout is not in the key), or wait on
+            # another process's lease: this caller's own timeout still bounds its wait.
+            try:
+                async with asyncio.timeout(request.timeout):
+                    (response, shared), joined = await shared_call
+            except TimeoutError:
+                raise Timeout(f"no answer within {request.timeout:g} s") from None
         if joined or shared:
             self._counters.coalesced += 1
             self._counters.tokens_saved += response.usage.total_tokens
