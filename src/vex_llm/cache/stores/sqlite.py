@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
-from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError
+from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
 from vex_llm.cache.stores.sqlite_schema import migrate
 
 __all__ = ["SQLiteStore", "idle_deadline"]
@@ -75,9 +75,7 @@ class SQLiteStore:
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or PathLike, not {type(path).__name__}")
-        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
         if busy_timeout < 0:
             raise ValueError("busy_timeout must be >= 0")
         if synchronous not in ("NORMAL", "FULL"):
