@@ -13,6 +13,7 @@ from vex_llm import (
     ServerError,
     Timeout,
     Usage,
+    cache_key,
 )
 
 from .fakes import LoopbackServer, Reply, json_reply, sse
@@ -212,8 +213,21 @@ async def test_fields_the_api_lacks_are_refused_before_io() -> None:
 
 def test_identity_and_constructor_checks() -> None:
     provider = AnthropicProvider(KEY)
-    assert provider.cache_identity() == ("anthropic", "https://api.anthropic.com", provider.model)
+    assert provider.cache_identity()[:3] == (
+        "anthropic",
+        "https://api.anthropic.com",
+        provider.model,
+    )
     with pytest.raises(TypeError, match="api_key"):
         AnthropicProvider(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_tokens_default"):
         AnthropicProvider(KEY, max_tokens_default=0)
+
+
+def test_max_tokens_default_is_part_of_the_cache_key() -> None:
+    # It changes the answer (where it is cut off) of every request without max_tokens, so two
+    # providers that differ only in it must not share entries in a shared store.
+    short = AnthropicProvider(KEY, max_tokens_default=16)
+    long = AnthropicProvider(KEY, max_tokens_default=4096)
+    request = LLMRequest(prompt="write an essay")
+    assert cache_key(request, short) != cache_key(request, long)

@@ -262,3 +262,36 @@ def test_presets() -> None:
 def test_wrapping_a_non_provider_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="LLMProvider"):
         CachedProvider("not a provider")  # type: ignore[arg-type]
+
+
+async def test_an_empty_store_with_len_is_still_the_store_used(mock: MockProvider) -> None:
+    # A store class may define __len__; an empty one is falsy, yet it is the store asked for.
+    from vex_llm.cache.stores import MemoryStore
+
+    class SizedStore(MemoryStore):
+        def __len__(self) -> int:
+            return self.count_now()
+
+    store = SizedStore(10)
+    cached = CachedProvider(mock, LLMCacheConfig(), store=store)
+    assert cached.store is store
+    await cached.complete(LLMRequest(prompt="kept in the store given"))
+    assert len(store) == 1
+
+
+async def test_a_joiner_gets_its_own_timeout_not_the_leaders() -> None:
+    # timeout is not part of the key, so a request with a short timeout may join a slow call
+    # started by one without: it must still fail after its own timeout, as typed Timeout.
+    from vex_llm import Timeout
+
+    mock = MockProvider.constant("slow answer", latency=1.0)
+    cached = CachedProvider(mock, LLMCacheConfig())
+    leader = asyncio.create_task(cached.complete(LLMRequest(prompt="p")))
+    await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(Timeout):
+        await cached.complete(LLMRequest(prompt="p", timeout=0.1))
+    assert loop.time() - started < 0.6
+    assert (await leader).content == "slow answer"  # the shared call went on
+    assert mock.calls == 1

@@ -137,6 +137,13 @@ def test_bad_base_urls_are_refused(url: str) -> None:
         normalise_base_url(url)
 
 
+@pytest.mark.parametrize("url", ["ftp://u:sk-secret@h/v1", "http://u:sk-secret@"])
+def test_a_refused_base_url_never_echoes_its_credentials(url: str) -> None:
+    with pytest.raises(ValueError, match="base_url") as caught:
+        normalise_base_url(url)
+    assert "sk-secret" not in str(caught.value)
+
+
 async def test_a_client_passed_in_is_not_closed() -> None:
     client = httpx.AsyncClient()
     owner = HTTPClientOwner(client)

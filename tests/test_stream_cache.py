@@ -296,3 +296,27 @@ async def test_ready_tells_whether_iteration_would_wait() -> None:
     assert replay.outcome == "hit"
     assert replay.ready()
     await replay.aclose()
+
+
+async def test_an_attached_stream_keeps_its_own_timeout() -> None:
+    # timeout is not in the key, so a short-timeout stream may attach to a slow one: it must
+    # still fail after its own timeout (typed), and leave the first stream running.
+    from vex_llm import Timeout
+
+    upstream = GatedProvider()
+    cached = CachedProvider(upstream, LLMCacheConfig())
+    first = await cached.open_stream(REQUEST)
+    hasty = await cached.open_stream(
+        LLMRequest(prompt=REQUEST.prompt, temperature=0.0, timeout=0.1)
+    )
+    assert hasty.outcome == "coalesced"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(Timeout):
+        await anext(hasty)
+    assert loop.time() - started < 0.6
+    await upstream.queue.put(Chunk(delta="ok"))
+    await upstream.queue.put(FINAL)
+    assert [c.delta async for c in first] == ["ok", ""]
+    assert upstream.calls == 1
+    assert upstream.cancelled == 0

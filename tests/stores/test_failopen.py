@@ -67,6 +67,36 @@ async def test_store_failures_go_upstream_and_log_once_per_incident(
     assert len(warnings(caplog)) == 2
 
 
+class FullDiskStore(MemoryStore):
+    """Reads work, writes fail: a full disk under a SQLite file."""
+
+    def __init__(self) -> None:
+        super().__init__(100)
+        self.full = True
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        return await super().set(key, entry, ttl, tti)
+
+
+async def test_failing_writes_with_working_reads_log_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store = FullDiskStore()
+    cached = CachedProvider(MockProvider.smart(), LLMCacheConfig(), store=store)
+    for i in range(4):  # each request reads (fine), then fails to write
+        await cached.complete(LLMRequest(prompt=f"p{i}"))
+    assert cached.stats().store_errors == 4
+    assert len(warnings(caplog)) == 1  # one incident, not one line per request
+    assert "recovered" not in caplog.text  # a working read does not end a write outage
+    store.full = False
+    await cached.complete(LLMRequest(prompt="p-last"))
+    assert caplog.text.count("recovered") == 1
+    assert len(warnings(caplog)) == 1
+
+
 async def test_programming_errors_are_not_swallowed() -> None:
     store = FlakyStore()
     store.failure = TypeError("a bug in a store")

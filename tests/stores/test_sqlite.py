@@ -158,3 +158,37 @@ async def test_leases(tmp_path: Path) -> None:
     await store.release_lease("k", "b")
     assert not await store.lease_held("k")
     await store.aclose()
+
+
+def _use_inherited_store(store: SQLiteStore) -> None:
+    import asyncio
+    import os
+
+    async def roundtrip() -> str:
+        await store.set("from-child", entry("child answer"), None, None)
+        got = await store.get("from-child")
+        return "" if got is None else got.response.content
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(roundtrip(), 5))
+    except BaseException:
+        os._exit(2)  # hung (TimeoutError) or failed
+    os._exit(0 if answer == "child answer" else 3)
+
+
+def test_a_store_inherited_through_fork_works_in_the_child(tmp_path: Path) -> None:
+    # A store made before a fork (gunicorn --preload, multiprocessing's default on Linux)
+    # inherits a worker thread that does not exist in the child: calls must not hang.
+    import multiprocessing
+
+    store = SQLiteStore(tmp_path / "forked.db")
+    try:
+        child = multiprocessing.get_context("fork").Process(
+            target=_use_inherited_store, args=(store,)
+        )
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0
+        assert store.count_now() == 1  # the child's write is in the shared file
+    finally:
+        store.close()

@@ -93,3 +93,24 @@ def test_redact_url() -> None:
     assert redact_url("redis://:pw@h/0") == "redis://:***@h/0"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
     assert "pw" not in redact_url("redis://u:pw@h:bad/0")
+
+
+def test_redact_url_hides_a_password_in_the_query() -> None:
+    # redis-py reads ?password=... as the password, so it is as secret as the userinfo one.
+    safe = redact_url("redis://h:1/0?password=hunter2&prefix=a")
+    assert "hunter2" not in safe
+    assert safe.startswith("redis://h:1/0?")
+    assert "prefix=a" in safe
+    both = redact_url("redis://u:pw1@h/0?password=pw2")
+    assert "pw1" not in both
+    assert "pw2" not in both
+
+
+async def test_redis_store_repr_hides_a_query_password() -> None:
+    from vex_llm.cache.stores.redis import RedisStore
+
+    store = RedisStore("redis://127.0.0.1:1/0?password=hunter2")
+    try:
+        assert "hunter2" not in repr(store)
+    finally:
+        await store.aclose()

@@ -45,6 +45,15 @@ def _usage(value: Any) -> Usage | None:
     return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
+def _chunk(item: Any) -> Chunk:
+    delta, finish, usage, model = item
+    if not isinstance(delta, str) or not all(
+        v is None or isinstance(v, str) for v in (finish, model)
+    ):
+        raise ValueError("a recorded chunk must hold text, and text or null")
+    return Chunk(delta=delta, finish_reason=finish, usage=_usage(usage), model=model)
+
+
 def encode_entry(entry: CacheEntry) -> bytes:
     """The entry as compact UTF-8 JSON."""
     r = entry.response
@@ -86,10 +95,9 @@ def decode_entry(data: bytes | str) -> CacheEntry:
     try:
         chunks = None
         if "chunks" in doc:
-            chunks = tuple(
-                Chunk(delta=d, finish_reason=f, usage=_usage(u), model=m)
-                for d, f, u, m in doc["chunks"]
-            )
+            chunks = tuple(_chunk(item) for item in doc["chunks"])
+            if chunks and not chunks[-1].is_final:
+                raise ValueError("a recorded stream must end with its terminal chunk")
         response = LLMResponse(
             content=_str(doc, "content"),
             model=_str(doc, "model"),

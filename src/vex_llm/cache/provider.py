@@ -15,6 +15,7 @@ incident on the ``vex_llm.cache`` logger.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -34,7 +35,7 @@ from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, SyncCacheStore
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
-from vex_llm.errors import CacheMiss
+from vex_llm.errors import CacheMiss, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 
@@ -82,12 +83,14 @@ class CachedProvider(LLMProvider):
             raise TypeError("config must be an LLMCacheConfig")
         self.inner = provider
         self.limits = self.config.limits
-        self.store: CacheStore = store or MemoryStore(
-            self.config.max_entries,
-            self.config.max_bytes,
-            ttl=self.config.ttl_seconds,
-            tti=self.config.tti_seconds,
-        )
+        if store is None:  # not ``store or``: an empty store may be falsy (``__len__``)
+            store = MemoryStore(
+                self.config.max_entries,
+                self.config.max_bytes,
+                ttl=self.config.ttl_seconds,
+                tti=self.config.tti_seconds,
+            )
+        self.store: CacheStore = store
         self._clock = clock
         # The identity is fixed for the provider's life; computing it once keeps it off the
         # hit path.
@@ -104,7 +107,10 @@ class CachedProvider(LLMProvider):
             self.store if self._lease.enabled and isinstance(self.store, LeaseStore) else None
         )
         self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
-        self._store_failing = False  # inside a store incident (logged once)
+        # The kinds of store operation ("read", "write") that failed in the current incident
+        # (logged once). Only a success of a kind that failed ends it: with a full disk,
+        # reads keep working while writes fail, and must not log a recovery per request.
+        self._store_failing: set[str] = set()
         self._streams = StreamCache(self)
 
     @classmethod
@@ -167,9 +173,17 @@ class CachedProvider(LLMProvider):
         if control.only_if_cached:
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        (response, shared), joined = await self._flight.run(
-            key, lambda: self._fetch_shared(request, key)
-        )
+        shared_call = self._flight.run(key, lambda: self._fetch_shared(request, key))
+        if request.timeout is None:
+            (response, shared), joined = await shared_call
+        else:
+            # The call may be another request's (timeout is not in the key), or wait on
+            # another process's lease: this caller's own timeout still bounds its wait.
+            try:
+                async with asyncio.timeout(request.timeout):
+                    (response, shared), joined = await shared_call
+            except TimeoutError:
+                raise Timeout(f"no answer within {request.timeout:g} s") from None
         if joined or shared:
             self._counters.coalesced += 1
             self._counters.tokens_saved += response.usage.total_tokens
@@ -211,10 +225,10 @@ class CachedProvider(LLMProvider):
         try:
             entry = await self.store.get(key)
         except STORE_FAILURES as exc:
-            self._store_failed(exc)
+            self._store_failed(exc, "read")
             return None
         if self._store_failing:
-            self._store_recovered()
+            self._store_recovered("read")
         return entry
 
     async def _write(
@@ -224,24 +238,26 @@ class CachedProvider(LLMProvider):
         try:
             await self.store.set(key, entry, ttl, tti)
         except STORE_FAILURES as exc:
-            self._store_failed(exc)
+            self._store_failed(exc, "write")
             return
         if self._store_failing:
-            self._store_recovered()
+            self._store_recovered("write")
 
-    def _store_failed(self, exc: BaseException) -> None:
+    def _store_failed(self, exc: BaseException, kind: str = "write") -> None:
+        # Lease operations (the default kind) write, and a write follows each of them.
         self._counters.store_errors += 1
         if not self._store_failing:
-            self._store_failing = True
             log.warning(
                 "cache store %r failed, answering from upstream until it recovers: %s",
                 self.store,
                 exc,
             )
+        self._store_failing.add(kind)
 
-    def _store_recovered(self) -> None:
-        self._store_failing = False
-        log.info("cache store %r recovered; caching resumes", self.store)
+    def _store_recovered(self, kind: str) -> None:
+        if kind in self._store_failing:
+            self._store_failing.clear()
+            log.info("cache store %r recovered; caching resumes", self.store)
 
     async def _store_answer(
         self,

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
 
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.errors import CacheMiss, InvalidResponse, LLMError
+from vex_llm.errors import CacheMiss, InvalidResponse, LLMError, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class CachedStream:
         broadcast: Broadcast | None = None,
         age: float | None = None,
         cache: StreamCache | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.outcome: CacheOutcome = outcome
         self.key = key
@@ -115,6 +116,9 @@ class CachedStream:
         self._next = 0
         self._cache = cache
         self._attached = broadcast is not None
+        # Event-loop time by which an attached stream must be over: its own request's
+        # timeout, which the shared upstream (started by another request) does not know.
+        self._deadline = deadline
         if broadcast is not None:
             broadcast.subscribers += 1
 
@@ -143,7 +147,18 @@ class CachedStream:
                 if broadcast.error is not None:
                     raise broadcast.error
                 raise StopAsyncIteration
-            await broadcast.changed()
+            if self._deadline is None:
+                await broadcast.changed()
+                continue
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    await broadcast.changed()
+            except TimeoutError:
+                self._detach()
+                self._broadcast = None
+                raise Timeout(
+                    "the shared stream did not end within this request's timeout"
+                ) from None
 
     def ready(self) -> bool:
         """True when the next step of iteration (a chunk, or the end) will not wait.
@@ -206,7 +221,10 @@ class StreamCache:
         live = self._live.get(key)
         if live is not None and not live.finished:
             counters.coalesced += 1
-            return CachedStream("coalesced", key, broadcast=live, cache=self)
+            deadline = None
+            if request.timeout is not None:
+                deadline = asyncio.get_running_loop().time() + request.timeout
+            return CachedStream("coalesced", key, broadcast=live, cache=self, deadline=deadline)
         counters.misses += 1
         broadcast = self._start(request, key, shared=True)
         return CachedStream("miss", key, broadcast=broadcast, cache=self)

@@ -286,10 +286,10 @@ def normalise_base_url(base_url: str) -> str:
         url = httpx.URL(base_url.strip())
     except httpx.InvalidURL as exc:
         raise ValueError(f"base_url is not a valid URL: {exc}") from exc
+    if url.userinfo:  # checked first: the other errors echo the URL
+        raise ValueError("base_url must not carry credentials; pass api_key instead")
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
-    if url.userinfo:
-        raise ValueError("base_url must not carry credentials; pass api_key instead")
     if url.query or url.fragment:
         raise ValueError("base_url must not have a query or fragment")
     # httpx already lower-cases the scheme and host and drops a default port.

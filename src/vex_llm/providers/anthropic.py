@@ -241,6 +241,10 @@ class AnthropicProvider(HTTPProvider):
             raise ValueError("max_tokens_default must be at least 1")
         self.max_tokens_default = max_tokens_default
 
+    def cache_identity(self) -> tuple[str, ...]:
+        """The HTTP identity plus ``max_tokens_default``: it decides where answers stop."""
+        return (*super().cache_identity(), f"max_tokens_default={self.max_tokens_default}")
+
     def _headers(self, accept: str = "application/json") -> dict[str, str]:
         assert self._key is not None  # the constructor requires one
         return {

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from vex_llm.cache.entry import CacheEntry
+from vex_llm.models import seconds
 
 __all__ = [
     "EVICTION_CAUSES",
@@ -20,6 +21,7 @@ __all__ = [
     "LeaseStore",
     "StoreError",
     "SyncCacheStore",
+    "check_bounds",
 ]
 
 #: The causes a store counts evictions under.
@@ -38,6 +40,24 @@ class StoreError(Exception):
 #: What the cache survives by going upstream: a store's own failure, or an OS-level one
 #: (disk full, connection refused, timeouts are all ``OSError``). Anything else is a bug.
 STORE_FAILURES: tuple[type[BaseException], ...] = (StoreError, OSError)
+
+
+def check_bounds(
+    max_entries: object, max_bytes: object, ttl: object, tti: object
+) -> tuple[float | None, float | None]:
+    """Refuse bad store bounds at construction; return ``(ttl, tti)`` in seconds.
+
+    Sizes are positive ints or None; lifetimes positive, finite seconds (or ``timedelta``)
+    or None. A zero or negative one would otherwise keep nothing, silently.
+    """
+    for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a positive int or None, not {type(value).__name__}")
+        if value <= 0:
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    return seconds("ttl", ttl), seconds("tti", tti)
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from moka_py import Moka
 
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.cache.stores.base import EVICTION_CAUSES
+from vex_llm.cache.stores.base import EVICTION_CAUSES, check_bounds
 
 __all__ = ["MemoryStore", "weight_plan"]
 
@@ -66,6 +66,7 @@ class MemoryStore:
         ttl: float | None = None,
         tti: float | None = None,
     ) -> None:
+        ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
         capacity, weight = weight_plan(max_entries, max_bytes)
         self.max_entries = max_entries
         self.max_bytes = max_bytes

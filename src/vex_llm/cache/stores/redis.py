@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
 from vex_llm.cache.stores import redis_scripts as lua
-from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError
+from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -82,9 +82,7 @@ class RedisStore:
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
-        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
         aioredis = _import_redis()
         from vex_llm.cache.stores.url import redact_url
 

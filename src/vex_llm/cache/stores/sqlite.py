@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
-from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError
+from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
 from vex_llm.cache.stores.sqlite_schema import migrate
 
 __all__ = ["SQLiteStore", "idle_deadline"]
@@ -75,9 +75,7 @@ class SQLiteStore:
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or PathLike, not {type(path).__name__}")
-        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
         if busy_timeout < 0:
             raise ValueError("busy_timeout must be >= 0")
         if synchronous not in ("NORMAL", "FULL"):
@@ -93,6 +91,10 @@ class SQLiteStore:
         self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._pid = os.getpid()
+        # What a forked child inherited from its parent: kept referenced, never used or
+        # closed (a connection must not cross a fork; closing it could disturb the parent's).
+        self._inherited: list[object] = []
         # One thread owns the connection: sqlite3 objects must stay on their thread, and one
         # writer per process is all SQLite allows anyway.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vex-sqlite")
@@ -127,8 +129,27 @@ class SQLiteStore:
         except RuntimeError as exc:  # a newer schema (see migrate)
             raise StoreError(f"sqlite cache {self.path}: {exc}") from exc
 
+    def _check_fork(self) -> None:
+        """In a forked child, start over with a thread and a connection of its own.
+
+        A store made before a fork (``gunicorn --preload``, ``multiprocessing``'s default on
+        Linux) inherits a worker thread that does not exist in the child, so every call
+        would wait forever, and a connection SQLite forbids using across a fork.
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._inherited += [self._conn, self._executor]
+        self._conn = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="vex-sqlite")
+        if self._closed:
+            self._executor.shutdown()  # closed before the fork: it stays closed
+        else:
+            self._call(self._open)
+
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the worker thread and wait (for the sync API and construction)."""
+        self._check_fork()
         try:
             future = self._executor.submit(self._guard, fn, *args)
         except RuntimeError as exc:
@@ -136,6 +157,7 @@ class SQLiteStore:
         return future.result()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        self._check_fork()
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._guard, fn, *args
@@ -356,6 +378,7 @@ class SQLiteStore:
         """Close the connection and stop the worker thread. Idempotent."""
         if self._closed:
             return
+        self._check_fork()
         self._closed = True
         try:
             await self._run(self._close)
@@ -366,6 +389,7 @@ class SQLiteStore:
         """:meth:`aclose` without an event loop (blocking). Idempotent."""
         if self._closed:
             return
+        self._check_fork()
         self._closed = True
         try:
             self._call(self._close)

@@ -29,16 +29,26 @@ _SQLITE_OPTIONS = {"busy_timeout", "synchronous"}
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log or show)."""
+    """``url`` with any password replaced by ``***`` (safe to log or show).
+
+    redis-py also takes the password from a ``?password=`` query option: masked too.
+    """
     try:
         parts = urlsplit(url)
-        if parts.password is None:
+        if "password" in parts.query.lower():
+            masked = [
+                (name, "***" if name.lower() == "password" else value)
+                for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            ]
+            parts = parts._replace(query=urlencode(masked, safe="*"))
+        elif parts.password is None:
             return url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        return urlunsplit(parts)
     except ValueError:
         # Unparseable: show the scheme only; the rest might hold a secret.
         return url.split(":", 1)[0] + "://***"
