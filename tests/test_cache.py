@@ -295,3 +295,11 @@ async def test_a_joiner_gets_its_own_timeout_not_the_leaders() -> None:
     assert loop.time() - started < 0.6
     assert (await leader).content == "slow answer"  # the shared call went on
     assert mock.calls == 1
+
+
+@pytest.mark.parametrize("bad", ["a prompt", None, {"prompt": "p"}])
+async def test_a_non_request_is_a_type_error(cached: CachedProvider, bad: object) -> None:
+    with pytest.raises(TypeError, match="must be an LLMRequest"):
+        await cached.complete(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be an LLMRequest"):
+        await cached.lookup(bad)  # type: ignore[arg-type]

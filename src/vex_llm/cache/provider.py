@@ -36,10 +36,23 @@ from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, Sy
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
 from vex_llm.errors import CacheMiss, Timeout
-from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 
 __all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
+
+
+def _validate(request: LLMRequest, limits: InputLimits) -> None:
+    try:
+        request.validate(limits)
+    except AttributeError:
+        # Costs nothing on the hit path; turns "not a request" into the error it deserves.
+        if not isinstance(request, LLMRequest):
+            raise TypeError(
+                f"request must be an LLMRequest, not {type(request).__name__}"
+            ) from None
+        raise
+
 
 log = logging.getLogger("vex_llm.cache")
 
@@ -61,7 +74,9 @@ class CacheResult:
 class CachedProvider(LLMProvider):
     """Wraps ``provider`` with a response cache configured by ``config``.
 
-    ``store`` defaults to a :class:`MemoryStore` sized by ``config``; ``clock`` (wall-clock
+    ``store`` defaults to a :class:`MemoryStore` sized by ``config``; a store you pass keeps
+    the bounds it was built with (``open_store(url, max_entries=..., ...)``), while ``config``'s
+    ttl/tti still bound every entry written through this cache. ``clock`` (wall-clock
     seconds) stamps entries and is injectable for tests. ``lease`` times cross-process
     single-flight when the store supports it (a process that received another process's
     answer counts as ``coalesced``).
@@ -136,7 +151,7 @@ class CachedProvider(LLMProvider):
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Answer from the cache, or from the wrapped provider (once per key in flight)."""
-        request.validate(self.limits)
+        _validate(request, self.limits)
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
         if not control.no_cache:
@@ -153,7 +168,7 @@ class CachedProvider(LLMProvider):
 
     async def lookup(self, request: LLMRequest) -> CacheResult:
         """Like :meth:`complete`, and also say how the answer was served (for the proxy/CLI)."""
-        request.validate(self.limits)
+        _validate(request, self.limits)
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         if not request.cache.no_cache:
             entry = await self._read(key)
