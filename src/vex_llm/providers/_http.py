@@ -378,6 +378,11 @@ async def drain(lines: AsyncIterator[str], grace: float = DRAIN_GRACE) -> None:
     connection back in the pool (closing a half-read response closes the connection, and the
     next request pays for a new one). The answer is already complete: a backend that keeps
     talking, stalls or breaks off here costs only the connection, never the answer.
+
+    Providers call it *before* yielding their terminal chunk: most consumers (``CachedProvider``
+    among them) stop iterating at that chunk and close the stream, so a drain placed after it
+    would never run. Normally the body ends right after the terminal event and this returns
+    at once.
     """
     try:
         async with asyncio.timeout(grace):
