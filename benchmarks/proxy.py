@@ -308,7 +308,9 @@ def main() -> None:
         asyncio.run(_run_upstream(args.port))
         return
     if args.role == "proxy":
-        asyncio.run(_run_proxy(args.port, args.upstream_port))
+        from vex_llm.server.run import run_server  # the event loop `vex-llm serve` runs on
+
+        run_server(_run_proxy(args.port, args.upstream_port))
         return
 
     upstream_port, proxy_port = _free_port(), _free_port()

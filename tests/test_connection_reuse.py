@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import aclosing
 
 import pytest
 
 from vex_llm import (
     AnthropicProvider,
+    CachedProvider,
+    LLMCacheConfig,
     LLMProvider,
     LLMRequest,
     OllamaProvider,
@@ -97,6 +100,46 @@ async def test_consecutive_streams_share_one_connection(
             for i in range(3):
                 chunks = [c async for c in provider.stream(LLMRequest(prompt=f"q{i}"))]
                 assert chunks[-1].is_final
+    finally:
+        server.close()
+    assert fake.requests == 3
+    assert fake.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "make"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_a_consumer_stopping_at_the_terminal_chunk_keeps_the_connection(
+    body: bytes, kind: str, make: Callable[[str], LLMProvider]
+) -> None:
+    # CachedProvider (and most callers) stop at the terminal chunk and close the stream.
+    fake = KeepAliveServer(body, kind)
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with make(url) as provider:
+            for i in range(3):
+                async with aclosing(provider.stream(LLMRequest(prompt=f"q{i}"))) as chunks:
+                    async for chunk in chunks:
+                        if chunk.is_final:
+                            break
+    finally:
+        server.close()
+    assert fake.requests == 3
+    assert fake.connections == 1
+
+
+async def test_streamed_misses_through_the_cache_share_one_connection() -> None:
+    fake = KeepAliveServer(joined(STREAM), "text/event-stream")
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        provider = OpenAICompatibleProvider(f"{url}/v1", model="m")
+        async with CachedProvider(provider, LLMCacheConfig.default()) as cached:
+            for i in range(3):
+                stream = await cached.open_stream(LLMRequest(prompt=f"q{i}"))
+                assert stream.outcome == "miss"
+                assert [c async for c in stream][-1].is_final
     finally:
         server.close()
     assert fake.requests == 3

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vex_llm import (
     AuthenticationFailed,
@@ -15,6 +19,7 @@ from vex_llm import (
 from vex_llm.providers._base import Secret
 from vex_llm.providers._http import (
     HTTPClientOwner,
+    LineSplitter,
     SSEDecoder,
     SSEEvent,
     error_for_status,
@@ -168,3 +173,39 @@ async def test_an_own_client_is_made_lazily_and_closed() -> None:
 def test_http_client_must_be_an_async_client() -> None:
     with pytest.raises(TypeError, match="AsyncClient"):
         HTTPClientOwner(httpx.Client())  # type: ignore[arg-type]
+
+
+def split_incrementally(text: str, cuts: list[int]) -> list[str]:
+    splitter = LineSplitter()
+    lines: list[str] = []
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    for start, end in itertools.pairwise(bounds):
+        lines += splitter.feed(text[start:end])
+    return lines + splitter.flush()
+
+
+@given(
+    st.text(alphabet=st.sampled_from(["a", "b", " ", "\r", "\n", "\u2028", "\x85"])),
+    st.lists(st.integers(min_value=0, max_value=60)),
+)
+def test_line_splitter_matches_splitlines_however_the_text_is_cut(
+    text: str, cuts: list[int]
+) -> None:
+    assert split_incrementally(text, cuts) == text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "lines"),
+    [
+        (["data: a\r", "\ndata: b\r\n\r\n"], ["data: a", "data: b", ""]),
+        (["da", "ta: x", "\n\n"], ["data: x", ""]),
+        (["tail without end"], ["tail without end"]),
+        (["x\r"], ["x"]),
+    ],
+)
+def test_line_splitter_joins_line_ends_cut_between_pieces(
+    pieces: list[str], lines: list[str]
+) -> None:
+    splitter = LineSplitter()
+    got = [line for piece in pieces for line in splitter.feed(piece)]
+    assert got + splitter.flush() == lines

@@ -145,7 +145,9 @@ def serve(
     """
     if config is not None and upstream is not None:
         raise click.UsageError("use --config or --upstream, not both")
-    _run(_serve(config, host, port, upstream, upstream_kind, upstream_key_env, model, store))
+    from vex_llm.server.run import run_server
+
+    run_server(_serve(config, host, port, upstream, upstream_kind, upstream_key_env, model, store))
 
 
 async def _serve(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from tests.server.conftest import serve
 from tests.server.fake_upstream import FakeUpstream
 from tests.server.processes import serving, vex_llm
+from vex_llm.server.run import run_server
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -74,3 +76,13 @@ async def test_ask_reports_an_upstream_failure_with_exit_1() -> None:
     assert code == 1
     assert out == ""
     assert "ServerError" in err
+
+
+def test_the_server_runs_on_uvloop_when_it_is_installed() -> None:
+    # serve_app runs uvicorn in the caller's loop, so the loop is run_server's choice.
+    pytest.importorskip("uvloop")
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_server(loop_module()).startswith("uvloop")

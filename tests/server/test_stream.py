@@ -9,8 +9,18 @@ from collections.abc import AsyncIterator
 import httpx
 import openai
 
-from tests.server.conftest import KEY_A, MODEL, proxy
-from vex_llm import Chunk, LLMProvider, LLMRequest, LLMResponse, MockProvider, ServerError, Usage
+from tests.server.conftest import KEY_A, MODEL, make_settings, proxy
+from vex_llm import (
+    Chunk,
+    LLMProvider,
+    LLMRequest,
+    LLMResponse,
+    MemoryStore,
+    MockProvider,
+    ServerError,
+    Usage,
+)
+from vex_llm.server.app import create_app
 
 MESSAGES = [{"role": "user", "content": "Stream me a story."}]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
@@ -135,3 +145,65 @@ async def test_stream_only_if_cached_miss_is_504_before_any_event() -> None:
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "cache_miss"
     assert upstream.calls == 0
+
+
+class PausedFinal(SlowStream):
+    """Like SlowStream, but the terminal chunk too comes after a pause, and closing takes a
+    moment (an HTTP provider releasing its connection)."""
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in super().stream(request):
+                if chunk.is_final:
+                    await asyncio.sleep(self.pause)
+                yield chunk
+        finally:
+            await asyncio.sleep(self.pause)
+
+
+async def test_a_live_stream_sends_its_terminal_chunk_with_the_done_line() -> None:
+    # The terminal chunk carries no text; the client is done only at [DONE], after the store
+    # write: one write for both, not two. Called as ASGI to see each body message.
+    app = create_app(
+        make_settings(),
+        {MODEL: PausedFinal(["Once", " upon"], pause=0.02)},
+        MemoryStore(100, 1 << 20),
+    )
+    request = json.dumps(body()).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {KEY_A}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(request)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    incoming = [{"type": "http.request", "body": request, "more_body": False}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        if incoming:
+            return incoming.pop()
+        await asyncio.sleep(3600)  # the client never leaves
+        raise AssertionError
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m["body"]]
+    assert isinstance(bodies[-1], bytes)
+    last = bodies[-1].decode()
+    assert '"finish_reason":"stop"' in last
+    assert last.endswith("data: [DONE]\n\n")
+    assert "upon" not in last  # the text before it went out as it came

@@ -39,6 +39,7 @@ from vex_llm.errors import (
 
 __all__ = [
     "HTTPClientOwner",
+    "LineSplitter",
     "SSEDecoder",
     "SSEEvent",
     "check_timeout",
@@ -229,6 +230,49 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, None
             yield event
 
 
+#: What ``str.splitlines`` (and so httpx's ``aiter_lines``) treats as a line end.
+_LINE_ENDS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+class LineSplitter:
+    """Incremental ``str.splitlines``: feed it text as it arrives, get the complete lines.
+
+    A ``\r`` at the end of a piece is held back, since a ``\n`` starting the next piece makes
+    the two one line end. :meth:`flush` returns what is left once the text is over.
+    """
+
+    def __init__(self) -> None:
+        self._partial: list[str] = []
+        self._cr = False
+
+    def feed(self, text: str) -> list[str]:
+        """The lines that ``text`` completes (without their line ends)."""
+        if self._cr:
+            text = "\r" + text
+            self._cr = False
+        if text.endswith("\r"):
+            self._cr = True
+            text = text[:-1]
+        if not text:
+            return []
+        ends_a_line = text[-1] in _LINE_ENDS
+        lines = text.splitlines()
+        if self._partial:
+            lines[0] = "".join(self._partial) + lines[0]
+            self._partial = []
+        if not ends_a_line:
+            self._partial.append(lines.pop())
+        return lines
+
+    def flush(self) -> list[str]:
+        """The last line when the text did not end with a line end (or ended with ``\r``)."""
+        if not self._partial and not self._cr:
+            return []
+        line = "".join(self._partial)
+        self._partial, self._cr = [], False
+        return [line]
+
+
 class HTTPClientOwner:
     """Holds the ``httpx.AsyncClient`` a provider talks through.
 
@@ -360,13 +404,19 @@ async def stream_lines(
                     client.stream("POST", url, json=payload, headers=headers, timeout=time_limit)
                 )
                 await raise_for_status(response, secrets)
-            lines = response.aiter_lines()
+            # Timed per network read, not per line: one read often carries many lines, and
+            # entering a timeout costs a timer handle each time.
+            texts = response.aiter_text()
+            splitter = LineSplitter()
             while True:
                 async with asyncio.timeout_at(deadline):
-                    line = await anext(lines, None)
-                if line is None:
+                    text = await anext(texts, None)
+                if text is None:
+                    for line in splitter.flush():
+                        yield line
                     return
-                yield line
+                for line in splitter.feed(text):
+                    yield line
 
 
 #: How long a finished stream may take to end its body before the connection is dropped.
@@ -378,6 +428,11 @@ async def drain(lines: AsyncIterator[str], grace: float = DRAIN_GRACE) -> None:
     connection back in the pool (closing a half-read response closes the connection, and the
     next request pays for a new one). The answer is already complete: a backend that keeps
     talking, stalls or breaks off here costs only the connection, never the answer.
+
+    Providers call it *before* yielding their terminal chunk: most consumers (``CachedProvider``
+    among them) stop iterating at that chunk and close the stream, so a drain placed after it
+    would never run. Normally the body ends right after the terminal event and this returns
+    at once.
     """
     try:
         async with asyncio.timeout(grace):

@@ -163,8 +163,9 @@ class OllamaProvider(HTTPProvider):
                     if text:
                         yield Chunk(delta=text, model=model)
                     reason, usage = _final_fields(doc)
-                    yield Chunk(finish_reason=reason, usage=usage, model=model)
+                    # Before the terminal chunk, since consumers stop at it (see drain).
                     await drain(lines)
+                    yield Chunk(finish_reason=reason, usage=usage, model=model)
                     return
                 if text:
                     yield Chunk(delta=text, model=model)

@@ -300,9 +300,12 @@ class OpenAICompatibleProvider(HTTPProvider):
         # aclosing: leaving after [DONE] must release the connection now, not at GC time.
         async with aclosing(lines), aclosing(sse_events(lines)) as events:
             async for event in events:
-                for chunk in decoder.feed(event.data):
+                chunks = decoder.feed(event.data)
+                if decoder.done:
+                    # Before the terminal chunk, since consumers stop at it (see drain).
+                    await drain(lines)
+                for chunk in chunks:
                     yield chunk
                 if decoder.done:
-                    await drain(lines)
                     return
         decoder.finish()

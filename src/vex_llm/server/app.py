@@ -164,11 +164,15 @@ class _Proxy:
         created = int(time.time())
 
         tokens = [0]  # of the final chunk, for the tokens-saved metric
+        finished = [False]  # the terminal chunk is out: only the [DONE] is left to come
 
         async def lines() -> AsyncGenerator[bytes, None]:
             first = True
             final = None
             async for chunk in stream:
+                if chunk.is_final:
+                    final = chunk
+                    finished[0] = True
                 yield sse_line(
                     chunk_json(
                         chunk,
@@ -179,8 +183,6 @@ class _Proxy:
                     )
                 )
                 first = False
-                if chunk.is_final:
-                    final = chunk
             if chat.include_usage and final is not None:
                 yield sse_line(
                     usage_chunk_json(
@@ -197,11 +199,13 @@ class _Proxy:
             try:
                 async with contextlib.aclosing(lines()) as source:
                     # One write per batch of chunks at hand, not one per chunk: a replay is
-                    # one write; a live stream writes whenever it would otherwise wait.
+                    # one write; a live stream writes whenever it would otherwise wait, except
+                    # after the terminal chunk, which carries no text: the wait for the store
+                    # write is short, and the client is not done before the [DONE] anyway.
                     pending: list[bytes] = []
                     async for line in source:
                         pending.append(line)
-                        if not stream.ready():
+                        if not finished[0] and not stream.ready():
                             yield b"".join(pending)
                             pending.clear()
                     if pending:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vex_llm.server.settings import Settings, UpstreamSettings
 
@@ -25,8 +25,11 @@ __all__ = [
     "ShutdownSignals",
     "default_store_url",
     "quick_settings",
+    "run_server",
     "serve_app",
 ]
+
+T = TypeVar("T")
 
 #: The tenant every client of the quick path and the embedded defaults belongs to.
 OPEN_TENANT = "local"
@@ -79,6 +82,26 @@ def _uvicorn() -> Any:
             "vex-llm serve needs the server extra: pip install 'vex-llm[server]'"
         ) from exc
     return uvicorn
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # Windows, or installed without the server extra's uvloop
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_server(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` (the server) to completion on uvloop when it is installed.
+
+    ``serve_app`` runs uvicorn in the caller's loop, so uvicorn's own choice of loop never
+    applies: without this the proxy ran on asyncio's pure-Python loop, whose per-callback
+    overhead is a large part of a streamed answer (one callback per chunk).
+    """
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main)
 
 
 class ShutdownSignals:
