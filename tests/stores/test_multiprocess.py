@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +44,22 @@ def test_one_process_writes_the_other_hits(shared_url: str) -> None:
 
 
 def test_fifty_identical_misses_over_two_processes_make_one_call(shared_url: str) -> None:
-    start_at = f"{time.time() + 1.0:.3f}"  # both processes fire together
     procs = [
         subprocess.Popen(
-            [sys.executable, WORKER, "burst", shared_url, "25", "0.5", start_at],
+            [sys.executable, WORKER, "burst", shared_url, "25", "0.5"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
+    for proc in procs:  # both have their store open...
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:  # ...then both fire together
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     reports = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(r["calls"] for r in reports) == 1

@@ -1,7 +1,7 @@
 """A separate OS process for the multi-process store tests (run as a script, not collected).
 
-- ``worker.py burst URL N LATENCY START_AT``: N identical concurrent requests at START_AT
-  (unix time); prints calls, outcomes and stats as JSON.
+- ``worker.py burst URL N LATENCY``: opens the store, prints ``ready``, waits for a line on
+  stdin, then sends N identical concurrent requests; prints calls, outcomes and stats as JSON.
 - ``worker.py once URL PROMPT``: one request; prints calls and the outcome.
 - ``worker.py writer URL PAD``: stores entries forever, printing each key once its set()
   has returned (for the kill -9 test).
@@ -23,10 +23,14 @@ from vex_llm.models import LLMResponse
 CONFIG = LLMCacheConfig(max_entries=10_000, max_bytes=None, ttl=600.0, tti=None)
 
 
-async def burst(url: str, n: int, latency: float, start_at: float) -> None:
+async def burst(url: str, n: int, latency: float) -> None:
     mock = MockProvider.constant("the shared answer", latency=latency)
     cached = CachedProvider(mock, CONFIG, store=open_store(url, max_entries=10_000))
-    await asyncio.sleep(max(0.0, start_at - time.time()))
+    await cached.asize()  # connect (and migrate) before the start signal, not during the race
+    # A handshake, not a start time: a slow start under load must not let one process begin
+    # after the other has already finished.
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
     request = LLMRequest(prompt="fifty identical questions")
     results = await asyncio.gather(*(cached.lookup(request) for _ in range(n)))
     stats = await cached.astats()
@@ -66,7 +70,7 @@ async def writer(url: str, pad: int) -> None:
 def main() -> None:
     mode, url, *rest = sys.argv[1:]
     if mode == "burst":
-        asyncio.run(burst(url, int(rest[0]), float(rest[1]), float(rest[2])))
+        asyncio.run(burst(url, int(rest[0]), float(rest[1])))
     elif mode == "once":
         asyncio.run(once(url, rest[0]))
     elif mode == "writer":
