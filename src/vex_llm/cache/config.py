@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from vex_llm.models import CacheControl, InputLimits, seconds
 
-__all__ = ["LLMCacheConfig", "effective_expiry"]
+__all__ = ["LLMCacheConfig", "effective_expiry", "shorter_lifetime"]
 
 _MIB = 1024 * 1024
 
@@ -81,7 +81,8 @@ class LLMCacheConfig:
         return cls(max_entries=100, max_bytes=16 * _MIB, ttl=300.0, tti=60.0)
 
 
-def _shorter(configured: float | None, requested: float | None) -> float | None:
+def shorter_lifetime(configured: float | None, requested: float | None) -> float | None:
+    """The shorter of two lifetimes in seconds, where None means unbounded."""
     if requested is None:
         return configured
     if configured is None:
@@ -98,6 +99,6 @@ def effective_expiry(
     than the operator allows must not be able to pin entries in a shared cache.
     """
     return (
-        _shorter(config.ttl_seconds, control.ttl_seconds),
-        _shorter(config.tti_seconds, control.tti_seconds),
+        shorter_lifetime(config.ttl_seconds, control.ttl_seconds),
+        shorter_lifetime(config.tti_seconds, control.tti_seconds),
     )

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
 from vex_llm.cache.stores import redis_scripts as lua
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
@@ -53,12 +54,6 @@ def _import_redis() -> Any:
             "RedisStore needs the 'redis' extra: pip install 'vex-llm[redis]'"
         ) from exc
     return aioredis
-
-
-def _shorter(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
 
 
 class RedisStore:
@@ -179,8 +174,8 @@ class RedisStore:
             key,
             blob,
             len(blob),
-            to_millis(_shorter(self.ttl, ttl)),
-            to_millis(_shorter(self.tti, tti)),
+            to_millis(shorter_lifetime(self.ttl, ttl)),
+            to_millis(shorter_lifetime(self.tti, tti)),
             "" if self.max_entries is None else self.max_entries,
             "" if self.max_bytes is None else self.max_bytes,
             self._entry_prefix,

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
 from vex_llm.cache.stores.sqlite_schema import migrate
@@ -44,12 +45,6 @@ def idle_deadline(now: float, expires_at: float | None, tti: float | None) -> fl
         return expires_at
     idle = now + tti
     return idle if expires_at is None else min(idle, expires_at)
-
-
-def _shorter(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
 
 
 class SQLiteStore:
@@ -216,7 +211,7 @@ class SQLiteStore:
             self._evictions["size"] += 1
             return False
         now = self._clock()
-        ttl, tti = _shorter(self.ttl, ttl), _shorter(self.tti, tti)
+        ttl, tti = shorter_lifetime(self.ttl, ttl), shorter_lifetime(self.tti, tti)
         expires_at = None if ttl is None else now + ttl
         with self._transaction() as conn:
             expired = self._reap(conn, now)
