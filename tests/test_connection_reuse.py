@@ -8,7 +8,7 @@ on every stream. This server keeps connections alive and counts them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from vex_llm import (
     AnthropicProvider,
     CachedProvider,
+    Chunk,
     LLMCacheConfig,
     LLMProvider,
     LLMRequest,
@@ -86,11 +87,21 @@ CASES: list[tuple[str, bytes, str, Callable[[str], LLMProvider]]] = [
 ]
 
 
+async def read(stream: AsyncIterator[Chunk], stop_at_final: bool) -> None:
+    """Read a stream to its end, or stop at the terminal chunk as CachedProvider does."""
+    async with aclosing(stream) as chunks:
+        async for chunk in chunks:
+            if chunk.is_final and stop_at_final:
+                return
+        assert chunk.is_final
+
+
+@pytest.mark.parametrize("stop_at_final", [False, True], ids=["read-to-end", "stop-at-final"])
 @pytest.mark.parametrize(
     ("body", "kind", "make"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 async def test_consecutive_streams_share_one_connection(
-    body: bytes, kind: str, make: Callable[[str], LLMProvider]
+    body: bytes, kind: str, make: Callable[[str], LLMProvider], stop_at_final: bool
 ) -> None:
     fake = KeepAliveServer(body, kind)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
@@ -98,31 +109,7 @@ async def test_consecutive_streams_share_one_connection(
     try:
         async with make(url) as provider:
             for i in range(3):
-                chunks = [c async for c in provider.stream(LLMRequest(prompt=f"q{i}"))]
-                assert chunks[-1].is_final
-    finally:
-        server.close()
-    assert fake.requests == 3
-    assert fake.connections == 1
-
-
-@pytest.mark.parametrize(
-    ("body", "kind", "make"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-async def test_a_consumer_stopping_at_the_terminal_chunk_keeps_the_connection(
-    body: bytes, kind: str, make: Callable[[str], LLMProvider]
-) -> None:
-    # CachedProvider (and most callers) stop at the terminal chunk and close the stream.
-    fake = KeepAliveServer(body, kind)
-    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        async with make(url) as provider:
-            for i in range(3):
-                async with aclosing(provider.stream(LLMRequest(prompt=f"q{i}"))) as chunks:
-                    async for chunk in chunks:
-                        if chunk.is_final:
-                            break
+                await read(provider.stream(LLMRequest(prompt=f"q{i}")), stop_at_final)
     finally:
         server.close()
     assert fake.requests == 3
