@@ -7,13 +7,21 @@ build payloads and parse answers; the I/O goes through ``providers._http``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import AsyncGenerator
+from typing import Any, ClassVar
 
 import httpx
 
 from vex_llm.models import LLMRequest
 from vex_llm.provider import LLMProvider
-from vex_llm.providers._http import HTTPClientOwner, check_timeout, normalise_base_url
+from vex_llm.providers._http import (
+    HTTPClientOwner,
+    check_timeout,
+    normalise_base_url,
+    post_json,
+    probe,
+    stream_lines,
+)
 
 __all__ = ["HTTPProvider", "Secret"]
 
@@ -81,6 +89,55 @@ class HTTPProvider(LLMProvider):
 
     def _model_for(self, request: LLMRequest) -> str:
         return request.model or self.model
+
+    async def _probe(self, path: str, headers: dict[str, str]) -> bool:
+        """True when ``GET {base_url}{path}`` answers 2xx within min(timeout, 10 s)."""
+        return await probe(
+            self._http.client,
+            f"{self.base_url}{path}",
+            headers=headers,
+            time_limit=min(self.timeout, 10.0),
+        )
+
+    async def _post(
+        self,
+        request: LLMRequest,
+        path: str,
+        *,
+        headers: dict[str, str],
+        payload: dict[str, Any],
+        what: str,
+    ) -> dict[str, Any]:
+        """POST ``payload`` to ``{base_url}{path}`` within the request's timeout; the JSON."""
+        return await post_json(
+            self._http.client,
+            f"{self.base_url}{path}",
+            headers=headers,
+            payload=payload,
+            time_limit=self._timeout_for(request),
+            what=what,
+            secrets=self._secrets,
+        )
+
+    def _lines(
+        self,
+        request: LLMRequest,
+        path: str,
+        *,
+        headers: dict[str, str],
+        payload: dict[str, Any],
+        what: str,
+    ) -> AsyncGenerator[str, None]:
+        """POST ``payload`` and iterate the answer's lines, all within the request's timeout."""
+        return stream_lines(
+            self._http.client,
+            f"{self.base_url}{path}",
+            headers=headers,
+            payload=payload,
+            time_limit=self._timeout_for(request),
+            what=what,
+            secrets=self._secrets,
+        )
 
     def name(self) -> str:
         """``<label>:<default model>``, e.g. ``openai:gpt-4o-mini``."""

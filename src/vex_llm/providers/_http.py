@@ -19,10 +19,10 @@ import json
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -36,6 +36,7 @@ from vex_llm.errors import (
     ServerError,
     Timeout,
 )
+from vex_llm.models import Chunk
 
 __all__ = [
     "HTTPClientOwner",
@@ -440,6 +441,38 @@ async def drain(lines: AsyncIterator[str], grace: float = DRAIN_GRACE) -> None:
                 pass
     except (TimeoutError, LLMError):
         pass
+
+
+class StreamDecoder(Protocol):
+    """A pure decoder of one wire format's stream: ``done`` after its terminal event."""
+
+    done: bool
+
+    def finish(self) -> None:
+        """Raise ``InvalidResponse`` if the stream ended before its terminal event."""
+        ...
+
+
+async def decoded_sse(
+    lines: AsyncGenerator[str, None],
+    decoder: StreamDecoder,
+    feed: Callable[[SSEEvent], list[Chunk]],
+) -> AsyncGenerator[Chunk, None]:
+    """The chunks ``feed`` decodes from the SSE events on ``lines``, up to the terminal one.
+
+    Leaving closes the response at once (not at garbage collection); the body is read to its
+    end *before* the terminal chunk is yielded, because consumers stop there (see drain).
+    """
+    async with aclosing(lines), aclosing(sse_events(lines)) as events:
+        async for event in events:
+            chunks = feed(event)
+            if decoder.done:
+                await drain(lines)
+            for chunk in chunks:
+                yield chunk
+            if decoder.done:
+                return
+    decoder.finish()
 
 
 async def probe(

@@ -12,10 +12,10 @@ ends without ``message_stop`` raises ``InvalidResponse``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -23,7 +23,7 @@ import httpx
 from vex_llm.errors import InvalidResponse, LLMError, RateLimited, ServerError
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.providers._base import HTTPProvider
-from vex_llm.providers._http import drain, post_json, probe, sse_events, stream_lines
+from vex_llm.providers._http import decoded_sse
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "AnthropicStreamDecoder"]
 
@@ -260,60 +260,35 @@ class AnthropicProvider(HTTPProvider):
 
     async def is_available(self) -> bool:
         """True when ``GET /v1/models`` answers 2xx (a bad key answers 401: False)."""
-        return await probe(
-            self._http.client,
-            f"{self.base_url}/v1/models",
-            headers=self._headers(),
-            time_limit=min(self.timeout, 10.0),
-        )
+        return await self._probe("/v1/models", self._headers())
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """One message, non-streamed."""
         request.validate(self.limits)
         model = self._model_for(request)
-        payload = self._payload(request, model, stream=False)
         started = time.perf_counter()
-        doc = await post_json(
-            self._http.client,
-            f"{self.base_url}/v1/messages",
+        doc = await self._post(
+            request,
+            "/v1/messages",
             headers=self._headers(),
-            payload=payload,
-            time_limit=self._timeout_for(request),
+            payload=self._payload(request, model, stream=False),
             what="anthropic messages",
-            secrets=self._secrets,
         )
-        response = parse_message(doc, model)
-        return LLMResponse(
-            content=response.content,
-            model=response.model,
-            usage=response.usage,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            finish_reason=response.finish_reason,
+        return dataclasses.replace(
+            parse_message(doc, model), latency_ms=(time.perf_counter() - started) * 1000
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         """Stream a message over SSE, yielding text as it arrives."""
         request.validate(self.limits)
         model = self._model_for(request)
-        payload = self._payload(request, model, stream=True)
         decoder = AnthropicStreamDecoder(model)
-        lines = stream_lines(
-            self._http.client,
-            f"{self.base_url}/v1/messages",
+        lines = self._lines(
+            request,
+            "/v1/messages",
             headers=self._headers("text/event-stream"),
-            payload=payload,
-            time_limit=self._timeout_for(request),
+            payload=self._payload(request, model, stream=True),
             what="anthropic messages stream",
-            secrets=self._secrets,
         )
-        async with aclosing(lines), aclosing(sse_events(lines)) as events:
-            async for event in events:
-                chunks = decoder.feed(event.event, event.data)
-                if decoder.done:
-                    # Before the terminal chunk, since consumers stop at it (see drain).
-                    await drain(lines)
-                for chunk in chunks:
-                    yield chunk
-                if decoder.done:
-                    return
-        decoder.finish()
+        async for chunk in decoded_sse(lines, decoder, lambda e: decoder.feed(e.event, e.data)):
+            yield chunk

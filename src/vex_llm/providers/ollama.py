@@ -18,7 +18,7 @@ import httpx
 from vex_llm.errors import InvalidResponse
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.providers._base import HTTPProvider
-from vex_llm.providers._http import drain, parse_json, post_json, probe, stream_lines
+from vex_llm.providers._http import drain, parse_json
 
 __all__ = ["OllamaProvider", "build_ollama_payload", "parse_ollama_message"]
 
@@ -106,24 +106,18 @@ class OllamaProvider(HTTPProvider):
 
     async def is_available(self) -> bool:
         """True when ``GET /api/tags`` answers 2xx."""
-        return await probe(
-            self._http.client,
-            f"{self.base_url}/api/tags",
-            headers={},
-            time_limit=min(self.timeout, 10.0),
-        )
+        return await self._probe("/api/tags", {})
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """One chat answer, non-streamed."""
         request.validate(self.limits)
         model = self._model_for(request)
         started = time.perf_counter()
-        doc = await post_json(
-            self._http.client,
-            f"{self.base_url}/api/chat",
+        doc = await self._post(
+            request,
+            "/api/chat",
             headers={"accept": "application/json"},
             payload=build_ollama_payload(request, model, stream=False),
-            time_limit=self._timeout_for(request),
             what="ollama chat",
         )
         text, done = parse_ollama_message(doc)
@@ -143,12 +137,11 @@ class OllamaProvider(HTTPProvider):
         """Stream the answer from Ollama's NDJSON lines."""
         request.validate(self.limits)
         model = self._model_for(request)
-        lines = stream_lines(
-            self._http.client,
-            f"{self.base_url}/api/chat",
+        lines = self._lines(
+            request,
+            "/api/chat",
             headers={"accept": "application/x-ndjson"},
             payload=build_ollama_payload(request, model, stream=True),
-            time_limit=self._timeout_for(request),
             what="ollama chat stream",
         )
         async with aclosing(lines):

@@ -10,10 +10,10 @@ stream decoding are pure functions / a small state machine, tested without I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ import httpx
 from vex_llm.errors import InvalidResponse
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.providers._base import HTTPProvider
-from vex_llm.providers._http import drain, post_json, probe, sse_events, stream_lines
+from vex_llm.providers._http import decoded_sse
 
 __all__ = ["MISTRAL_MODELS", "OpenAICompatibleProvider", "OpenAIStreamDecoder", "build_payload"]
 
@@ -242,12 +242,7 @@ class OpenAICompatibleProvider(HTTPProvider):
 
     async def is_available(self) -> bool:
         """True when ``GET {base_url}/models`` answers 2xx (a bad key answers 401: False)."""
-        return await probe(
-            self._http.client,
-            f"{self.base_url}/models",
-            headers=self._headers(),
-            time_limit=min(self.timeout, 10.0),
-        )
+        return await self._probe("/models", self._headers())
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """One chat completion, non-streamed."""
@@ -257,23 +252,15 @@ class OpenAICompatibleProvider(HTTPProvider):
             request, model, stream=False, seed_field=self.seed_field, stream_usage=False
         )
         started = time.perf_counter()
-        doc = await post_json(
-            self._http.client,
-            f"{self.base_url}/chat/completions",
+        doc = await self._post(
+            request,
+            "/chat/completions",
             headers=self._headers(),
             payload=payload,
-            time_limit=self._timeout_for(request),
             what=f"{self.label} chat completion",
-            secrets=self._secrets,
         )
-        response = parse_completion(doc, model)
-        latency = (time.perf_counter() - started) * 1000
-        return LLMResponse(
-            content=response.content,
-            model=response.model,
-            usage=response.usage,
-            latency_ms=latency,
-            finish_reason=response.finish_reason,
+        return dataclasses.replace(
+            parse_completion(doc, model), latency_ms=(time.perf_counter() - started) * 1000
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
@@ -288,24 +275,12 @@ class OpenAICompatibleProvider(HTTPProvider):
             stream_usage=self.stream_usage,
         )
         decoder = OpenAIStreamDecoder(model)
-        lines = stream_lines(
-            self._http.client,
-            f"{self.base_url}/chat/completions",
+        lines = self._lines(
+            request,
+            "/chat/completions",
             headers={**self._headers(), "accept": "text/event-stream"},
             payload=payload,
-            time_limit=self._timeout_for(request),
             what=f"{self.label} chat completion stream",
-            secrets=self._secrets,
         )
-        # aclosing: leaving after [DONE] must release the connection now, not at GC time.
-        async with aclosing(lines), aclosing(sse_events(lines)) as events:
-            async for event in events:
-                chunks = decoder.feed(event.data)
-                if decoder.done:
-                    # Before the terminal chunk, since consumers stop at it (see drain).
-                    await drain(lines)
-                for chunk in chunks:
-                    yield chunk
-                if decoder.done:
-                    return
-        decoder.finish()
+        async for chunk in decoded_sse(lines, decoder, lambda event: decoder.feed(event.data)):
+            yield chunk
