@@ -36,22 +36,17 @@ from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, Sy
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
 from vex_llm.errors import CacheMiss, Timeout
-from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
+from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 
 __all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
 
 
-def _validate(request: LLMRequest, limits: InputLimits) -> None:
-    try:
-        request.validate(limits)
-    except AttributeError:
-        # Costs nothing on the hit path; turns "not a request" into the error it deserves.
-        if not isinstance(request, LLMRequest):
-            raise TypeError(
-                f"request must be an LLMRequest, not {type(request).__name__}"
-            ) from None
-        raise
+def _not_a_request(request: object, error: AttributeError) -> Exception:
+    """The error for a failed ``validate`` lookup: a TypeError unless it was a real request."""
+    if isinstance(request, LLMRequest):
+        return error
+    return TypeError(f"request must be an LLMRequest, not {type(request).__name__}")
 
 
 log = logging.getLogger("vex_llm.cache")
@@ -151,7 +146,10 @@ class CachedProvider(LLMProvider):
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Answer from the cache, or from the wrapped provider (once per key in flight)."""
-        _validate(request, self.limits)
+        try:
+            request.validate(self.limits)
+        except AttributeError as exc:  # a try costs nothing on the hit path; a call would
+            raise _not_a_request(request, exc) from None
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
         if not control.no_cache:
@@ -168,7 +166,10 @@ class CachedProvider(LLMProvider):
 
     async def lookup(self, request: LLMRequest) -> CacheResult:
         """Like :meth:`complete`, and also say how the answer was served (for the proxy/CLI)."""
-        _validate(request, self.limits)
+        try:
+            request.validate(self.limits)
+        except AttributeError as exc:  # a try costs nothing on the hit path; a call would
+            raise _not_a_request(request, exc) from None
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         if not request.cache.no_cache:
             entry = await self._read(key)
