@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from typing import Any
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vex_llm import CacheControl, LLMRequest, Message, MockProvider, cache_key
-from vex_llm.cache.key import KEY_VERSION, ROLE_CODES, key_material
+from vex_llm.cache.key import KEY_VERSION, RICH_FIELDS, ROLE_CODES, UNKEYED_FIELDS, key_material
+from vex_llm.chat import ContentPart, ToolCall
 
 IDENTITY = ("mock:mock",)
 
@@ -20,8 +22,44 @@ IDENTITY = ("mock:mock",)
 # None), newlines, non-ASCII and a lone surrogate (which JSON input can carry).
 tricky = st.text(alphabet=st.sampled_from(list("ab|~:;1\\\"',\n\x00{}é€😀\ud800")), max_size=6)
 opt_tricky = st.none() | tricky
-messages = st.lists(
-    st.builds(Message, st.sampled_from(["system", "user", "assistant"]), tricky), max_size=3
+json_leaf = st.none() | st.booleans() | st.integers(-2, 2) | tricky
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(tricky, inner, max_size=2),
+    max_leaves=4,
+)
+parts = st.lists(
+    st.builds(ContentPart, st.just("text"), tricky)
+    | st.builds(ContentPart.image, tricky, st.none() | st.just("low")),
+    max_size=2,
+).map(tuple)
+plain_messages = st.builds(Message, st.sampled_from(["system", "user", "assistant"]), tricky)
+rich_messages = st.builds(
+    Message,
+    st.sampled_from(["user", "tool"]),
+    tricky | parts,
+    name=st.none() | tricky,
+    tool_call_id=st.none() | tricky,
+    extra=st.none() | st.dictionaries(st.sampled_from(["x", "refusal"]), json_value, max_size=1),
+) | st.builds(
+    Message,
+    st.just("assistant"),
+    st.none() | tricky,
+    tool_calls=st.lists(st.builds(ToolCall, tricky, tricky, tricky), min_size=1, max_size=2),
+)
+messages = st.lists(plain_messages | rich_messages, max_size=3)
+tools = st.lists(
+    st.builds(
+        lambda name, params: {"type": "function", "function": {"name": name, "parameters": params}},
+        tricky,
+        st.dictionaries(tricky, json_value, max_size=2),
+    ),
+    max_size=2,
+)
+extra_fields = st.dictionaries(
+    st.sampled_from(["top_k", "user", "metadata", "verbosity", "stream_options", "x|y"]),
+    json_value,
+    max_size=3,
 )
 
 
@@ -46,7 +84,26 @@ requests = st.builds(
     seed=st.none() | st.integers(-3, 3),
     messages=messages,
     cache=st.builds(CacheControl, namespace=opt_tricky),
+    tools=tools,
+    tool_choice=st.none() | st.sampled_from(["auto", "required"]) | st.just({"type": "x"}),
+    parallel_tool_calls=st.none() | st.booleans(),
+    response_format=st.none() | st.dictionaries(tricky, json_value, max_size=2),
+    n=st.none() | st.integers(1, 3),
+    logprobs=st.none() | st.booleans(),
+    top_logprobs=st.none() | st.integers(0, 2),
+    extra=st.none() | extra_fields,
 )
+
+
+def _keyed(extra: Any) -> Any:
+    if extra is None:
+        return None
+    kept = {k: v for k, v in extra.value.items() if k not in UNKEYED_FIELDS}
+    return kept or None
+
+
+def _frozen(value: Any) -> Any:
+    return None if value is None else value.value
 
 
 def meaning(request: LLMRequest) -> tuple[Any, ...]:
@@ -54,7 +111,10 @@ def meaning(request: LLMRequest) -> tuple[Any, ...]:
     turns = []
     if request.system is not None:
         turns.append(("system", request.system))
-    turns += [(m.role, m.content) for m in request.messages]
+    turns += [
+        (m.role, m.content) if m.plain else (m.role.upper(), m.to_openai())
+        for m in request.messages
+    ]
     if request.prompt:
         turns.append(("user", request.prompt))
     return (
@@ -69,6 +129,14 @@ def meaning(request: LLMRequest) -> tuple[Any, ...]:
         request.frequency_penalty,
         request.stop,
         request.seed,
+        tuple(t.to_openai() for t in request.tools) or None,
+        _frozen(request.tool_choice),
+        request.parallel_tool_calls,
+        _frozen(request.response_format),
+        request.n,
+        request.logprobs,
+        request.top_logprobs,
+        _keyed(request.extra),
     )
 
 
@@ -111,6 +179,7 @@ class Reader:
 
 
 ROLES = {code: role for role, code in ROLE_CODES.items()}
+ROLES.update({code.upper(): role.upper() for role, code in ROLE_CODES.items()})
 
 
 def decode(material: bytes) -> tuple[Any, ...]:
@@ -125,8 +194,15 @@ def decode(material: bytes) -> tuple[Any, ...]:
     reader.at += 1
     numbers = [ast.literal_eval(reader.until(";")) for _ in range(6)]
     stop = reader.strings_until("\n")
-    conversation = tuple((role, reader.take(length)) for role, length in turns)
-    assert reader.at == len(reader.text)
+    conversation = tuple(
+        (role, reader.take(length) if role.islower() else json.loads(reader.take(length)))
+        for role, length in turns
+    )
+    rich: dict[str, Any] = {}
+    while reader.at < len(reader.text):
+        name = reader.until("=")
+        rich[name] = json.loads(reader.take(int(reader.until(":"))))
+    assert list(rich) == [n for n in (*RICH_FIELDS, "extra") if n in rich]
     temperature, max_tokens, top_p, presence, frequency, seed = numbers
     return (
         tenant,
@@ -140,6 +216,9 @@ def decode(material: bytes) -> tuple[Any, ...]:
         frequency,
         stop,
         seed,
+        tuple(rich["tools"]) if "tools" in rich else None,
+        *(rich.get(name) for name in RICH_FIELDS[1:]),
+        rich.get("extra"),
     )
 
 

@@ -84,7 +84,16 @@ BAD_REQUESTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"prompt": "p", "messages": "hello"}, TypeError, "messages"),
     ({"prompt": "p", "messages": [{"role": "user"}]}, TypeError, "role' and 'content"),
     ({"prompt": "p", "messages": [{"role": "wizard", "content": "x"}]}, ValueError, "role"),
-    ({"prompt": "p", "messages": [{"role": "user", "content": "x", "x": 1}]}, TypeError, "x"),
+    ({"prompt": "p", "messages": [{"role": "user", "content": 5}]}, TypeError, "content"),
+    ({"prompt": "p", "messages": [{"role": "user", "content": None}]}, ValueError, "assistant"),
+    ({"prompt": "p", "tools": [{"type": "function"}]}, TypeError, "tools\\[0\\].function"),
+    ({"prompt": "p", "tool_choice": 3}, TypeError, "tool_choice"),
+    ({"prompt": "p", "response_format": ["json"]}, TypeError, "response_format"),
+    ({"prompt": "p", "n": 0}, ValueError, "n must be at least 1"),
+    ({"prompt": "p", "logprobs": "yes"}, TypeError, "logprobs"),
+    ({"prompt": "p", "extra": {"temperature": 1}}, ValueError, "temperature"),
+    ({"prompt": "p", "extra": {"x": float("nan")}}, ValueError, "extra.x"),
+    ({"prompt": "p", "extra": {"x": object()}}, TypeError, "extra.x"),
     ({"prompt": "p", "timeout": 0}, ValueError, "timeout"),
     ({"prompt": "p", "timeout": "5s"}, TypeError, "timeout"),
     ({"prompt": "p", "tenant_id": 5}, TypeError, "tenant_id"),
@@ -132,11 +141,31 @@ def test_validate_measures_utf8_bytes_not_characters() -> None:
         )
 
 
-def test_default_limits_are_100k_prompt_and_10k_system() -> None:
-    LLMRequest(prompt="x" * 100 * 1024).validate()
+def test_default_limits_fit_long_documents() -> None:
+    """A 120 KiB document under a 12 KiB system prompt passes; 4 MiB / 1 MiB are the caps."""
+    LLMRequest(prompt="x" * 120 * 1024, system="s" * 12 * 1024).validate()
     with pytest.raises(InputTooLarge) as info:
-        LLMRequest(prompt="x" * (100 * 1024 + 1)).validate()
+        LLMRequest(prompt="x" * (4 * 1024 * 1024 + 1)).validate()
     assert isinstance(info.value, ValueError)
-    assert info.value.limit == 100 * 1024
+    assert info.value.limit == 4 * 1024 * 1024
     with pytest.raises(InputTooLarge):
-        LLMRequest(prompt="p", system="x" * (10 * 1024 + 1)).validate()
+        LLMRequest(prompt="p", system="x" * (1024 * 1024 + 1)).validate()
+
+
+def test_message_fields_beyond_role_and_content_are_kept() -> None:
+    """A name, a tool result id, tool calls and unknown fields survive, in OpenAI's shape."""
+    wire = [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "ann"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "content": "42", "tool_call_id": "c1", "x-vendor": {"a": 1}},
+    ]
+    request = LLMRequest(messages=wire)
+    assert [m.to_openai() for m in request.messages] == wire
+    assert not request.plain
+    assert request.messages[1].tool_calls[0].name == "f"

@@ -109,8 +109,13 @@ async def test_stream_yields_tokens_then_one_final_chunk_with_usage() -> None:
         OpenAICompatibleProvider(f"{server.url}/v1", KEY, "m") as provider,
     ):
         chunks = [c async for c in provider.stream(LLMRequest(prompt="hi"))]
-    assert [c.delta for c in chunks] == ["Hel", "lo", ""]
-    assert [c.is_final for c in chunks] == [False, False, True]
+    assert [c.delta for c in chunks] == ["", "Hel", "lo", "", "", ""]
+    assert [c.is_final for c in chunks] == [False] * 5 + [True]
+    # One chunk per upstream event, each keeping the event as it came; the terminal chunk
+    # (from [DONE]) carries none.
+    events = [s.decode()[len("data: ") :].strip() for s in STREAM if isinstance(s, bytes)]
+    assert [c.raw for c in chunks] == [*events[:5], None]
+    assert chunks[4].usage == Usage(11, 3)
     assert chunks[-1].usage == Usage(11, 3)
     assert chunks[-1].finish_reason == "stop"
     body = server.requests[0].json()
@@ -229,7 +234,8 @@ def test_stream_decoder_is_pure() -> None:
     assert (
         decoder.feed('{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}')[0].delta == "a"
     )
-    assert decoder.feed('{"choices":[{"delta":{},"finish_reason":"length"}]}') == []
+    (finished,) = decoder.feed('{"choices":[{"delta":{},"finish_reason":"length"}]}')
+    assert (finished.delta, finished.is_final) == ("", False)
     final = decoder.feed("[DONE]")[0]
     assert (final.finish_reason, final.usage) == ("length", None)
     with pytest.raises(InvalidResponse):

@@ -13,9 +13,11 @@ branch on types, never on message text::
     ├── InvalidResponse         malformed JSON, missing fields, a stream cut short
     ├── NotAvailable            the provider refuses to try (e.g. a circuit breaker is open)
     ├── InputTooLarge           a prompt or system prompt over the configured limit
+    ├── UnsupportedFeature      the backend cannot honour a request field (named)
     └── CacheMiss               ``only_if_cached`` and nothing is stored
 
-``InputTooLarge`` is also a ``ValueError``: it is bad input, raised before any I/O.
+``InputTooLarge`` and ``UnsupportedFeature`` are also ``ValueError``: bad input for this
+backend, raised before any I/O.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "RequestFailed",
     "ServerError",
     "Timeout",
+    "UnsupportedFeature",
 ]
 
 # A body excerpt in an error is for a human reading a log line, not for parsing.
@@ -96,6 +99,20 @@ class InputTooLarge(LLMError, ValueError):
         self.field = field
         self.size = size
         self.limit = limit
+
+
+class UnsupportedFeature(LLMError, ValueError):
+    """The backend cannot honour ``field`` (``provider`` names it); raised before any I/O.
+
+    A field is never dropped silently: an answer to a different question than the one asked,
+    cached and replayed, would be worse than this error.
+    """
+
+    def __init__(self, field: str, provider: str, why: str = "") -> None:
+        reason = f": {why}" if why else ""
+        super().__init__(f"{provider} cannot honour the request field {field!r}{reason}")
+        self.field = field
+        self.provider = provider
 
 
 class CacheMiss(LLMError):

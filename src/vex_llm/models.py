@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from vex_llm.chat import Choice, ContentPart, Tool, ToolCall, ToolCallDelta
 from vex_llm.errors import InputTooLarge
+from vex_llm.frozen_json import FrozenJSON, freeze_optional
 
 __all__ = [
     "DEFAULT_SYSTEM",
+    "OPENAI_CHAT",
+    "TYPED_REQUEST_FIELDS",
     "CacheControl",
     "Chunk",
+    "Content",
     "InputLimits",
     "LLMRequest",
     "LLMResponse",
@@ -87,30 +92,145 @@ def _text(name: str, value: object) -> str:
     return value
 
 
+#: A message's content: text, a sequence of parts (text, images, audio, files), or None
+#: (an assistant turn that only calls tools).
+Content = str | tuple[ContentPart, ...] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message: ``role`` (system, developer, user, assistant, tool) and its text."""
+    """One chat message: ``role`` (system, developer, user, assistant, tool) and ``content``.
+
+    ``content`` is text, a tuple of :class:`~vex_llm.chat.ContentPart` (a list of parts or
+    mappings is converted), or None for an assistant turn that only calls tools. ``name``
+    names the speaker, ``tool_call_id`` ties a ``tool`` turn to the call it answers,
+    ``tool_calls`` are an assistant turn's calls, and ``extra`` carries any other field of the
+    message (as a backend defines it) through untouched.
+    """
 
     role: str
-    content: str
+    content: Content
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    extra: FrozenJSON | None = None
+    #: True for a role-and-text message, the common case the cache key encodes fastest.
+    plain: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _text("message role", self.role)
         if self.role not in ROLES:
             raise ValueError(f"message role must be one of {sorted(ROLES)}, got {self.role!r}")
-        _text("message content", self.content)
+        content = self.content
+        if isinstance(content, str):
+            plain = True
+        elif content is None:
+            if self.role != "assistant":
+                raise ValueError("only an assistant message may have no content (None)")
+            plain = False
+        elif isinstance(content, bytes) or not isinstance(content, Iterable):
+            raise TypeError(
+                "message content must be a str, a sequence of content parts, or None, "
+                f"not {type(content).__name__}"
+            )
+        else:
+            parts = tuple(
+                p if isinstance(p, ContentPart) else ContentPart.from_openai(p, f"content[{i}]")
+                for i, p in enumerate(content)
+            )
+            object.__setattr__(self, "content", parts)
+            plain = False
+        set_ = object.__setattr__
+        if self.name is not None:
+            _text("message name", self.name)
+            plain = False
+        if self.tool_call_id is not None:
+            _text("message tool_call_id", self.tool_call_id)
+            plain = False
+        if self.tool_calls != ():
+            set_(self, "tool_calls", _tool_calls(self.tool_calls))
+            plain = False
+        if self.extra is not None:
+            set_(self, "extra", _extra_object(self.extra, "message extra"))
+            clash = _MESSAGE_FIELDS.intersection(self.extra.value)
+            if clash:
+                raise ValueError(f"message extra must not repeat the field {sorted(clash)[0]!r}")
+            plain = False
+        set_(self, "plain", plain)
+
+    @property
+    def text(self) -> str:
+        """The message's text: its content, or its text parts joined (no separator)."""
+        if isinstance(self.content, str):
+            return self.content
+        if self.content is None:
+            return ""
+        return "".join(p.text for p in self.content if p.text is not None)
+
+    def to_openai(self) -> dict[str, Any]:
+        """The message in OpenAI's chat-completions shape, every field kept."""
+        content = self.content
+        doc: dict[str, Any] = {
+            "role": self.role,
+            "content": content
+            if content is None or isinstance(content, str)
+            else [p.to_openai() for p in content],
+        }
+        if self.name is not None:
+            doc["name"] = self.name
+        if self.tool_call_id is not None:
+            doc["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:
+            doc["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        if self.extra is not None:
+            doc.update(self.extra.value)
+        return doc
+
+    @classmethod
+    def from_openai(cls, item: Mapping[str, Any], where: str = "message") -> Message:
+        """A message from OpenAI's shape; fields it does not type go to ``extra``."""
+        if "role" not in item or ("content" not in item and not item.get("tool_calls")):
+            raise TypeError(f"{where} needs 'role' and 'content'")
+        rest = {k: v for k, v in item.items() if k not in _MESSAGE_FIELDS}
+        calls = item.get("tool_calls") or ()
+        if isinstance(calls, str | bytes) or not isinstance(calls, Iterable):
+            raise TypeError(f"{where}.tool_calls must be an array")
+        return cls(
+            role=item["role"],
+            content=item.get("content"),
+            name=item.get("name"),
+            tool_call_id=item.get("tool_call_id"),
+            tool_calls=tuple(
+                ToolCall.from_openai(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(calls)
+            ),
+            extra=FrozenJSON.of(rest, f"{where}") if rest else None,
+        )
+
+
+_MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls"})
+
+
+def _tool_calls(calls: object) -> tuple[ToolCall, ...]:
+    if isinstance(calls, str | bytes) or not isinstance(calls, Iterable):
+        raise TypeError("tool_calls must be a sequence of ToolCall objects or mappings")
+    return tuple(
+        c if isinstance(c, ToolCall) else ToolCall.from_openai(c, f"tool_calls[{i}]")
+        for i, c in enumerate(calls)
+    )
+
+
+def _extra_object(value: object, name: str) -> FrozenJSON:
+    frozen = FrozenJSON.of(value, name)
+    if not frozen.text.startswith("{"):
+        raise TypeError(f"{name} must be an object")
+    return frozen
 
 
 def _message(item: object) -> Message:
     if isinstance(item, Message):
         return item
     if isinstance(item, Mapping):
-        unknown = set(item) - {"role", "content"}
-        if unknown:
-            raise TypeError(f"message has unsupported fields: {sorted(unknown)}")
-        if "role" not in item or "content" not in item:
-            raise TypeError("a message needs both 'role' and 'content'")
-        return Message(role=item["role"], content=item["content"])
+        return Message.from_openai(item)
     raise TypeError(f"messages must hold Message objects or mappings, not {type(item).__name__}")
 
 
@@ -172,12 +292,15 @@ _NO_CONTROL = CacheControl()
 class InputLimits:
     """Size limits checked before any I/O, in UTF-8 bytes.
 
-    ``max_prompt_bytes`` bounds the prompt plus every non-system message together;
-    ``max_system_bytes`` bounds the system prompt plus every system/developer message.
+    ``max_prompt_bytes`` bounds the text of the prompt plus every non-system message
+    together; ``max_system_bytes`` the system prompt plus every system/developer message.
+    The defaults fit long-context use (a book chapter, a long system prompt); they guard the
+    process, while a proxy's body cap stays the outer bound. Non-text parts (images, audio)
+    are bounded by that body cap, not here.
     """
 
-    max_prompt_bytes: int = 100 * 1024
-    max_system_bytes: int = 10 * 1024
+    max_prompt_bytes: int = 4 * 1024 * 1024
+    max_system_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         _opt_int("max_prompt_bytes", self.max_prompt_bytes, 1)
@@ -204,6 +327,14 @@ class LLMRequest:
     Build it with keywords; ``prompt`` is the user's turn, appended after ``messages`` (either
     may be empty, not both). Unset sampling fields (None) are left to the backend's default.
     ``timeout`` (seconds) bounds the whole response and does not take part in the cache key.
+
+    Tools and structured output: ``tools`` (:class:`~vex_llm.chat.Tool` or OpenAI tool
+    objects), ``tool_choice`` (``"auto"``, ``"none"``, ``"required"`` or an object naming a
+    tool), ``parallel_tool_calls``, ``response_format`` (OpenAI's object, e.g. a
+    ``json_schema``); ``n`` answers; ``logprobs`` / ``top_logprobs``. ``extra`` carries any
+    other request field a backend understands (``{"top_k": 5}``, ``reasoning_effort``,
+    ``metadata``...) to it untouched; a provider that cannot honour one raises
+    :class:`~vex_llm.errors.UnsupportedFeature` naming it instead of dropping it.
     """
 
     prompt: str = ""
@@ -220,6 +351,17 @@ class LLMRequest:
     messages: tuple[Message, ...] = ()
     timeout: float | None = None
     cache: CacheControl = field(default=_NO_CONTROL)
+    tools: tuple[Tool, ...] = ()
+    tool_choice: FrozenJSON | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: FrozenJSON | None = None
+    n: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    extra: FrozenJSON | None = None
+    #: False when any field beyond the classic text-chat ones is set (tools, parts, extra...):
+    #: the cache key encodes the common case without looking at them.
+    plain: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every caller builds a request per call, so unset fields (None, the shared defaults)
@@ -265,6 +407,61 @@ class LLMRequest:
                 raise TypeError("cache must be a CacheControl (or a mapping of its fields)")
         if not self.prompt and not self.messages:
             raise ValueError("a request needs a prompt or at least one message")
+        if (
+            self.tools != ()
+            or self.tool_choice is not None
+            or self.parallel_tool_calls is not None
+            or self.response_format is not None
+            or self.n is not None
+            or self.logprobs is not None
+            or self.top_logprobs is not None
+            or self.extra is not None
+            or not all(m.plain for m in self.messages)
+        ):
+            self._check_rich()
+            set_(self, "plain", False)
+
+    def _check_rich(self) -> None:
+        set_ = object.__setattr__
+        if self.tools != ():
+            tools = self.tools
+            if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Iterable):
+                raise TypeError("tools must be a sequence of Tool objects or tool mappings")
+            set_(
+                self,
+                "tools",
+                tuple(
+                    t if isinstance(t, Tool) else Tool.from_openai(t, f"tools[{i}]")
+                    for i, t in enumerate(tools)
+                ),
+            )
+        set_(self, "tool_choice", freeze_optional(self.tool_choice, "tool_choice"))
+        if self.tool_choice is not None and self.tool_choice.text[0] not in '"{':
+            raise TypeError("tool_choice must be a string or an object")
+        set_(self, "response_format", freeze_optional(self.response_format, "response_format"))
+        if self.response_format is not None and not self.response_format.text.startswith("{"):
+            raise TypeError("response_format must be an object")
+        for flag in ("parallel_tool_calls", "logprobs"):
+            if getattr(self, flag) is not None and not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool or None")
+        _opt_int("n", self.n, 1)
+        _opt_int("top_logprobs", self.top_logprobs, 0)
+        if self.extra is not None:
+            extra = self.extra
+            if not isinstance(extra, FrozenJSON):
+                if not isinstance(extra, Mapping):
+                    raise TypeError("extra must be a mapping of request fields")
+                # Top-level fields are independent of each other: sorted, so the same fields
+                # in another order are the same request (and the same cache key).
+                extra = FrozenJSON.of(dict(sorted(extra.items())), "extra")
+            elif not extra.text.startswith("{"):
+                raise TypeError("extra must be a JSON object")
+            typed = TYPED_REQUEST_FIELDS.intersection(extra.value)
+            if typed:
+                raise ValueError(
+                    f"extra must not repeat typed fields; use the {sorted(typed)[0]!r} field"
+                )
+            set_(self, "extra", extra)
 
     @staticmethod
     def _normalise_messages(messages: object) -> tuple[Message, ...]:
@@ -312,13 +509,13 @@ class LLMRequest:
             and (self.system is None or len(self.system) * 4 <= limits.max_system_bytes)
         ):
             return
-        system_texts = [m.content for m in self.messages if m.role in ("system", "developer")]
+        system_texts = [m.text for m in self.messages if m.role in ("system", "developer")]
         if self.system is not None:
             system_texts.append(self.system)
         size = _utf8_size_over(system_texts, limits.max_system_bytes)
         if size is not None:
             raise InputTooLarge("system prompt", size, limits.max_system_bytes)
-        prompt_texts = [m.content for m in self.messages if m.role not in ("system", "developer")]
+        prompt_texts = [m.text for m in self.messages if m.role not in ("system", "developer")]
         prompt_texts.append(self.prompt)
         size = _utf8_size_over(prompt_texts, limits.max_prompt_bytes)
         if size is not None:
@@ -326,6 +523,30 @@ class LLMRequest:
 
 
 _DEFAULT_LIMITS = InputLimits()
+
+#: The request fields typed on :class:`LLMRequest` (under their OpenAI names): ``extra`` may
+#: not repeat them, so no field has two values.
+TYPED_REQUEST_FIELDS = frozenset(
+    {
+        "messages",
+        "model",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "stream",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,12 +562,23 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+#: ``raw_format`` of an OpenAI chat-completions answer (a ``chat.completion`` object, or one
+#: ``chat.completion.chunk`` per stream chunk).
+OPENAI_CHAT = "openai.chat"
+
+
 @dataclass(frozen=True, slots=True)
 class LLMResponse:
     """One answer. ``cached`` is True when it was served from the cache.
 
     ``latency_ms`` is how long the backend took to produce this answer; on a cache hit it is
-    the original call's latency, i.e. the time the hit saved.
+    the original call's latency, i.e. the time the hit saved. ``content`` is the text ("" when
+    the model only called tools), ``tool_calls`` the calls it asked for, ``refusal`` a
+    refusal's text, ``logprobs`` the token log-probabilities when asked; with ``n`` > 1,
+    ``choices`` holds every answer (the first is also the top-level fields). ``raw`` is the
+    backend's answer exactly as it came (in the wire format ``raw_format`` names), so nothing
+    it said is lost between here and a client of the proxy; ``headers`` are the backend's
+    response headers worth passing on (request id, rate limits) and are never cached.
     """
 
     content: str
@@ -355,16 +587,39 @@ class LLMResponse:
     latency_ms: float = 0.0
     finish_reason: str | None = "stop"
     cached: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+    refusal: str | None = None
+    logprobs: FrozenJSON | None = None
+    choices: tuple[Choice, ...] = ()
+    raw: FrozenJSON | None = None
+    raw_format: str | None = None
+    headers: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a streamed answer. The last chunk carries ``finish_reason`` and ``usage``."""
+    """A piece of a streamed answer. The last chunk carries ``finish_reason`` and ``usage``.
+
+    ``delta`` is new text of choice ``index``; ``tool_calls`` are pieces of tool calls (see
+    :class:`~vex_llm.chat.ToolCallDelta`); ``logprobs`` those of this piece. ``raw`` is the
+    backend's event exactly as it came (JSON text in the format ``raw_format`` names, with
+    ``raw_event`` its SSE event name where the format has them): relaying it keeps every field
+    and the backend's own chunk boundaries. A chunk may carry only ``raw`` (an event with no
+    text, such as the role-only first chunk); the terminal chunk carries none.
+    """
 
     delta: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    index: int = 0
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    refusal: str | None = None
+    logprobs: FrozenJSON | None = None
+    raw: str | None = None
+    raw_format: str | None = None
+    raw_event: str | None = None
+    headers: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def is_final(self) -> bool:

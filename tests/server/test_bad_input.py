@@ -126,7 +126,7 @@ async def test_oversized_prompt_is_a_400_before_the_upstream() -> None:
     ) as c:
         response = await c.post(
             "/v1/chat/completions",
-            content=body(messages=[{"role": "user", "content": "x" * 200_000}]),
+            content=body(messages=[{"role": "user", "content": "x" * 5_000_000}]),
             headers={"Authorization": f"Bearer {KEY_A}"},
         )
     assert_openai_error(response, 400, "messages")

@@ -6,36 +6,79 @@ original crate joined raw strings with ``|``, and ``tenant="t", system="s"`` col
 
     KEY_VERSION "\\n"  identity-strings "\\n"
     tenant namespace model  turn* "|"  temperature ";" max_tokens ";" top_p ";"
-    presence_penalty ";" frequency_penalty ";" seed ";"  stop-strings "\\n"  texts
+    presence_penalty ";" frequency_penalty ";" seed ";"  stop-strings "\\n"  texts  field*
 
 A string is ``<length>:<chars>`` and None is ``~``, so a value never has to be escaped and
 cannot be confused with a delimiter or with None (``""`` is ``0:``). A turn is a role letter
-and the length of its text; the texts follow, concatenated, in turn order. Numbers are
-``repr``-ed (exact for floats; ``None`` when unset). Tenant comes first. Timeouts and other
-volatile fields are left out; a layout change bumps ``KEY_VERSION``. Pure: no I/O, no
-``hash()``, so every process computes the same key. Nothing is escaped or re-encoded beyond
-one UTF-8 pass, which keeps the key cheap: it is computed on every cache hit.
+and the length of its text; the texts follow, concatenated, in turn order. A message with
+more than a role and text (content parts, a name, tool calls, a tool result, extra fields)
+is an upper-case role letter and the length of its JSON (``Message.to_openai``), which takes
+its place among the texts: ``"a\\nb"`` and the parts ``["a", "b"]`` never meet. Numbers are
+``repr``-ed (exact for floats; ``None`` when unset). After the texts, each richer field that
+is set (tools, tool_choice, parallel_tool_calls, response_format, n, logprobs, top_logprobs,
+then the keyed ``extra`` fields) follows as ``name=<length>:<json>``, in that order.
+
+Tenant comes first. Left out, because they cannot change the answer: ``timeout`` and the
+cache controls other than ``namespace``, and the ``extra`` fields in :data:`UNKEYED_FIELDS`.
+Every other ``extra`` field is keyed, known or not: a field the cache does not understand
+might change the answer. A layout change bumps ``KEY_VERSION``. Pure: no I/O, no ``hash()``,
+so every process computes the same key. The plain text chat is encoded without touching the
+richer fields and with one UTF-8 pass, which keeps the key cheap: it is computed on every hit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 
-from vex_llm.models import LLMRequest
+from vex_llm.frozen_json import FrozenJSON
+from vex_llm.models import LLMRequest, Message
 from vex_llm.provider import LLMProvider
 
 __all__ = [
     "KEY_VERSION",
+    "RICH_FIELDS",
     "ROLE_CODES",
+    "UNKEYED_FIELDS",
     "cache_key",
     "hash_material",
     "identity_prefix",
     "key_material",
+    "keyed_extra",
     "material_after",
 ]
 
-KEY_VERSION = "vex-llm/key/v1"
+KEY_VERSION = "vex-llm/key/v2"
+
+#: Request fields (in ``LLMRequest.extra``) that cannot change the answer, so they are not in
+#: the key: streaming is how an answer travels, not what it says; ``user``,
+#: ``safety_identifier`` and ``metadata`` label the caller for the provider's records;
+#: ``store`` asks the provider to keep a copy; ``prompt_cache_key`` and ``service_tier`` steer
+#: the provider's own caching and capacity, not the tokens sampled.
+UNKEYED_FIELDS = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "safety_identifier",
+        "prompt_cache_key",
+        "service_tier",
+    }
+)
+
+#: The richer request fields, in the order the key writes them.
+RICH_FIELDS = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "n",
+    "logprobs",
+    "top_logprobs",
+)
 
 #: One letter per chat role; roles are a closed set (``Message`` validates them).
 ROLE_CODES = {"system": "s", "developer": "d", "user": "u", "assistant": "a", "tool": "t"}
@@ -75,8 +118,13 @@ def material_after(prefix: str, request: LLMRequest) -> bytes:
             turn_list.append(f"s{len(system)};")
             text_list.append(system)
         for message in request.messages:
-            turn_list.append(f"{ROLE_CODES[message.role]}{len(message.content)};")
-            text_list.append(message.content)
+            if message.plain:
+                text = message.content
+                turn_list.append(f"{ROLE_CODES[message.role]}{len(text)};")  # type: ignore[arg-type]
+            else:
+                text = _message_json(message)
+                turn_list.append(f"{ROLE_CODES[message.role].upper()}{len(text)};")
+            text_list.append(text)  # type: ignore[arg-type]
         if prompt:
             turn_list.append(f"u{len(prompt)};")
             text_list.append(prompt)
@@ -93,8 +141,47 @@ def material_after(prefix: str, request: LLMRequest) -> bytes:
         f"{request.presence_penalty!r};{request.frequency_penalty!r};{request.seed!r};"
         f"{stop}\n{texts}"
     )
+    if not request.plain:
+        material += _rich_fields(request)
     # surrogatepass: a str may hold lone surrogates (e.g. from JSON); they must hash too.
     return material.encode("utf-8", "surrogatepass")
+
+
+def _message_json(message: Message) -> str:
+    return json.dumps(message.to_openai(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _field(name: str, text: str) -> str:
+    return f"{name}={len(text)}:{text}"
+
+
+def keyed_extra(extra: FrozenJSON | None) -> str | None:
+    """The JSON of ``extra`` without the :data:`UNKEYED_FIELDS` (None when nothing is left)."""
+    if extra is None:
+        return None
+    fields = extra.value
+    if not fields:
+        return None
+    if UNKEYED_FIELDS.isdisjoint(fields):
+        return extra.text
+    kept = {name: value for name, value in fields.items() if name not in UNKEYED_FIELDS}
+    return json.dumps(kept, ensure_ascii=False, separators=(",", ":")) if kept else None
+
+
+def _rich_fields(request: LLMRequest) -> str:
+    parts = []
+    if request.tools:
+        parts.append(_field("tools", "[" + ",".join(t.spec.text for t in request.tools) + "]"))
+    for name in RICH_FIELDS[1:]:
+        value = getattr(request, name)
+        if value is None:
+            continue
+        text = value.text if isinstance(value, FrozenJSON) else json.dumps(value)
+        parts.append(_field(name, text))
+    extra = keyed_extra(request.extra)
+    if extra is not None:
+        parts.append(_field("extra", extra))
+    return "".join(parts)
 
 
 def hash_material(material: bytes) -> str:

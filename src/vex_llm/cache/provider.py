@@ -16,7 +16,6 @@ incident on the ``vex_llm.cache`` logger.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import secrets
@@ -27,7 +26,7 @@ from hashlib import sha256
 from typing import Literal
 
 from vex_llm.cache.config import LLMCacheConfig, effective_expiry
-from vex_llm.cache.entry import CacheEntry, encode_entry
+from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import SingleFlight
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
 from vex_llm.cache.lease import LeasePolicy, fetch_with_lease
@@ -284,9 +283,8 @@ class CachedProvider(LLMProvider):
     ) -> None:
         """Store a complete answer (and its recorded stream, if it was streamed)."""
         ttl, tti = effective_expiry(self.config, request.cache)
-        entry = CacheEntry(dataclasses.replace(response, cached=True), self._clock(), 0, chunks)
         # The size is the entry's persisted (JSON) size, the same figure for every store.
-        entry = dataclasses.replace(entry, nbytes=len(encode_entry(entry)))
+        entry = CacheEntry.of(response, self._clock(), chunks)
         await self._write(key, entry, ttl, tti)
 
     async def open_stream(self, request: LLMRequest) -> CachedStream:

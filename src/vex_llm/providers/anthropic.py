@@ -60,9 +60,9 @@ def build_anthropic_payload(
     messages: list[dict[str, str]] = []
     for message in request.conversation():
         if message.role in ("system", "developer"):
-            system.append(message.content)
+            system.append(message.text)
         elif message.role in ("user", "assistant"):
-            messages.append({"role": message.role, "content": message.content})
+            messages.append({"role": message.role, "content": message.text})
         else:
             raise ValueError(f"the Anthropic Messages API takes no {message.role!r} turns here")
     payload: dict[str, Any] = {

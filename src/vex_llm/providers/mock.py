@@ -133,7 +133,7 @@ class MockProvider(LLMProvider):
 
     def _usage(self, request: LLMRequest, text: str) -> Usage:
         # A rough 4-characters-per-token count, like the original crate's estimate.
-        prompt_chars = sum(len(m.content) for m in request.conversation())
+        prompt_chars = sum(len(m.text) for m in request.conversation())
         return Usage(prompt_tokens=prompt_chars // 4 + 1, completion_tokens=len(text) // 4 + 1)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:

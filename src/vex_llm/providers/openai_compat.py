@@ -4,24 +4,24 @@ One class serves every backend that speaks ``POST {base_url}/chat/completions``:
 DeepSeek, Mistral, Groq, and local servers (llama.cpp's ``llama-server``, vLLM, LM Studio).
 ``base_url`` is given the way OpenAI's own client takes it, e.g. ``http://127.0.0.1:8080/v1``.
 Streaming is SSE (``data: {...}`` lines ending with ``data: [DONE]``); usage arrives in a last
-chunk with empty ``choices`` when ``stream_options.include_usage`` is sent. The payload and the
-stream decoding are pure functions / a small state machine, tested without I/O.
+chunk with empty ``choices`` when ``stream_options.include_usage`` is sent. Every field of the
+request is sent (``extra`` as it came) and every answer keeps the backend's JSON as ``raw``;
+the wire format itself is pure code in :mod:`vex_llm.wire.openai_chat`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from vex_llm.errors import InvalidResponse
-from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
+from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._base import HTTPProvider
 from vex_llm.providers._http import decoded_sse
+from vex_llm.wire.openai_chat import OpenAIStreamDecoder, build_payload, parse_completion
 
 __all__ = ["MISTRAL_MODELS", "OpenAICompatibleProvider", "OpenAIStreamDecoder", "build_payload"]
 
@@ -32,129 +32,6 @@ MISTRAL_MODELS = {
     "small": "mistral-small-latest",
     "codestral": "codestral-latest",
 }
-
-
-def build_payload(
-    request: LLMRequest,
-    model: str,
-    *,
-    stream: bool,
-    seed_field: str = "seed",
-    stream_usage: bool = True,
-) -> dict[str, Any]:
-    """The JSON body of a chat completion for ``request``; unset fields are left out."""
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.conversation()],
-    }
-    for name in ("temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty"):
-        value = getattr(request, name)
-        if value is not None:
-            payload[name] = value
-    if request.stop:
-        payload["stop"] = list(request.stop)
-    if request.seed is not None:
-        payload[seed_field] = request.seed
-    if stream:
-        payload["stream"] = True
-        if stream_usage:
-            payload["stream_options"] = {"include_usage": True}
-    return payload
-
-
-def _usage(value: object) -> Usage | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidResponse("'usage' must be an object")
-    prompt, completion = value.get("prompt_tokens", 0), value.get("completion_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        raise InvalidResponse("usage token counts must be integers")
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)
-
-
-def _error_text(doc: dict[str, Any]) -> str:
-    error = doc.get("error")
-    message = error.get("message") if isinstance(error, dict) else error
-    return " ".join(str(message).split())[:200]
-
-
-def parse_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
-    """An ``LLMResponse`` from a chat completion object (latency left at 0)."""
-    if "error" in doc:
-        raise InvalidResponse(f"backend answered an error object: {_error_text(doc)}")
-    choices = doc.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise InvalidResponse("chat completion has no 'choices'")
-    message = choices[0].get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-        raise InvalidResponse("chat completion choice has no text 'message.content'")
-    finish = choices[0].get("finish_reason")
-    model = doc.get("model")
-    return LLMResponse(
-        content=message["content"],
-        model=model if isinstance(model, str) and model else fallback_model,
-        usage=_usage(doc.get("usage")) or Usage(),
-        finish_reason=finish if isinstance(finish, str) else "stop",
-    )
-
-
-class OpenAIStreamDecoder:
-    """Turns the ``data:`` payloads of a chat completion stream into ``Chunk``s.
-
-    Text deltas are passed on at once; ``finish_reason`` and usage (which may come in a later
-    chunk with empty ``choices``) are held back and emitted together in one final chunk when
-    ``[DONE]`` arrives. :meth:`finish` raises ``InvalidResponse`` if ``[DONE]`` never came.
-    """
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.done = False
-        self._finish: str | None = None
-        self._usage: Usage | None = None
-
-    def feed(self, data: str) -> list[Chunk]:
-        """The chunks carried by one event's data."""
-        if self.done:
-            raise InvalidResponse("stream continued after [DONE]")
-        if data.strip() == "[DONE]":
-            self.done = True
-            return [
-                Chunk(finish_reason=self._finish or "stop", usage=self._usage, model=self.model)
-            ]
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise InvalidResponse(f"stream event is not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise InvalidResponse("stream event is not a JSON object")
-        if "error" in doc:
-            raise InvalidResponse(f"backend reported an error mid-stream: {_error_text(doc)}")
-        if isinstance(doc.get("model"), str) and doc["model"]:
-            self.model = doc["model"]
-        usage = _usage(doc.get("usage"))
-        if usage is not None:
-            self._usage = usage
-        choices = doc.get("choices")
-        if not isinstance(choices, list):
-            raise InvalidResponse("stream chunk has no 'choices' list")
-        if not choices:
-            return []  # the usage-only chunk
-        choice = choices[0]
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if not isinstance(delta, dict):
-            raise InvalidResponse("stream chunk choice has no 'delta' object")
-        if isinstance(choice.get("finish_reason"), str):
-            self._finish = choice["finish_reason"]
-        text = delta.get("content")
-        if text is not None and not isinstance(text, str):
-            raise InvalidResponse("stream delta 'content' is not a string")
-        return [Chunk(delta=text, model=self.model)] if text else []
-
-    def finish(self) -> None:
-        """Check the stream ended properly (raise ``InvalidResponse`` if not)."""
-        if not self.done:
-            raise InvalidResponse("stream ended without its terminal 'data: [DONE]'")
 
 
 class OpenAICompatibleProvider(HTTPProvider):

@@ -25,6 +25,7 @@ from vex_llm.errors import (
     RequestFailed,
     ServerError,
     Timeout,
+    UnsupportedFeature,
 )
 from vex_llm.server.wire import WireError
 
@@ -87,6 +88,8 @@ def failure_for(exc: LLMError, *, retry_after_cap: float, secrets: Iterable[str]
         return Failure(504, f"upstream timed out: {detail}", "upstream_error", "upstream_timeout")
     if isinstance(exc, InputTooLarge):
         return Failure(400, detail, "invalid_request_error", "input_too_large", "messages")
+    if isinstance(exc, UnsupportedFeature):
+        return Failure(400, detail, "invalid_request_error", "unsupported_parameter", exc.field)
     if isinstance(exc, AuthenticationFailed):
         # The upstream refused the proxy's own credentials: the operator's problem, not the
         # client's, so not a 401 the client would take as "your key is wrong".
