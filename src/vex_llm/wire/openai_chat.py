@@ -295,9 +295,7 @@ def _accumulate(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
                 _accumulate(call, {k: v for k, v in piece.items() if k != "index"})
             continue
         current: Any = into.get(name)
-        if isinstance(value, str) and isinstance(current, str):
-            into[name] = current + value
-        elif isinstance(value, list) and isinstance(current, list):  # noqa: SIM114
+        if isinstance(value, str | list) and isinstance(current, type(value)):
             into[name] = current + value
         elif isinstance(value, dict) and isinstance(current, dict):
             _accumulate(current, value)
