@@ -296,7 +296,8 @@ def _accumulate(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
             continue
         current: Any = into.get(name)
         if isinstance(value, str | list) and isinstance(current, type(value)):
-            into[name] = current + value
+            joined: Any = value
+            into[name] = current + joined
         elif isinstance(value, dict) and isinstance(current, dict):
             _accumulate(current, value)
         elif value is not None or name not in into:
