@@ -31,6 +31,7 @@ __all__ = [
     "LLMResponse",
     "Message",
     "Usage",
+    "extra_fields",
 ]
 
 #: The system prompt of :meth:`LLMRequest.simple`, as in the original crate.
@@ -449,11 +450,7 @@ class LLMRequest:
         if self.extra is not None:
             extra = self.extra
             if not isinstance(extra, FrozenJSON):
-                if not isinstance(extra, Mapping):
-                    raise TypeError("extra must be a mapping of request fields")
-                # Top-level fields are independent of each other: sorted, so the same fields
-                # in another order are the same request (and the same cache key).
-                extra = FrozenJSON.of(dict(sorted(extra.items())), "extra")
+                extra = extra_fields(extra)
             elif not extra.text.startswith("{"):
                 raise TypeError("extra must be a JSON object")
             typed = TYPED_REQUEST_FIELDS.intersection(extra.value)
@@ -523,6 +520,18 @@ class LLMRequest:
 
 
 _DEFAULT_LIMITS = InputLimits()
+
+
+def extra_fields(fields: object) -> FrozenJSON:
+    """Request fields for ``LLMRequest.extra``, frozen with their names sorted.
+
+    Top-level fields are independent of each other, so the same fields in another order are
+    the same request (and the same cache key).
+    """
+    if not isinstance(fields, Mapping):
+        raise TypeError("extra must be a mapping of request fields")
+    return FrozenJSON.of(dict(sorted(fields.items())), "extra")
+
 
 #: The request fields typed on :class:`LLMRequest` (under their OpenAI names): ``extra`` may
 #: not repeat them, so no field has two values.

@@ -19,6 +19,7 @@ from vex_llm import (
     ServerError,
     Usage,
 )
+from vex_llm.chat import ContentPart
 from vex_llm.server.encode import (
     DONE_LINE,
     chunk_json,
@@ -67,8 +68,19 @@ def test_a_full_request_maps_field_by_field() -> None:
     assert (chat.stream, chat.include_usage) == (True, True)
     assert r.model == "llama3.1:8b"
     assert r.tenant_id == "acme"
-    assert r.messages == (Message("system", "Be brief."), Message("user", "a\nb"))
-    assert (r.temperature, r.top_p, r.max_tokens, r.stop, r.seed) == (0.0, 0.5, 12, ("END",), 7)
+    assert r.messages == (
+        Message("system", "Be brief."),
+        Message("user", (ContentPart("text", "a"), ContentPart("text", "b"))),
+    )
+    assert (r.temperature, r.top_p, r.max_tokens, r.stop, r.seed) == (0.0, 0.5, None, ("END",), 7)
+    # Untyped fields travel as they came: max_completion_tokens stays max_completion_tokens.
+    assert r.extra is not None
+    assert r.extra.value == {
+        "max_completion_tokens": 12,
+        "stream_options": {"include_usage": True},
+        "user": "someone",
+    }
+    assert (r.n, r.logprobs) == (1, False)
     assert r.cache.no_store
 
 

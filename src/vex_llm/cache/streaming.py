@@ -17,9 +17,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
 
+from vex_llm.cache.assemble import assemble_response, response_chunks
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.errors import CacheMiss, InvalidResponse, LLMError, Timeout
-from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
+from vex_llm.models import Chunk, LLMRequest, LLMResponse
 
 if TYPE_CHECKING:
     from vex_llm.cache.provider import CachedProvider, CacheOutcome
@@ -31,24 +32,12 @@ def joined_response(
     chunks: list[Chunk] | tuple[Chunk, ...], model: str, latency_ms: float
 ) -> LLMResponse:
     """The whole answer a finished stream amounts to (what ``complete()`` would have returned)."""
-    final = chunks[-1]
-    answered = next((c.model for c in reversed(chunks) if c.model), None)
-    return LLMResponse(
-        content="".join(c.delta for c in chunks),
-        model=answered or model,
-        usage=final.usage or Usage(),
-        latency_ms=latency_ms,
-        finish_reason=final.finish_reason,
-    )
+    return assemble_response(chunks, model, latency_ms)
 
 
 def replay_chunks(entry: CacheEntry) -> tuple[Chunk, ...]:
-    """The chunks a hit replays: the recorded ones, or the stored answer as one chunk + a final."""
-    if entry.chunks:
-        return entry.chunks
-    r = entry.response
-    text = (Chunk(delta=r.content, model=r.model),) if r.content else ()
-    return (*text, Chunk(finish_reason=r.finish_reason or "stop", usage=r.usage, model=r.model))
+    """The chunks a hit replays: the recorded ones, or the stored answer as a stream."""
+    return entry.chunks or response_chunks(entry.response)
 
 
 class Broadcast:

@@ -20,11 +20,15 @@ from typing import Any
 from vex_llm.cache.provider import CachedProvider
 from vex_llm.cache.stores.base import CacheStore
 from vex_llm.errors import LLMError
+from vex_llm.models import Chunk
 from vex_llm.provider import LLMProvider
 from vex_llm.server.encode import (
     DONE_LINE,
     chunk_json,
     completion_json,
+    is_usage_only,
+    raw_body,
+    raw_event,
     sse_line,
     usage_chunk_json,
 )
@@ -142,13 +146,19 @@ class _Proxy:
             response.usage.total_tokens,
         )
         self.metrics.status(tenant, chat.model, 200)
+        headers = cache_headers(result.outcome, result.key, result.age)
+        headers.update(response.headers)  # the upstream's request id and limits, misses only
+        raw = raw_body(response)
+        if raw is not None:
+            # The upstream's answer as it sent it, id and created included, miss or hit.
+            return Response(raw, 200, headers=headers, media_type="application/json")
         body_json = completion_json(
             response,
             completion_id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=response.model or chat.model,
         )
-        return json_response(body_json, 200, cache_headers(result.outcome, result.key, result.age))
+        return json_response(body_json, 200, headers)
 
     async def _stream(
         self, cached: CachedProvider, chat: ChatRequest, tenant: str, started: float
@@ -160,19 +170,50 @@ class _Proxy:
                 exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
             )
             return self._fail(failure, tenant, chat.model, exc)
+        try:
+            # The status line waits for the upstream's first event (or its failure), so a
+            # stream gets the same status codes and headers as a JSON request would; errors
+            # after the first byte travel in-band.
+            head = await anext(stream)
+        except LLMError as exc:
+            await stream.aclose()
+            failure = failure_for(
+                exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
+            )
+            return self._fail(failure, tenant, chat.model, exc)
+        except BaseException:
+            await stream.aclose()
+            raise
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
+        include_usage = chat.include_usage
 
         tokens = [0]  # of the final chunk, for the tokens-saved metric
         finished = [False]  # the terminal chunk is out: only the [DONE] is left to come
 
+        async def chunks() -> AsyncGenerator[Chunk, None]:
+            yield head
+            if head.is_final:
+                return
+            async for chunk in stream:
+                yield chunk
+
         async def lines() -> AsyncGenerator[bytes, None]:
             first = True
             final = None
-            async for chunk in stream:
+            relayed = False  # the upstream's own events are relayed: it sent its usage too
+            async for chunk in chunks():
                 if chunk.is_final:
                     final = chunk
                     finished[0] = True
+                    if relayed:
+                        continue  # the upstream's own events said it all; [DONE] follows
+                raw = raw_event(chunk)
+                if raw is not None:
+                    relayed = True
+                    if include_usage or not is_usage_only(chunk):
+                        yield raw
+                    continue
                 yield sse_line(
                     chunk_json(
                         chunk,
@@ -183,7 +224,7 @@ class _Proxy:
                     )
                 )
                 first = False
-            if chat.include_usage and final is not None:
+            if include_usage and final is not None and not relayed:
                 yield sse_line(
                     usage_chunk_json(
                         final,
@@ -228,7 +269,9 @@ class _Proxy:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
 
-        return SSEResponse(events(), cache_headers(stream.outcome, stream.key, stream.age))
+        headers = cache_headers(stream.outcome, stream.key, stream.age)
+        headers.update(head.headers)
+        return SSEResponse(events(), headers)
 
     # -- the rest --------------------------------------------------------------------------
 

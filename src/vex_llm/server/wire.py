@@ -1,22 +1,36 @@
 """The OpenAI chat-completions wire format, inbound. Pure: bytes in, values out.
 
-A request body becomes an :class:`LLMRequest` or a :class:`WireError` (HTTP 400)
-naming the offending ``param`` the way OpenAI does (``messages[0].content``). Features the
-proxy does not carry (tools, several choices, log-probabilities, images...) are refused with
-a clear 400 rather than silently dropped: an answer to a different question than the one
-asked, cached and replayed, would be worse than an error. A ``Cache-Control`` request header
-becomes a :class:`CacheControl`. The way out is :mod:`vex_llm.server.encode`.
+A request body becomes an :class:`LLMRequest` or a :class:`WireError` (HTTP 400) naming the
+offending ``param`` the way OpenAI does (``messages[0].content``). The rule is the proxy's:
+*change nothing it does not have to*. Every field the client sent reaches the upstream: the
+ones every provider has are typed (messages with their parts, names and tool calls, sampling,
+tools, ``response_format``, ``n``, logprobs), and every other field — ``max_completion_tokens``,
+``user``, ``metadata``, ``reasoning_effort``, ``extra_body`` fields such as ``top_k``, fields
+invented next month — travels in ``LLMRequest.extra`` exactly as it came. A *known* field
+with the wrong type or out of range is a 400 naming it; an unknown one never is. A lone
+surrogate (``"\\ud800"``, which JSON can carry and UTF-8 cannot) is a 400 naming its field.
+A ``Cache-Control`` request header becomes a :class:`CacheControl`. The way out is
+:mod:`vex_llm.server.encode`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vex_llm.models import CacheControl, LLMRequest, Message
+from vex_llm.frozen_json import MAX_JSON_DEPTH
+from vex_llm.models import (
+    ROLES,
+    TYPED_REQUEST_FIELDS,
+    CacheControl,
+    LLMRequest,
+    Message,
+    extra_fields,
+)
 
 __all__ = [
     "ChatRequest",
@@ -25,53 +39,6 @@ __all__ = [
     "error_json",
     "parse_chat_request",
 ]
-
-_ROLES = ("system", "developer", "user", "assistant")
-_NUMBERS = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}
-# Accepted and not forwarded: they do not change the answer.
-_IGNORED = {"user", "metadata", "store", "service_tier"}
-# Understood, and refused unless set to their neutral value.
-_UNSUPPORTED = {
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "functions": "function calling",
-    "function_call": "function calling",
-    "parallel_tool_calls": "tool calling",
-    "logit_bias": "logit_bias",
-    "logprobs": "log-probabilities",
-    "top_logprobs": "log-probabilities",
-    "response_format": "response_format other than text",
-    "audio": "audio output",
-    "modalities": "modalities other than text",
-    "prediction": "predicted outputs",
-    "web_search_options": "web search",
-    "reasoning_effort": "reasoning_effort",
-}
-_NEUTRAL: Mapping[str, Any] = {
-    "logprobs": False,
-    "logit_bias": {},
-    "response_format": {"type": "text"},
-    "modalities": ["text"],
-}
-_KNOWN = {
-    "model",
-    "messages",
-    "stream",
-    "stream_options",
-    "n",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    *_NUMBERS,
-    *_IGNORED,
-    *_UNSUPPORTED,
-}
 
 
 class WireError(Exception):
@@ -119,55 +86,77 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A lone surrogate can only come from a \\uD800-\\uDFFF escape: raw UTF-8 cannot encode one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _decode(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WireError(f"request body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise WireError(f"request body is not valid JSON: {exc.msg} at {exc.pos}") from None
     except ValueError as exc:
         raise WireError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise WireError("request body is nested too deeply") from None
+    _check_depth(doc, 0)
+    if _SURROGATE_ESCAPE.search(text):
+        where = _lone_surrogate(doc, "")
+        if where is not None:
+            raise WireError(
+                "a string holds a lone UTF-16 surrogate, which is not text",
+                param=where or None,
+            )
+    return doc
+
+
+def _check_depth(value: Any, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise WireError(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for item in value.values():
+            if isinstance(item, dict | list):
+                _check_depth(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                _check_depth(item, depth + 1)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The param path of the first string (or key) holding a lone surrogate, else None."""
+    if isinstance(value, str):
+        return None if _is_text(value) else where
+    if isinstance(value, dict):
+        for name, item in value.items():
+            path = f"{where}.{name}" if where else name
+            if not _is_text(name):
+                return where or "body"
+            found = _lone_surrogate(item, path)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _content(value: object, param: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        texts = []
-        for i, part in enumerate(value):
-            where = f"{param}[{i}]"
-            if not isinstance(part, dict) or "type" not in part:
-                raise WireError("a content part must be an object with a 'type'", param=where)
-            if part["type"] != "text":
-                raise WireError(
-                    f"content parts of type {part['type']!r} are not supported by this proxy; "
-                    "only text parts are",
-                    param=f"{where}.type",
-                    code="unsupported_content",
-                )
-            if not isinstance(part.get("text"), str):
-                raise WireError("a text part needs 'text' as a string", param=f"{where}.text")
-            if set(part) - {"type", "text"}:
-                raise WireError(
-                    f"unsupported field(s) in a text part: {sorted(set(part) - {'type', 'text'})}",
-                    param=where,
-                )
-            texts.append(part["text"])
-        return "\n".join(texts)
-    if value is None:
-        raise WireError("message content is required", param=param)
-    raise WireError(
-        f"content must be a string or a list of text parts, not {_json_type(value)}", param=param
-    )
 
 
 def _json_type(value: object) -> str:
@@ -177,6 +166,113 @@ def _json_type(value: object) -> str:
     if _is_number(value):
         return "a number"
     return names.get(type(value), type(value).__name__)
+
+
+# -- the known fields' shapes: (check, what it must be) --------------------------------------
+
+
+def _number(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda v: _is_number(v) and math.isfinite(v) and low <= v <= high
+
+
+def _integer(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_object(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _str_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+
+
+def _bias(v: Any) -> bool:
+    return isinstance(v, dict) and all(_number(-100, 100)(x) for x in v.values())
+
+
+def _strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _stop(v: Any) -> bool:
+    stops = [v] if isinstance(v, str) else v
+    return (
+        isinstance(stops, list)
+        and 0 < len(stops) <= 4
+        and all(isinstance(s, str) and s for s in stops)
+    )
+
+
+def _tool_choice(v: Any) -> bool:
+    return v in ("none", "auto", "required") or (
+        isinstance(v, dict) and isinstance(v.get("type"), str)
+    )
+
+
+def _response_format(v: Any) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("type"), str)
+
+
+_INT64 = 2**63
+#: Every field OpenAI documents, with the shape it must have. ``None`` (JSON null) means
+#: "unset" for every one of them and is passed on as sent.
+_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "temperature": (_number(0, 2), "a number between 0 and 2"),
+    "top_p": (_number(0, 1), "a number between 0 and 1"),
+    "presence_penalty": (_number(-2, 2), "a number between -2 and 2"),
+    "frequency_penalty": (_number(-2, 2), "a number between -2 and 2"),
+    "max_tokens": (_integer(1, _INT64), "an integer of at least 1"),
+    "max_completion_tokens": (_integer(1, _INT64), "an integer of at least 1"),
+    "n": (_integer(1, 128), "an integer between 1 and 128"),
+    "seed": (_integer(-_INT64, _INT64 - 1), "a 64-bit integer"),
+    "stop": (_stop, "a string or an array of 1 to 4 non-empty strings"),
+    "stream": (_is_bool, "a boolean"),
+    "stream_options": (_is_object, "an object"),
+    "logprobs": (_is_bool, "a boolean"),
+    "top_logprobs": (_integer(0, 20), "an integer between 0 and 20"),
+    "logit_bias": (_bias, "an object of token ids to numbers between -100 and 100"),
+    "tools": (lambda v: isinstance(v, list), "an array of tools"),
+    "tool_choice": (_tool_choice, "'none', 'auto', 'required' or an object with a 'type'"),
+    "parallel_tool_calls": (_is_bool, "a boolean"),
+    "response_format": (_response_format, "an object with a 'type'"),
+    "user": (_is_str, "a string"),
+    "metadata": (_str_map, "an object of strings"),
+    "store": (_is_bool, "a boolean"),
+    "service_tier": (_is_str, "a string"),
+    "reasoning_effort": (_is_str, "a string"),
+    "verbosity": (_is_str, "a string"),
+    "modalities": (_strings, "an array of strings"),
+    "prompt_cache_key": (_is_str, "a string"),
+    "safety_identifier": (_is_str, "a string"),
+}
+_STREAM_OPTIONS = {"include_usage", "include_obfuscation"}
+
+
+def _check_shapes(doc: Mapping[str, Any]) -> None:
+    for name, (check, must_be) in _SHAPES.items():
+        value = doc.get(name)
+        if value is not None and not check(value):
+            raise WireError(f"'{name}' must be {must_be}, not {_json_type(value)}", param=name)
+    options = doc.get("stream_options")
+    if options:
+        for flag in _STREAM_OPTIONS.intersection(options):
+            if options[flag] is not None and not isinstance(options[flag], bool):
+                raise WireError(
+                    f"'stream_options.{flag}' must be a boolean", param=f"stream_options.{flag}"
+                )
 
 
 def _messages(value: object) -> tuple[Message, ...]:
@@ -192,95 +288,56 @@ def _messages(value: object) -> tuple[Message, ...]:
         if not isinstance(item, dict):
             raise WireError(f"a message must be an object, not {_json_type(item)}", param=where)
         role = item.get("role")
-        if role == "tool" or "tool_calls" in item or "function_call" in item:
+        if not isinstance(role, str) or role not in ROLES:
+            raise WireError(f"role must be one of {sorted(ROLES)}", param=f"{where}.role")
+        if "content" not in item and not item.get("tool_calls"):
+            raise WireError("message content is required", param=f"{where}.content")
+        content = item.get("content")
+        if content is not None and not isinstance(content, str | list):
             raise WireError(
-                "tool and function messages are not supported by this proxy",
-                param=where,
-                code="unsupported_parameter",
+                f"content must be a string, an array of content parts or null, "
+                f"not {_json_type(content)}",
+                param=f"{where}.content",
             )
-        if not isinstance(role, str) or role not in _ROLES:
-            raise WireError(f"role must be one of {list(_ROLES)}", param=f"{where}.role")
-        extra = set(item) - {"role", "content"}
-        if extra:
-            raise WireError(
-                f"unsupported message field(s) {sorted(extra)}; only role and content are carried",
-                param=f"{where}.{sorted(extra)[0]}",
-                code="unsupported_parameter",
-            )
-        messages.append(Message(role, _content(item.get("content"), f"{where}.content")))
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise WireError(
+                        "a content part must be an object with a string 'type'",
+                        param=f"{where}.content[{j}]",
+                    )
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise WireError(
+                        "a text part needs 'text' as a string", param=f"{where}.content[{j}].text"
+                    )
+        try:
+            messages.append(Message.from_openai(item, where))
+        except (TypeError, ValueError) as exc:
+            raise WireError(str(exc), param=_param_in(str(exc), where)) from None
     return tuple(messages)
 
 
-def _check_unsupported(doc: Mapping[str, Any]) -> None:
-    for name, feature in _UNSUPPORTED.items():
-        if name in doc and doc[name] is not None and doc[name] != _NEUTRAL.get(name, object()):
-            raise WireError(
-                f"{feature} is not supported by this proxy; remove '{name}'",
-                param=name,
-                code="unsupported_parameter",
-            )
-    n = doc.get("n")
-    if n is not None and n != 1:
-        raise WireError(
-            "only one choice per request is supported (n must be 1)",
-            param="n",
-            code="unsupported_parameter",
-        )
+def _param_in(message: str, where: str) -> str:
+    """The most precise param an error message names (``messages[0].tool_calls[1]...``)."""
+    first = message.split(" ", 1)[0]
+    return first if first.startswith(where) else where
 
 
-def _stream_flags(doc: Mapping[str, Any]) -> tuple[bool, bool]:
-    stream = doc.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise WireError("'stream' must be a boolean", param="stream")
-    options = doc.get("stream_options")
-    include_usage = False
-    if options is not None:
-        if not isinstance(options, dict) or set(options) - {"include_usage"}:
-            raise WireError("'stream_options' supports only include_usage", param="stream_options")
-        include_usage = options.get("include_usage", False)
-        if not isinstance(include_usage, bool):
-            raise WireError(
-                "'include_usage' must be a boolean", param="stream_options.include_usage"
-            )
-    return stream, include_usage
-
-
-def _sampling(doc: Mapping[str, Any]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name, field_name in _NUMBERS.items():
-        value = doc.get(name)
-        if value is None:
-            continue
-        if not _is_number(value) or not math.isfinite(value):
-            raise WireError(f"'{name}' must be a number", param=name)
-        fields[field_name] = value
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = doc.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise WireError(f"'{name}' must be an integer", param=name)
-        if value < 1:
-            raise WireError(f"'{name}' must be at least 1, got {value}", param=name)
-        fields.setdefault("max_tokens", value)
-    seed = doc.get("seed")
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or abs(seed) >= 2**63:
-            raise WireError("'seed' must be a 64-bit integer", param="seed")
-        fields["seed"] = seed
-    stop = doc.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-            raise WireError(
-                "'stop' must be a string or an array of non-empty strings", param="stop"
-            )
-        if len(stops) > 4:
-            raise WireError("'stop' takes at most 4 sequences", param="stop")
-        fields["stop"] = tuple(stops)
-    return fields
+_TYPED = {
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "max_tokens",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "n",
+    "logprobs",
+    "top_logprobs",
+}
 
 
 def parse_chat_request(
@@ -298,32 +355,38 @@ def parse_chat_request(
     doc = _decode(body)
     if not isinstance(doc, dict):
         raise WireError(f"request body must be a JSON object, not {_json_type(doc)}")
-    unknown = sorted(set(doc) - _KNOWN)
-    if unknown:
-        raise WireError(f"unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
     model = doc.get("model")
     if not isinstance(model, str) or not model:
         raise WireError("'model' is required and must be a non-empty string", param="model")
-    _check_unsupported(doc)
-    for name in _IGNORED:
-        if name == "user" and doc.get(name) is not None and not isinstance(doc[name], str):
-            raise WireError("'user' must be a string", param="user")
-    stream, include_usage = _stream_flags(doc)
+    _check_shapes(doc)
     messages = _messages(doc.get("messages"))
-    fields = _sampling(doc)
+    fields: dict[str, Any] = {name: doc[name] for name in _TYPED if doc.get(name) is not None}
+    stop = doc.get("stop")
+    if stop is not None:
+        fields["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+    # Everything else travels as it came: known-but-untyped fields, unknown ones, and nulls
+    # the client sent on purpose (the upstream sees exactly what it would have).
+    extra = {name: value for name, value in doc.items() if name not in TYPED_REQUEST_FIELDS}
+    options = doc.get("stream_options") or {}
     try:
         request = LLMRequest(
             messages=messages,
             tenant_id=tenant_id,
             model=(upstream_model or {}).get(model, model),
             cache=control or CacheControl(),
+            extra=extra_fields(extra) if extra else None,
             **fields,
         )
     except (TypeError, ValueError) as exc:
         message = str(exc)
-        param = message.split(" ", 1)[0] if message.split(" ", 1)[0] in doc else None
-        raise WireError(message, param=param) from None
-    return ChatRequest(request, model, stream, include_usage)
+        first = message.split(" ", 1)[0].split(".", 1)[0].split("[", 1)[0]
+        raise WireError(message, param=first if first in doc else None) from None
+    return ChatRequest(
+        request,
+        model,
+        bool(doc.get("stream")),
+        bool(options.get("include_usage")),
+    )
 
 
 def cache_control(header: str | None) -> CacheControl:

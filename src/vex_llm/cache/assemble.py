@@ -1,0 +1,124 @@
+"""A stream as one answer, and one answer as a stream: how either kind of entry serves both.
+
+The cache stores an answer the way it came — a recorded stream, or a whole response — and a
+later request may want the other kind. Pure functions, no I/O:
+
+- :func:`assemble_response`: the ``LLMResponse`` a finished stream amounts to: text joined,
+  tool calls assembled from their pieces, log-probabilities joined. When the stream came in
+  OpenAI's format, the ``chat.completion`` it amounts to is rebuilt from the events as
+  ``raw``, so a JSON hit from a stored stream still carries every field the upstream sent.
+- :func:`response_chunks`: the chunks that stream a stored response: for an OpenAI answer,
+  the ``chat.completion.chunk`` events that would have carried it (decoded by the same
+  decoder a live stream goes through); otherwise typed chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from vex_llm.chat import ToolCall, ToolCallDelta
+from vex_llm.errors import InvalidResponse
+from vex_llm.frozen_json import FrozenJSON
+from vex_llm.models import OPENAI_CHAT, Chunk, LLMResponse, Usage
+from vex_llm.wire.openai_chat import (
+    OpenAIStreamDecoder,
+    assemble_completion,
+    completion_chunks,
+    parse_completion,
+)
+
+__all__ = ["assemble_response", "response_chunks"]
+
+
+def _typed(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse:
+    final = chunks[-1]
+    answered = next((c.model for c in reversed(chunks) if c.model), None)
+    first = [c for c in chunks if c.index == 0]
+    calls: dict[int, dict[str, Any]] = {}
+    refusal: list[str] = []
+    logprobs: list[Any] = []
+    for chunk in first:
+        for piece in chunk.tool_calls:
+            call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = call["id"] or piece.id or ""
+            call["name"] += piece.name or ""
+            call["arguments"] += piece.arguments
+            call.setdefault("type", piece.type)
+        if chunk.refusal is not None:
+            refusal.append(chunk.refusal)
+        if chunk.logprobs is not None:
+            content = chunk.logprobs.value.get("content")
+            if isinstance(content, list):
+                logprobs.extend(content)
+    usage = final.usage or next((c.usage for c in reversed(chunks) if c.usage), None)
+    return LLMResponse(
+        content="".join(c.delta for c in first),
+        model=answered or model,
+        usage=usage or Usage(),
+        latency_ms=latency_ms,
+        finish_reason=final.finish_reason,
+        tool_calls=tuple(
+            ToolCall(c["id"], c["name"], c["arguments"], c.get("type") or "function")
+            for _, c in sorted(calls.items())
+        ),
+        refusal="".join(refusal) if refusal else None,
+        logprobs=FrozenJSON.of({"content": logprobs}) if logprobs else None,
+    )
+
+
+def assemble_response(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse:
+    """The whole answer a finished stream amounts to (what ``complete()`` would have returned)."""
+    events = [c.raw for c in chunks if c.raw is not None and c.raw_format == OPENAI_CHAT]
+    if events:
+        doc = assemble_completion(json.loads(e) for e in events)
+        try:
+            response = parse_completion(doc, model)
+        except InvalidResponse:
+            pass  # an odd stream (say, no text at all): the typed pieces still tell the answer
+        else:
+            final = chunks[-1]
+            usage = response.usage if doc.get("usage") is not None else final.usage or Usage()
+            return LLMResponse(
+                content=response.content,
+                model=response.model,
+                usage=usage,
+                latency_ms=latency_ms,
+                finish_reason=final.finish_reason or response.finish_reason,
+                tool_calls=response.tool_calls,
+                refusal=response.refusal,
+                logprobs=response.logprobs,
+                choices=response.choices,
+                raw=response.raw,
+                raw_format=OPENAI_CHAT,
+            )
+    return _typed(chunks, model, latency_ms)
+
+
+def response_chunks(response: LLMResponse) -> tuple[Chunk, ...]:
+    """The chunks a stream hit replays for a response stored whole."""
+    if response.raw is not None and response.raw_format == OPENAI_CHAT:
+        decoder = OpenAIStreamDecoder(response.model)
+        chunks: list[Chunk] = []
+        for event in completion_chunks(response.raw.value):
+            chunks += decoder.feed(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+        chunks += decoder.feed("[DONE]")
+        return tuple(chunks)
+    r = response
+    text = (Chunk(delta=r.content, model=r.model),) if r.content else ()
+    calls = (
+        (
+            Chunk(
+                model=r.model,
+                tool_calls=tuple(
+                    ToolCallDelta(i, call.id, call.name, call.arguments, call.type)
+                    for i, call in enumerate(r.tool_calls)
+                ),
+            ),
+        )
+        if r.tool_calls
+        else ()
+    )
+    final = Chunk(finish_reason=r.finish_reason or "stop", usage=r.usage, model=r.model)
+    return (*text, *calls, final)
