@@ -7,7 +7,7 @@ build payloads and parse answers; the I/O goes through ``providers._http``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 
 import httpx
@@ -23,7 +23,20 @@ from vex_llm.providers._http import (
     stream_lines,
 )
 
-__all__ = ["HTTPProvider", "Secret"]
+__all__ = ["PASSED_ON_HEADERS", "HTTPProvider", "Secret", "passed_on"]
+
+#: Response headers an answer keeps (``LLMResponse.headers``) for a proxy to pass on: the
+#: upstream's request id (for support tickets) and its rate-limit state.
+PASSED_ON_HEADERS = ("x-request-id", "x-ratelimit-")
+
+
+def passed_on(headers: httpx.Headers) -> tuple[tuple[str, str], ...]:
+    """The headers among ``headers`` that :data:`PASSED_ON_HEADERS` names (lower-case)."""
+    return tuple(
+        (name, value)
+        for name, value in headers.items()
+        if name == "x-request-id" or name.startswith("x-ratelimit-")
+    )
 
 
 class Secret:
@@ -107,6 +120,7 @@ class HTTPProvider(LLMProvider):
         headers: dict[str, str],
         payload: dict[str, Any],
         what: str,
+        on_headers: Callable[[httpx.Headers], None] | None = None,
     ) -> dict[str, Any]:
         """POST ``payload`` to ``{base_url}{path}`` within the request's timeout; the JSON."""
         return await post_json(
@@ -117,6 +131,7 @@ class HTTPProvider(LLMProvider):
             time_limit=self._timeout_for(request),
             what=what,
             secrets=self._secrets,
+            on_headers=on_headers,
         )
 
     def _lines(
@@ -127,6 +142,7 @@ class HTTPProvider(LLMProvider):
         headers: dict[str, str],
         payload: dict[str, Any],
         what: str,
+        on_headers: Callable[[httpx.Headers], None] | None = None,
     ) -> AsyncGenerator[str, None]:
         """POST ``payload`` and iterate the answer's lines, all within the request's timeout."""
         return stream_lines(
@@ -137,6 +153,7 @@ class HTTPProvider(LLMProvider):
             time_limit=self._timeout_for(request),
             what=what,
             secrets=self._secrets,
+            on_headers=on_headers,
         )
 
     def name(self) -> str:

@@ -371,12 +371,18 @@ async def post_json(
     time_limit: float,
     what: str,
     secrets: tuple[str, ...] = (),
+    on_headers: Callable[[httpx.Headers], None] | None = None,
 ) -> dict[str, Any]:
-    """POST ``payload`` as JSON and return the JSON object answered, all within ``time_limit``."""
+    """POST ``payload`` as JSON and return the JSON object answered, all within ``time_limit``.
+
+    ``on_headers`` is handed the response headers of a successful answer.
+    """
     with mapped_errors(what, time_limit, secrets):
         request = client.stream("POST", url, json=payload, headers=headers, timeout=time_limit)
         async with asyncio.timeout(time_limit), request as response:
             await raise_for_status(response, secrets)
+            if on_headers is not None:
+                on_headers(response.headers)
             body = await response.aread()
     return parse_json(body, what)
 
@@ -390,8 +396,11 @@ async def stream_lines(
     time_limit: float,
     what: str,
     secrets: tuple[str, ...] = (),
+    on_headers: Callable[[httpx.Headers], None] | None = None,
 ) -> AsyncGenerator[str, None]:
     """POST ``payload`` and yield the response body line by line as it arrives.
+
+    ``on_headers`` is handed the response headers of a successful answer, before any line.
 
     One deadline bounds the whole exchange; each network wait is wrapped in it separately
     because an ``asyncio.timeout`` must not span the ``yield`` (it would cancel whatever the
@@ -405,6 +414,8 @@ async def stream_lines(
                     client.stream("POST", url, json=payload, headers=headers, timeout=time_limit)
                 )
                 await raise_for_status(response, secrets)
+                if on_headers is not None:
+                    on_headers(response.headers)
             # Timed per network read, not per line: one read often carries many lines, and
             # entering a timeout costs a timer handle each time.
             texts = response.aiter_text()

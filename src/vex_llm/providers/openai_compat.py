@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
-from vex_llm.providers._base import HTTPProvider
+from vex_llm.providers._base import HTTPProvider, passed_on
 from vex_llm.providers._http import decoded_sse
 from vex_llm.wire.openai_chat import OpenAIStreamDecoder, build_payload, parse_completion
 
@@ -129,15 +129,19 @@ class OpenAICompatibleProvider(HTTPProvider):
             request, model, stream=False, seed_field=self.seed_field, stream_usage=False
         )
         started = time.perf_counter()
+        kept: list[tuple[str, str]] = []
         doc = await self._post(
             request,
             "/chat/completions",
             headers=self._headers(),
             payload=payload,
             what=f"{self.label} chat completion",
+            on_headers=lambda h: kept.extend(passed_on(h)),
         )
         return dataclasses.replace(
-            parse_completion(doc, model), latency_ms=(time.perf_counter() - started) * 1000
+            parse_completion(doc, model),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            headers=tuple(kept),
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
@@ -152,12 +156,18 @@ class OpenAICompatibleProvider(HTTPProvider):
             stream_usage=self.stream_usage,
         )
         decoder = OpenAIStreamDecoder(model)
+        kept: list[tuple[str, str]] = []
         lines = self._lines(
             request,
             "/chat/completions",
             headers={**self._headers(), "accept": "text/event-stream"},
             payload=payload,
             what=f"{self.label} chat completion stream",
+            on_headers=lambda h: kept.extend(passed_on(h)),
         )
+        first = True
         async for chunk in decoded_sse(lines, decoder, lambda event: decoder.feed(event.data)):
+            if first and kept:
+                chunk = dataclasses.replace(chunk, headers=tuple(kept))
+            first = False
             yield chunk
