@@ -90,6 +90,17 @@ def test_env_overrides_the_file(tmp_path: Path) -> None:
     assert TenantDirectory.from_settings(settings).is_admin("Bearer other-admin")
 
 
+def test_input_limits_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    text = GOOD.replace("retry_after_cap = 30", "retry_after_cap = 30\nmax_prompt_bytes = 2000")
+    path = write(tmp_path, text.format(digest=hashlib.sha256(b"acme-1").hexdigest()))
+    limits = load_settings(path, ENV).cache.limits
+    assert (limits.max_prompt_bytes, limits.max_system_bytes) == (2000, 1024 * 1024)
+    env = {**ENV, "VEX_LLM_MAX_SYSTEM_BYTES": "300"}
+    assert load_settings(path, env).cache.limits.max_system_bytes == 300
+    bad = write(tmp_path, text.replace("max_prompt_bytes = 2000", "max_prompt_bytes = 0"))
+    assert any("max_prompt_bytes" in str(p) for p in check_config(bad, ENV))
+
+
 BAD = """
 [server]
 port = "eighty"

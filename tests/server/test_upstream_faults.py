@@ -64,6 +64,7 @@ async def test_answers_are_cached_and_the_upstream_key_stays_inside(
         assert UPSTREAM_SECRET not in str(response.headers)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize(
     ("prompt", "status", "retry_after"),
     [("fault:429", 429, "60"), ("fault:500", 502, None), ("fault:slow", 504, None)],
@@ -74,13 +75,18 @@ async def test_upstream_faults_are_passed_on_not_retried_not_stored(
     prompt: str,
     status: int,
     retry_after: str | None,
+    stream: bool,
 ) -> None:
+    """A stream waits for the upstream's first event before its status line: a failure
+    before it gets the same status, headers and error body as a JSON request."""
     caplog.set_level(logging.DEBUG)
     async with (
         proxied(monkeypatch, upstream_timeout=0.3) as (fake, base),
         httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c,
     ):
-        responses = [await c.post("/chat/completions", json=ask(prompt)) for _ in range(2)]
+        responses = [
+            await c.post("/chat/completions", json=ask(prompt, stream)) for _ in range(2)
+        ]
     for response in responses:
         assert response.status_code == status, response.text
         assert response.headers.get("retry-after") == retry_after

@@ -11,6 +11,8 @@ The file::
     host = "127.0.0.1"
     port = 8080
     max_body_bytes = 8388608
+    max_prompt_bytes = 4194304  # text of the non-system turns (the body cap stays the outer bound)
+    max_system_bytes = 1048576  # text of the system/developer turns
     metrics_auth = false    # true: /metrics needs the admin key
     retry_after_cap = 60    # seconds; an upstream's longer Retry-After is cut to this
     open_tenant = "local"   # any client key maps to this tenant (loopback hosts only)
@@ -38,12 +40,14 @@ The file::
     key_env = "ACME_KEY"
 
 Environment overrides (the server reads them; library code never does): ``VEX_LLM_HOST``,
-``VEX_LLM_PORT``, ``VEX_LLM_STORE``, ``VEX_LLM_MAX_BODY_BYTES``, ``VEX_LLM_METRICS_AUTH``,
+``VEX_LLM_PORT``, ``VEX_LLM_STORE``, ``VEX_LLM_MAX_BODY_BYTES``, ``VEX_LLM_MAX_PROMPT_BYTES``,
+``VEX_LLM_MAX_SYSTEM_BYTES``, ``VEX_LLM_METRICS_AUTH``,
 ``VEX_LLM_RETRY_AFTER_CAP`` and ``VEX_LLM_ADMIN_KEY`` (a raw admin key, hashed at load).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -51,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.models import InputLimits
 from vex_llm.server.settings import (
     DEFAULT_MAX_BODY_BYTES,
     UPSTREAM_KINDS,
@@ -178,6 +183,24 @@ def _read_cache(r: _Reader, doc: Mapping[str, Any]) -> tuple[str, LLMCacheConfig
     return store, config
 
 
+def _read_limits(r: _Reader, server: Mapping[str, Any], cache: LLMCacheConfig) -> LLMCacheConfig:
+    """``[server] max_prompt_bytes`` / ``max_system_bytes`` into the cache's input limits."""
+    default = InputLimits()
+    try:
+        limits = InputLimits(
+            max_prompt_bytes=r.get(
+                server, "max_prompt_bytes", int, "server", default.max_prompt_bytes
+            ),
+            max_system_bytes=r.get(
+                server, "max_system_bytes", int, "server", default.max_system_bytes
+            ),
+        )
+    except (TypeError, ValueError) as exc:
+        r.problem("server", str(exc))
+        return cache
+    return dataclasses.replace(cache, limits=limits)
+
+
 def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings]:
     upstreams: list[UpstreamSettings] = []
     known = {"kind", "base_url", "model", "api_key_env", "timeout"}
@@ -235,6 +258,8 @@ _ENV: Mapping[str, tuple[str, str, Callable[[str], Any]]] = {
     "VEX_LLM_HOST": ("server", "host", str),
     "VEX_LLM_PORT": ("server", "port", int),
     "VEX_LLM_MAX_BODY_BYTES": ("server", "max_body_bytes", int),
+    "VEX_LLM_MAX_PROMPT_BYTES": ("server", "max_prompt_bytes", int),
+    "VEX_LLM_MAX_SYSTEM_BYTES": ("server", "max_system_bytes", int),
     "VEX_LLM_RETRY_AFTER_CAP": ("server", "retry_after_cap", float),
     "VEX_LLM_METRICS_AUTH": ("server", "metrics_auth", lambda v: _parse_bool(v)),
     "VEX_LLM_STORE": ("cache", "store", str),
@@ -278,10 +303,20 @@ def settings_from_document(
     server = r.table(doc, "server", "server")
     r.unknown(
         server,
-        {"host", "port", "max_body_bytes", "metrics_auth", "retry_after_cap", "open_tenant"},
+        {
+            "host",
+            "port",
+            "max_body_bytes",
+            "max_prompt_bytes",
+            "max_system_bytes",
+            "metrics_auth",
+            "retry_after_cap",
+            "open_tenant",
+        },
         "server",
     )
     store, cache = _read_cache(r, doc)
+    cache = _read_limits(r, server, cache)
     admin = r.table(doc, "admin", "admin")
     r.unknown(admin, {"key_sha256", "key_env"}, "admin")
     admin_hashes = r.key_hashes(admin, "admin", env)
