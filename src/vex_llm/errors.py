@@ -11,7 +11,8 @@ branch on types, never on message text::
     ├── RequestFailed           another 4xx; ``status`` and a short ``body`` excerpt
     │   └── ServerError         5xx
     ├── InvalidResponse         malformed JSON, missing fields, a stream cut short
-    ├── NotAvailable            the provider refuses to try (e.g. a circuit breaker is open)
+    ├── NotAvailable            the provider refuses to try (e.g. a circuit breaker is open);
+    │                           ``retry_after`` seconds until it tries again, or None
     ├── InputTooLarge           a prompt or system prompt over the configured limit
     └── CacheMiss               ``only_if_cached`` and nothing is stored
 
@@ -85,7 +86,14 @@ class InvalidResponse(LLMError):
 
 
 class NotAvailable(LLMError):
-    """The provider will not try the call now (for example, its circuit breaker is open)."""
+    """The provider will not try the call now (for example, its circuit breaker is open).
+
+    ``retry_after`` is how many seconds until it will try again, or None when unknown.
+    """
+
+    def __init__(self, message: str = "not available", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InputTooLarge(LLMError, ValueError):
