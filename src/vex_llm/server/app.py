@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from vex_llm.cache.provider import CachedProvider
-from vex_llm.cache.stores.base import CacheStore
+from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore
 from vex_llm.errors import LLMError
 from vex_llm.provider import LLMProvider
 from vex_llm.server.encode import (
@@ -60,6 +60,21 @@ log = logging.getLogger("vex_llm.server")
 
 _READY_TIMEOUT = 5.0
 _PROBE_KEY = "vex-llm:readiness-probe"
+
+
+def _store_unavailable(what: str, exc: BaseException) -> Response:
+    """503 for an admin call the failing store could not answer (the detail goes to the log:
+    it names the store's host)."""
+    log.warning("%s failed: the cache store is unavailable: %s", what, exc)
+    return error_response(
+        WireError(
+            f"{what} failed: the cache store is unavailable (chat completions are answered "
+            "from upstream meanwhile); try again later",
+            status=503,
+            type="server_error",
+            code="cache_store_unavailable",
+        )
+    )
 
 
 class _Proxy:
@@ -282,7 +297,10 @@ class _Proxy:
         entries = nbytes = 0
         evictions: Mapping[str, int] = {}
         for name, cached in self.cached.items():
-            stats = await cached.astats()
+            try:
+                stats = await cached.astats()
+            except STORE_FAILURES as exc:
+                return _store_unavailable("reading the cache stats", exc)
             entries, nbytes, evictions = stats.entries, stats.bytes, stats.evictions
             counters = {
                 "hits": stats.hits,
@@ -331,8 +349,11 @@ class _Proxy:
                     type="not_implemented",
                 )
             )
-        removed = await self.store.count()
-        await self.store.clear()
+        try:
+            removed = await self.store.count()
+            await self.store.clear()
+        except STORE_FAILURES as exc:
+            return _store_unavailable("clearing the cache", exc)
         log.info("cache cleared by the admin (%d entries)", removed)
         return json_response({"cleared": True, "entries_removed": removed})
 
