@@ -19,6 +19,7 @@ from typing import Any
 
 from vex_llm.cache.provider import CachedProvider
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore
+from vex_llm.cache.stores.breaker import BreakerStore, guard_store
 from vex_llm.errors import LLMError
 from vex_llm.provider import LLMProvider
 from vex_llm.server.encode import (
@@ -98,6 +99,8 @@ class _Proxy:
             for name, provider in providers.items()
         }
         self.upstream_model = {u.name: u.model for u in settings.upstreams}
+        if isinstance(store, BreakerStore):
+            self.metrics.watch_breaker(store.breaker)
 
     async def aclose(self) -> None:
         for cached in self.cached.values():
@@ -269,16 +272,18 @@ class _Proxy:
                 upstreams[name] = False
         try:
             with anyio.fail_after(_READY_TIMEOUT):
-                await self.store.get(_PROBE_KEY)
+                await self.store.get(_PROBE_KEY)  # at once while the store's circuit is open
             store_ok = True
         except Exception:
             store_ok = False
         ready = store_ok and all(upstreams.values())
-        body = {
+        body: dict[str, Any] = {
             "status": "ready" if ready else "not ready",
             "upstreams": upstreams,
             "store": store_ok,
         }
+        if isinstance(self.store, BreakerStore):
+            body["store_circuit"] = self.store.breaker.state
         return json_response(body, 200 if ready else 503)
 
     async def metrics_text(self, request: Request) -> Response:
@@ -368,8 +373,9 @@ def create_app(
     """The proxy for ``settings``.
 
     ``providers`` (model name -> provider) replaces the upstreams the settings describe (tests,
-    the embedded local model); ``store`` replaces the store opened from ``settings.store_url``.
-    The app owns both and closes them when it shuts down.
+    the embedded local model); ``store`` replaces the store opened from ``settings.store_url``
+    (which gets a circuit breaker, ``settings.store_breaker``; a store passed in is used as it
+    is). The app owns both and closes them when it shuts down.
     """
     secrets: tuple[str, ...] = ()
     if providers is None:
@@ -386,6 +392,8 @@ def create_app(
             ttl=cache.ttl_seconds,
             tti=cache.tti_seconds,
         )
+        # A failing or hung SQLite/Redis store is skipped, not waited for (memory stays bare).
+        store = guard_store(store, settings.store_breaker)
     proxy = _Proxy(settings, providers, store, clock, secrets)
 
     @contextlib.asynccontextmanager
