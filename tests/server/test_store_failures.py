@@ -17,7 +17,7 @@ from tests.stores.servers import Server, binary
 from vex_llm import MockProvider
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores import MemoryStore, StoreError
-from vex_llm.cache.stores.breaker import BreakerPolicy
+from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.server.app import create_app
 from vex_llm.server.config_file import check_config, load_settings
 
@@ -111,7 +111,7 @@ async def test_a_hung_redis_costs_requests_almost_nothing_once_the_circuit_opens
 ) -> None:
     # A stopped (not dead) Redis accepts connections and never answers: without a breaker
     # every request waited out each store call's timeout and retry, 8-12 s, forever.
-    policy = BreakerPolicy(failures=3, cooldown=0.5, timeout=0.3)
+    policy = StoreBreakerPolicy(failures=3, cooldown=0.5, timeout=0.3)
     settings = make_settings(store_url=redis_server.url, store_breaker=policy)
     upstream = MockProvider.constant("answer")
     app = create_app(settings, providers={"test-model": upstream})  # opens and guards Redis

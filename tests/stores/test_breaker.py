@@ -12,10 +12,10 @@ from vex_llm import CachedProvider, LLMCacheConfig, LLMRequest, MockProvider
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores import LeaseStore, MemoryStore, StoreError
 from vex_llm.cache.stores.breaker import (
-    BreakerPolicy,
     BreakerStore,
-    CircuitBreaker,
     LeaseBreakerStore,
+    StoreBreakerPolicy,
+    StoreCircuit,
     guard_store,
 )
 
@@ -31,7 +31,7 @@ class Clock:
 
 
 def test_opens_after_consecutive_failures_only() -> None:
-    breaker = CircuitBreaker(BreakerPolicy(failures=3, cooldown=5), Clock())
+    breaker = StoreCircuit(StoreBreakerPolicy(failures=3, cooldown=5), Clock())
     for _ in range(5):  # a success in between resets the count
         assert breaker.record(False) is None
         assert breaker.record(False) is None
@@ -46,7 +46,7 @@ def test_opens_after_consecutive_failures_only() -> None:
 
 def test_cooldown_probe_then_close_or_reopen() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerPolicy(failures=1, cooldown=5), clock)
+    breaker = StoreCircuit(StoreBreakerPolicy(failures=1, cooldown=5), clock)
     breaker.record(False)
     assert breaker.state == "open"
     assert not breaker.allows()
@@ -76,7 +76,7 @@ def test_cooldown_probe_then_close_or_reopen() -> None:
 
 def test_an_abandoned_probe_is_due_again_at_once() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerPolicy(failures=1, cooldown=5), clock)
+    breaker = StoreCircuit(StoreBreakerPolicy(failures=1, cooldown=5), clock)
     breaker.record(False)
     clock.now += 5
     assert breaker.probe_due()
@@ -91,7 +91,7 @@ def test_an_abandoned_probe_is_due_again_at_once() -> None:
 )
 def test_bad_policies_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="breaker"):
-        BreakerPolicy(**options)  # type: ignore[arg-type]
+        StoreBreakerPolicy(**options)  # type: ignore[arg-type]
 
 
 class HangingStore(MemoryStore):
@@ -123,7 +123,7 @@ async def test_a_hung_store_costs_requests_nothing_once_open(
 ) -> None:
     caplog.set_level(logging.INFO, logger="vex_llm.cache")
     inner = HangingStore()
-    store = guard_store(inner, BreakerPolicy(failures=2, cooldown=0.2, timeout=0.05))
+    store = guard_store(inner, StoreBreakerPolicy(failures=2, cooldown=0.2, timeout=0.05))
     assert isinstance(store, BreakerStore)
     mock = MockProvider.constant("answer")
     cached = CachedProvider(mock, LLMCacheConfig(), store=store)
@@ -158,7 +158,7 @@ async def test_a_hung_store_costs_requests_nothing_once_open(
 
 async def test_failures_that_are_not_timeouts_open_it_too() -> None:
     inner = HangingStore()
-    store = guard_store(inner, BreakerPolicy(failures=3, cooldown=60))
+    store = guard_store(inner, StoreBreakerPolicy(failures=3, cooldown=60))
     inner.mode = "fail"
     for _ in range(3):
         with pytest.raises(StoreError, match="refused"):
@@ -171,7 +171,7 @@ async def test_failures_that_are_not_timeouts_open_it_too() -> None:
 
 async def test_a_cancelled_caller_is_not_a_store_failure() -> None:
     inner = HangingStore()
-    store = guard_store(inner, BreakerPolicy(failures=1, timeout=10))
+    store = guard_store(inner, StoreBreakerPolicy(failures=1, timeout=10))
     inner.mode = "hang"
     task = asyncio.create_task(store.get("k"))
     await asyncio.sleep(0.01)
@@ -195,7 +195,7 @@ async def test_guard_store_keeps_leases_and_leaves_memory_alone(tmp_path: object
     assert isinstance(guarded, LeaseBreakerStore)
     assert isinstance(guarded, LeaseStore)
     assert guard_store(guarded) is guarded
-    assert guard_store(sqlite, BreakerPolicy(enabled=False)) is sqlite
+    assert guard_store(sqlite, StoreBreakerPolicy(enabled=False)) is sqlite
     assert not isinstance(guard_store(HangingStore()), LeaseStore)
     assert await guarded.acquire_lease("k", "me", 5.0)
     assert await guarded.set("k", entry("v"), None, None)

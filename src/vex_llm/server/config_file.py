@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from vex_llm.cache.config import LLMCacheConfig
-from vex_llm.cache.stores.breaker import BreakerPolicy
+from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.server.settings import (
     DEFAULT_MAX_BODY_BYTES,
     UPSTREAM_KINDS,
@@ -188,13 +188,13 @@ def _read_cache(r: _Reader, doc: Mapping[str, Any]) -> tuple[str, LLMCacheConfig
     return store, config
 
 
-def _read_breaker(r: _Reader, doc: Mapping[str, Any]) -> BreakerPolicy:
+def _read_breaker(r: _Reader, doc: Mapping[str, Any]) -> StoreBreakerPolicy:
     cache = doc.get("cache")
     table = r.table(cache, "breaker", "cache.breaker") if isinstance(cache, dict) else {}
     r.unknown(
         table, {"failures", "cooldown", "timeout", "admin_timeout", "enabled"}, "cache.breaker"
     )
-    base = BreakerPolicy()
+    base = StoreBreakerPolicy()
     fields: dict[str, Any] = {
         "failures": r.get(table, "failures", int, "cache.breaker", base.failures)
     }
@@ -202,7 +202,7 @@ def _read_breaker(r: _Reader, doc: Mapping[str, Any]) -> BreakerPolicy:
         fields[name] = float(r.get(table, name, _NUMBER, "cache.breaker", getattr(base, name)))
     fields["enabled"] = r.get(table, "enabled", bool, "cache.breaker", base.enabled)
     try:
-        return BreakerPolicy(**fields)
+        return StoreBreakerPolicy(**fields)
     except (TypeError, ValueError) as exc:
         r.problem("cache.breaker", str(exc))
         return base

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vex_llm.cache.stores.breaker import CircuitBreaker
+    from vex_llm.cache.stores.breaker import StoreCircuit
 
 __all__ = ["ANONYMOUS", "UNKNOWN_MODEL", "ProxyMetrics"]
 
@@ -73,7 +73,7 @@ class ProxyMetrics:
             registry=r,
         )
 
-    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+    def watch_breaker(self, breaker: StoreCircuit) -> None:
         """Export the store circuit breaker's state and counts, read at each scrape."""
         self.registry.register(_BreakerCollector(breaker))
 
@@ -103,7 +103,7 @@ class _BreakerCollector:
     """The store circuit breaker as metrics: a gauge per state (1 for the current one) and
     counters of circuit openings and of store calls skipped while it was not closed."""
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
+    def __init__(self, breaker: StoreCircuit) -> None:
         self._breaker = breaker
 
     def describe(self) -> list[Any]:

@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from vex_llm.cache.config import LLMCacheConfig
-from vex_llm.cache.stores.breaker import BreakerPolicy
+from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -107,7 +107,7 @@ class Settings:
     admin_key_hashes: tuple[bytes, ...] = ()
     store_url: str = "memory://"
     cache: LLMCacheConfig = field(default_factory=LLMCacheConfig.default)
-    store_breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -142,7 +142,7 @@ class SettingsDraft:
     max_body_bytes: int
     metrics_auth: bool
     retry_after_cap: float
-    store_breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
 
 
 def check_settings(s: Settings | SettingsDraft) -> list[Problem]:

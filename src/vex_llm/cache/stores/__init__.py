@@ -14,7 +14,7 @@ from vex_llm.cache.stores.base import (
     StoreError,
     SyncCacheStore,
 )
-from vex_llm.cache.stores.breaker import BreakerPolicy, BreakerStore, guard_store
+from vex_llm.cache.stores.breaker import BreakerStore, StoreBreakerPolicy, guard_store
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.stores.redis import RedisStore
 from vex_llm.cache.stores.sqlite import SQLiteStore
@@ -23,13 +23,13 @@ from vex_llm.cache.stores.url import open_store
 __all__ = [
     "EVICTION_CAUSES",
     "STORE_FAILURES",
-    "BreakerPolicy",
     "BreakerStore",
     "CacheStore",
     "LeaseStore",
     "MemoryStore",
     "RedisStore",
     "SQLiteStore",
+    "StoreBreakerPolicy",
     "StoreError",
     "SyncCacheStore",
     "guard_store",

@@ -2,7 +2,7 @@
 
 Without it, every store call of every request waits out the store's own timeouts: a Redis
 that is stopped (not dead: connections open, no answers) cost 8-12 s per request, forever.
-``CircuitBreaker`` is the decision, a state machine with an injected clock and no I/O:
+``StoreCircuit`` is the decision, a state machine with an injected clock and no I/O:
 
     closed --(``failures`` consecutive failures or timeouts)--> open
     open --(``cooldown`` elapsed: one probe starts)--> half_open
@@ -14,6 +14,11 @@ breaker, and while the circuit is not closed answers every call at once with ``S
 the background, never on a request, so a request never waits for a store that is still
 down. Only store failures (``STORE_FAILURES``) and timeouts count; a caller's cancellation or
 a programming error does not.
+
+Unlike the upstreams' breaker (``vex_llm.resilience``), which opens on a failure rate and lets
+a request be its probe, this one opens on consecutive failures (a store works or it does not,
+and earlier successes must not delay the decision) and probes off the request path: a
+request that is the probe of a hung store would wait out the whole timeout.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, StoreError
 
 __all__ = [
-    "BreakerPolicy",
     "BreakerState",
     "BreakerStore",
-    "CircuitBreaker",
     "LeaseBreakerStore",
+    "StoreBreakerPolicy",
+    "StoreCircuit",
     "guard_store",
 ]
 
@@ -49,7 +54,7 @@ PROBE_KEY = "vex-llm:breaker-probe"
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerPolicy:
+class StoreBreakerPolicy:
     """When the breaker opens and for how long (seconds).
 
     ``failures``: consecutive failed or timed-out store calls that open the circuit.
@@ -79,7 +84,7 @@ class BreakerPolicy:
                 raise ValueError(f"breaker {name} must be a positive, finite number of seconds")
 
 
-class CircuitBreaker:
+class StoreCircuit:
     """The breaker's state and transitions; ``clock`` is monotonic seconds (injectable).
 
     The caller asks :meth:`allows` before a call and reports its outcome with :meth:`record`;
@@ -88,9 +93,9 @@ class CircuitBreaker:
     """
 
     def __init__(
-        self, policy: BreakerPolicy | None = None, clock: Callable[[], float] = time.monotonic
+        self, policy: StoreBreakerPolicy | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.policy = policy or BreakerPolicy()
+        self.policy = policy or StoreBreakerPolicy()
         self._clock = clock
         self._state: BreakerState = "closed"
         self._failures = 0  # consecutive, while closed
@@ -156,7 +161,7 @@ class CircuitBreaker:
 
 
 class BreakerStore:
-    """``store`` behind a :class:`CircuitBreaker`: a store that fails fast.
+    """``store`` behind a :class:`StoreCircuit`: a store that fails fast.
 
     Use :func:`guard_store` to wrap a store (it keeps the ``LeaseStore`` ability). The wrapper
     owns nothing but its probe task: :meth:`aclose` closes the wrapped store, as the cache
@@ -166,14 +171,14 @@ class BreakerStore:
     def __init__(
         self,
         store: CacheStore,
-        policy: BreakerPolicy | None = None,
+        policy: StoreBreakerPolicy | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(store, CacheStore):
             raise TypeError(f"store must be a CacheStore, not {type(store).__name__}")
         self.store = store
-        self.breaker = CircuitBreaker(policy, clock)
+        self.breaker = StoreCircuit(policy, clock)
         self.policy = self.breaker.policy
         self._probe: asyncio.Task[None] | None = None
 
@@ -305,7 +310,7 @@ class LeaseBreakerStore(BreakerStore):
 
 def guard_store(
     store: CacheStore,
-    policy: BreakerPolicy | None = None,
+    policy: StoreBreakerPolicy | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
 ) -> CacheStore:
@@ -316,7 +321,7 @@ def guard_store(
     """
     from vex_llm.cache.stores.memory import MemoryStore
 
-    policy = policy or BreakerPolicy()
+    policy = policy or StoreBreakerPolicy()
     if not policy.enabled or type(store) is MemoryStore or isinstance(store, BreakerStore):
         return store
     if isinstance(store, LeaseStore):
