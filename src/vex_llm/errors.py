@@ -11,6 +11,7 @@ branch on types, never on message text::
     ├── RequestFailed           another 4xx; ``status`` and a short ``body`` excerpt
     │   └── ServerError         5xx
     ├── InvalidResponse         malformed JSON, missing fields, a stream cut short
+    │   └── AnswerTooLarge      an answer or one of its lines over the configured cap
     ├── NotAvailable            the provider refuses to try (e.g. a circuit breaker is open);
     │                           ``retry_after`` seconds until it tries again, or None
     ├── InputTooLarge           a prompt or system prompt over the configured limit
@@ -22,6 +23,7 @@ branch on types, never on message text::
 from __future__ import annotations
 
 __all__ = [
+    "AnswerTooLarge",
     "AuthenticationFailed",
     "CacheMiss",
     "ConnectionFailed",
@@ -83,6 +85,13 @@ class ServerError(RequestFailed):
 
 class InvalidResponse(LLMError):
     """The backend answered, but not in the shape its wire format promises."""
+
+
+class AnswerTooLarge(InvalidResponse):
+    """The backend's answer (after decompression), or one line of a stream, is over the cap.
+
+    Reading stops at the cap, so an oversized or endless answer costs bounded memory.
+    """
 
 
 class NotAvailable(LLMError):

@@ -282,5 +282,7 @@ class OpenAICompatibleProvider(HTTPProvider):
             payload=payload,
             what=f"{self.label} chat completion stream",
         )
-        async for chunk in decoded_sse(lines, decoder, lambda event: decoder.feed(event.data)):
+        async for chunk in decoded_sse(
+            lines, decoder, lambda event: decoder.feed(event.data), self._redactor
+        ):
             yield chunk

@@ -20,38 +20,13 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from vex_llm.cache.stores.base import CacheStore
+from vex_llm.redaction import redact_url
 
 __all__ = ["open_store", "redact_url"]
 
 _REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 _REDIS_OPTIONS = {"socket_timeout", "socket_connect_timeout"}
 _SQLITE_OPTIONS = {"busy_timeout", "synchronous"}
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log or show).
-
-    redis-py also takes the password from a ``?password=`` query option: masked too.
-    """
-    try:
-        parts = urlsplit(url)
-        if "password" in parts.query.lower():
-            masked = [
-                (name, "***" if name.lower() == "password" else value)
-                for name, value in parse_qsl(parts.query, keep_blank_values=True)
-            ]
-            parts = parts._replace(query=urlencode(masked, safe="*"))
-        elif parts.password is None:
-            return url
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{host}:{parts.port}"
-            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-        return urlunsplit(parts)
-    except ValueError:
-        # Unparseable: show the scheme only; the rest might hold a secret.
-        return url.split(":", 1)[0] + "://***"
 
 
 def _options(query: str, allowed: set[str], scheme: str) -> dict[str, str]:
