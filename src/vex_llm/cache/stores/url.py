@@ -1,6 +1,7 @@
 """Store URLs: one string picks and configures a cache store (for the CLI, proxy and config).
 
     memory://                                   in-process (the default store)
+    memory://?policy=lru                        option: policy (w-tinylfu, the default, or lru)
     sqlite:///absolute/path/cache.db            a SQLite file (three slashes: absolute path;
                                                 four, as SQLAlchemy writes it, work too)
     sqlite:///var/cache/x.db?busy_timeout=10    options: busy_timeout (s), synchronous
@@ -97,13 +98,17 @@ def open_store(
 
 
 def _memory(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
-    from vex_llm.cache.stores.memory import MemoryStore
+    from vex_llm.cache.stores.memory import POLICIES, MemoryStore
 
-    if (parts.netloc + parts.path).strip("/") or parts.query:
-        raise ValueError(f"memory:// takes no path or options, got {safe}")
+    if (parts.netloc + parts.path).strip("/"):
+        raise ValueError(f"memory:// takes no path, got {safe}")
+    options = _options(parts.query, {"policy"}, "memory")
+    policy = options.get("policy", POLICIES[0])
+    if policy not in POLICIES:
+        raise ValueError(f"store URL option policy must be one of {', '.join(POLICIES)}")
     if bounds["max_entries"] is None and bounds["max_bytes"] is None:
-        return MemoryStore(ttl=bounds["ttl"], tti=bounds["tti"])
-    return MemoryStore(**bounds)
+        return MemoryStore(ttl=bounds["ttl"], tti=bounds["tti"], policy=policy)
+    return MemoryStore(**bounds, policy=policy)
 
 
 def _sqlite(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
