@@ -40,6 +40,7 @@ check: lint test
 ## bench: the benchmark tables
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cache_hit.py
+	$(BIN)/python benchmarks/hit_ratio.py
 	$(BIN)/python benchmarks/proxy.py
 	sh scripts/install-redis.sh
 	$(BIN)/python benchmarks/stores.py

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from vex_llm import CacheEntry, LLMResponse, MemoryStore
-from vex_llm.cache.stores.memory import weight_plan
+from vex_llm.cache.stores.memory import POLICIES, EvictionPolicy, weight_plan
 
 
 def entry(nbytes: int) -> CacheEntry:
@@ -42,19 +42,25 @@ def test_weight_plan_stays_within_moka_limits_for_huge_bounds() -> None:
         weight_plan(None, None)
 
 
-async def test_bytes_follow_replacements_and_evictions() -> None:
-    store = MemoryStore(max_entries=2)
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_bytes_follow_replacements_and_evictions(policy: EvictionPolicy) -> None:
+    store = MemoryStore(max_entries=2, policy=policy)
     await store.set("a", entry(100), None, None)
     await store.set("a", entry(40), None, None)
     assert store.bytes_now() == 40
     await store.set("b", entry(10), None, None)
     await store.set("c", entry(1), None, None)
     assert store.count_now() == 2
-    assert store.bytes_now() == 11
+    kept = {k: e.nbytes for k in "abc" if (e := store.get_now(k)) is not None}
+    assert len(kept) == 2
+    assert store.bytes_now() == sum(kept.values())
+    if policy == "lru":
+        assert kept == {"b": 10, "c": 1}
     assert store.evictions() == {"size": 1, "expired": 0, "explicit": 0}
-    assert await store.delete("b")
-    assert not await store.delete("b")
-    assert await store.total_bytes() == 1
+    victim = next(iter(kept))
+    assert await store.delete(victim)
+    assert not await store.delete(victim)
+    assert await store.total_bytes() == sum(kept.values()) - kept[victim]
 
 
 async def test_per_entry_tti_is_refreshed_by_reads_and_counted_exactly() -> None:

@@ -27,6 +27,7 @@ from vex_llm.cache import (
     open_store,
 )
 from vex_llm.errors import (
+    AnswerTooLarge,
     AuthenticationFailed,
     CacheMiss,
     ConnectionFailed,
@@ -62,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SYSTEM",
     "KEY_VERSION",
+    "AnswerTooLarge",
     "AnthropicProvider",
     "AuthenticationFailed",
     "CacheControl",

@@ -11,7 +11,9 @@ branch on types, never on message text::
     ├── RequestFailed           another 4xx; ``status`` and a short ``body`` excerpt
     │   └── ServerError         5xx
     ├── InvalidResponse         malformed JSON, missing fields, a stream cut short
-    ├── NotAvailable            the provider refuses to try (e.g. a circuit breaker is open)
+    │   └── AnswerTooLarge      an answer or one of its lines over the configured cap
+    ├── NotAvailable            the provider refuses to try (e.g. a circuit breaker is open);
+    │                           ``retry_after`` seconds until it tries again, or None
     ├── InputTooLarge           a prompt or system prompt over the configured limit
     ├── UnsupportedFeature      the backend cannot honour a request field (named)
     └── CacheMiss               ``only_if_cached`` and nothing is stored
@@ -23,6 +25,7 @@ backend, raised before any I/O.
 from __future__ import annotations
 
 __all__ = [
+    "AnswerTooLarge",
     "AuthenticationFailed",
     "CacheMiss",
     "ConnectionFailed",
@@ -87,8 +90,22 @@ class InvalidResponse(LLMError):
     """The backend answered, but not in the shape its wire format promises."""
 
 
+class AnswerTooLarge(InvalidResponse):
+    """The backend's answer (after decompression), or one line of a stream, is over the cap.
+
+    Reading stops at the cap, so an oversized or endless answer costs bounded memory.
+    """
+
+
 class NotAvailable(LLMError):
-    """The provider will not try the call now (for example, its circuit breaker is open)."""
+    """The provider will not try the call now (for example, its circuit breaker is open).
+
+    ``retry_after`` is how many seconds until it will try again, or None when unknown.
+    """
+
+    def __init__(self, message: str = "not available", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InputTooLarge(LLMError, ValueError):

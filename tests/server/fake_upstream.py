@@ -2,7 +2,8 @@
 
 The last user message picks the behaviour, so one server serves a whole test:
 ``fault:429`` answers 429 with ``Retry-After: 120``; ``fault:500`` a 500 whose body echoes the
-Authorization header it got (as a careless upstream might); ``fault:slow`` waits
+Authorization header it got (as a careless upstream might); ``fault:echo`` answers *successfully*
+with that header in the text (JSON or streamed, cut across chunks); ``fault:slow`` waits
 two seconds; ``fault:cut`` streams two chunks then drops the connection; anything else is
 answered ``echo: <text>`` (streamed in three pieces when asked to stream).
 """
@@ -60,6 +61,8 @@ class FakeUpstream:
         if text == "fault:slow":
             await asyncio.sleep(2)
         answer = f"echo: {text}"
+        if text == "fault:echo":
+            answer = f"echo: {request.headers.get('authorization')} !"
         usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
         if not doc.get("stream"):
             return JSONResponse(

@@ -213,4 +213,5 @@ def test_the_example_config_is_valid() -> None:
     assert check_config(example, env) == []
     settings = load_settings(example, env)
     assert [u.name for u in settings.upstreams] == ["gpt-4o-mini", "local"]
+    assert (settings.store_breaker.failures, settings.store_breaker.timeout) == (3, 1.0)
     assert TenantDirectory.from_settings(settings).tenant("Bearer 1") == "team-b"

@@ -84,9 +84,7 @@ async def test_upstream_faults_are_passed_on_not_retried_not_stored(
         proxied(monkeypatch, upstream_timeout=0.3) as (fake, base),
         httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c,
     ):
-        responses = [
-            await c.post("/chat/completions", json=ask(prompt, stream)) for _ in range(2)
-        ]
+        responses = [await c.post("/chat/completions", json=ask(prompt, stream)) for _ in range(2)]
     for response in responses:
         assert response.status_code == status, response.text
         assert response.headers.get("retry-after") == retry_after
@@ -114,3 +112,32 @@ async def test_a_stream_cut_midway_is_not_stored(monkeypatch: pytest.MonkeyPatch
     assert fake.calls == 3
     assert [r.headers["x-vex-cache"] for r in good] == ["miss", "hit"]
     assert good[0].text.replace("chatcmpl", "").count("data:") >= 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_successful_answer_echoing_the_upstream_key_is_scrubbed_on_miss_and_hit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with (
+        proxied(monkeypatch) as (fake, base),
+        httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c,
+    ):
+        responses = [
+            await c.post("/chat/completions", json=ask("fault:echo", stream)) for _ in range(2)
+        ]
+    assert [r.headers["x-vex-cache"] for r in responses] == ["miss", "hit"]
+    assert fake.calls == 1
+    for response in responses:
+        assert response.status_code == 200
+        assert UPSTREAM_SECRET not in response.text
+        assert "[redacted]" in response.text
+    assert UPSTREAM_SECRET not in caplog.text
+
+
+def test_an_oversized_answer_is_a_clear_502() -> None:
+    from vex_llm import AnswerTooLarge
+    from vex_llm.server.failures import failure_for
+
+    failure = failure_for(AnswerTooLarge("the answer is larger than the limit"), retry_after_cap=1)
+    assert (failure.status, failure.code) == (502, "upstream_answer_too_large")

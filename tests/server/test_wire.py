@@ -20,6 +20,7 @@ from vex_llm import (
     Usage,
 )
 from vex_llm.chat import ContentPart
+from vex_llm.redaction import redact
 from vex_llm.server.encode import (
     DONE_LINE,
     chunk_json,
@@ -27,7 +28,7 @@ from vex_llm.server.encode import (
     sse_line,
     usage_chunk_json,
 )
-from vex_llm.server.failures import failure_for, retry_after_header, scrub
+from vex_llm.server.failures import failure_for, retry_after_header
 from vex_llm.server.wire import WireError, cache_control, parse_chat_request
 
 
@@ -166,4 +167,4 @@ def test_failures_map_to_statuses_and_never_carry_secrets() -> None:
         failure = failure_for(exc, retry_after_cap=60, secrets=[secret])
         assert failure.status == status, exc
         assert secret not in failure.message
-    assert scrub(f"a {secret} b", [secret]) == "a [redacted] b"
+    assert redact(f"a {secret} b", [secret]) == "a [redacted] b"

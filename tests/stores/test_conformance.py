@@ -121,14 +121,16 @@ async def test_idle_refresh_never_passes_the_ttl(make_store: StoreFactory) -> No
     assert await store.get("k") is None
 
 
-async def test_max_entries_evicts_least_recently_used(make_store: StoreFactory) -> None:
+async def test_max_entries_evicts_one_unread_entry(make_store: StoreFactory) -> None:
+    # Which unread entry goes is the policy's choice (LRU: b; W-TinyLFU may turn the newest
+    # candidate away): tests/test_memory_store.py checks the memory policies' own orders.
     store = await make_store(max_entries=3)
     for key in "abc":
         await store.set(key, entry(key), None, None)
     assert await store.get("a") is not None  # a is now the most recently used
     await store.set("d", entry("d"), None, None)
-    assert await store.get("b") is None
-    assert [await store.get(k) is not None for k in "acd"] == [True, True, True]
+    assert [await store.get(k) is not None for k in "ad"] == [True, True]
+    assert [await store.get(k) is None for k in "bc"].count(True) == 1
     assert await store.count() == 3
     assert store.evictions()["size"] == 1
 
@@ -140,7 +142,7 @@ async def test_max_bytes_bounds_the_total(make_store: StoreFactory) -> None:
         await store.set(key, entry("x" * 1000), None, None)
     assert await store.count() == 3
     assert await store.total_bytes() <= 3 * one + one // 2
-    assert await store.get("a") is None  # the oldest went
+    assert await store.get("d") is not None  # the newest stays; one of the others went
     assert store.evictions()["size"] == 1
     # An entry larger than the whole store is refused, not stored.
     assert await store.set("huge", entry("y" * (4 * one)), None, None) is False

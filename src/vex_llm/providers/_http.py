@@ -1,9 +1,19 @@
-"""The HTTP boundary shared by the real providers: client ownership, error mapping, line parsing.
+"""The HTTP transport shared by the real providers: client ownership, bounded reads, scrubbing,
+error mapping.
 
 Everything a backend can do wrong over HTTP is turned into the ``vex_llm.errors`` tree here,
 in one place: status codes (:func:`error_for_status`), transport failures and the overall
-deadline (:func:`mapped_errors`), and malformed bodies (:func:`parse_json`). The parsers for
-streamed bodies (:class:`SSEDecoder`, :func:`parse_json`) are pure and tested without I/O.
+deadline (:func:`mapped_errors`), oversized answers (:class:`AnswerLimits`). The parsers for
+what arrives (lines, SSE events, JSON) are pure and live in :mod:`vex_llm.providers.sse`.
+
+Every byte that comes back from a backend passes through here before anything parses it,
+and leaves scrubbed of the provider's key (:class:`~vex_llm.redaction.Redactor`): JSON
+answers whole, streams line by line, error bodies before they are cut. So an upstream that
+echoes its key reaches neither a client, nor a log, nor the cache.
+
+Reads are bounded *after* decompression (see ``_content``): an answer over
+``max_answer_bytes`` or a stream line over ``max_line_bytes`` fails with
+:class:`~vex_llm.errors.AnswerTooLarge` as soon as the cap is passed.
 
 The request timeout covers the *whole* exchange, body and stream included: callers compute
 one deadline with :func:`deadline_after` and wrap every await on the network in
@@ -14,6 +24,8 @@ trickling a byte a second would otherwise never time out.
 from __future__ import annotations
 
 import asyncio
+import codecs
+import dataclasses
 import email.utils
 import json
 import math
@@ -27,6 +39,7 @@ from typing import Any, Protocol
 import httpx
 
 from vex_llm.errors import (
+    AnswerTooLarge,
     AuthenticationFailed,
     ConnectionFailed,
     InvalidResponse,
@@ -37,14 +50,18 @@ from vex_llm.errors import (
     Timeout,
 )
 from vex_llm.models import Chunk
+from vex_llm.providers._content import ACCEPT_ENCODING, BoundedDecoder
+from vex_llm.providers.sse import LineSplitter, SSEEvent, parse_json, sse_events
+from vex_llm.redaction import PieceScrubber, Redactor
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "AnswerLimits",
     "HTTPClientOwner",
-    "LineSplitter",
-    "SSEDecoder",
-    "SSEEvent",
     "check_timeout",
     "deadline_after",
+    "decoded_sse",
+    "drain",
     "error_for_status",
     "mapped_errors",
     "normalise_base_url",
@@ -54,27 +71,31 @@ __all__ = [
     "probe",
     "raise_for_status",
     "read_error_body",
-    "redact",
-    "sse_events",
     "stream_lines",
 ]
 
-# How much of an error body is read: enough for a human to see the complaint, bounded so a
+# How much of an error body is kept: enough for a human to see the complaint, bounded so a
 # misbehaving server cannot make us buffer megabytes on the error path.
 _ERROR_BODY_BYTES = 4096
-_REDACTED = "[redacted]"
+_NO_SECRETS = Redactor(())
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every occurrence of each non-empty secret replaced by ``[redacted]``.
+@dataclass(frozen=True, slots=True)
+class AnswerLimits:
+    """How much of an answer is read: ``max_answer_bytes`` in all (after decompression) and
+    ``max_line_bytes`` per line of a stream. Past either, ``AnswerTooLarge``."""
 
-    Backends sometimes echo (part of) a rejected key in their error body; that body ends up
-    in an exception message and so in logs.
-    """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    return text
+    max_answer_bytes: int = 16 * 1024 * 1024
+    max_line_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_answer_bytes", "max_line_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+
+
+DEFAULT_LIMITS = AnswerLimits()
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -129,14 +150,48 @@ def error_for_status(
     return RequestFailed(status, excerpt)
 
 
-async def read_error_body(response: httpx.Response) -> str:
-    """At most the first 4 KiB of a (streamed) response body, decoded leniently."""
+async def read_error_body(response: httpx.Response, redactor: Redactor = _NO_SECRETS) -> str:
+    """At most the first 4 KiB of a (streamed) response body, scrubbed, decoded leniently.
+
+    Read past the cut by the longest secret's length and scrubbed *before* cutting, so a key
+    straddling the cut cannot leave its first characters in the excerpt.
+    """
+    want = _ERROR_BODY_BYTES + redactor.margin
     data = bytearray()
-    async for piece in response.aiter_bytes():
+    async for piece in _decoded(response, want):
         data += piece
-        if len(data) >= _ERROR_BODY_BYTES:
+        if len(data) >= want:
             break
-    return bytes(data[:_ERROR_BODY_BYTES]).decode("utf-8", "replace")
+    return redactor.excerpt(bytes(data[:want]), _ERROR_BODY_BYTES).decode("utf-8", "replace")
+
+
+async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+    """The decoded body: at most ``limit`` bytes, plus one when there are more."""
+    if response.is_stream_consumed:  # built in memory (a MockTransport answer): decoded
+        yield response.content[: limit + 1]
+        return
+    decoder = BoundedDecoder(response.headers.get("content-encoding"), limit)
+    async for raw in response.aiter_raw():
+        piece = decoder.feed(raw)
+        if piece:
+            yield piece
+        if decoder.overflowed:
+            return
+    piece = decoder.flush()
+    if piece:
+        yield piece
+
+
+async def read_answer(
+    response: httpx.Response, limit: int, what: str
+) -> AsyncGenerator[bytes, None]:
+    """The decoded body of ``response`` piece by piece; ``AnswerTooLarge`` past ``limit``."""
+    total = 0
+    async for piece in _decoded(response, limit):
+        total += len(piece)
+        if total > limit:
+            raise AnswerTooLarge(f"{what}: the answer is larger than the limit of {limit} bytes")
+        yield piece
 
 
 def deadline_after(timeout: float) -> float:
@@ -145,13 +200,13 @@ def deadline_after(timeout: float) -> float:
 
 
 @contextmanager
-def mapped_errors(what: str, timeout: float, secrets: tuple[str, ...] = ()) -> Iterator[None]:
+def mapped_errors(what: str, timeout: float, redactor: Redactor = _NO_SECRETS) -> Iterator[None]:
     """Turn transport failures inside the block into the ``LLMError`` tree.
 
     ``TimeoutError`` (the overall deadline) and httpx timeouts -> ``Timeout``; failing to
     connect -> ``ConnectionFailed``; the connection dropping mid-body -> ``InvalidResponse``
     (the answer was cut short). ``LLMError`` passes through. ``what`` names the call in
-    messages; ``secrets`` are scrubbed from them.
+    messages; the redactor's secrets are scrubbed from them.
     """
     try:
         yield
@@ -160,118 +215,13 @@ def mapped_errors(what: str, timeout: float, secrets: tuple[str, ...] = ()) -> I
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise Timeout(f"{what}: no complete response within {timeout:g} s") from exc
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
-        raise ConnectionFailed(redact(f"{what}: cannot connect: {exc}", secrets)) from exc
+        raise ConnectionFailed(redactor.scrub(f"{what}: cannot connect: {exc}")) from exc
     except httpx.RemoteProtocolError as exc:
-        raise InvalidResponse(redact(f"{what}: response cut short: {exc}", secrets)) from exc
+        raise InvalidResponse(redactor.scrub(f"{what}: response cut short: {exc}")) from exc
     except httpx.TransportError as exc:
-        raise ConnectionFailed(redact(f"{what}: transport failed: {exc}", secrets)) from exc
+        raise ConnectionFailed(redactor.scrub(f"{what}: transport failed: {exc}")) from exc
     except httpx.DecodingError as exc:
-        raise InvalidResponse(redact(f"{what}: undecodable body: {exc}", secrets)) from exc
-
-
-def parse_json(text: str | bytes, what: str) -> dict[str, Any]:
-    """A JSON object from ``text``; ``InvalidResponse`` for anything else."""
-    try:
-        value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidResponse(f"{what}: body is not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise InvalidResponse(f"{what}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event: its ``event`` name ("message" by default) and ``data``."""
-
-    event: str
-    data: str
-
-
-class SSEDecoder:
-    """Incremental Server-Sent Events parser: feed it lines, get whole events.
-
-    Follows the WHATWG rules that matter for LLM APIs: ``data:`` lines accumulate (joined by
-    newlines), one leading space after the colon is dropped, ``:`` lines are comments, and a
-    blank line dispatches the event. An event cut off by the end of the stream is dropped, as
-    the spec requires, so a truncated stream cannot pass a half event off as whole.
-    """
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> SSEEvent | None:
-        """Consume one line (without its line ending); return an event when one is complete."""
-        if not line:
-            if not self._data:
-                self._event = ""
-                return None
-            event = SSEEvent(self._event or "message", "\n".join(self._data))
-            self._event, self._data = "", []
-            return event
-        if line.startswith(":"):
-            return None
-        name, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        return None
-
-
-async def sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, None]:
-    """The events of an SSE body given as lines."""
-    decoder = SSEDecoder()
-    async for line in lines:
-        event = decoder.feed(line)
-        if event is not None:
-            yield event
-
-
-#: What ``str.splitlines`` (and so httpx's ``aiter_lines``) treats as a line end.
-_LINE_ENDS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-
-
-class LineSplitter:
-    """Incremental ``str.splitlines``: feed it text as it arrives, get the complete lines.
-
-    A ``\r`` at the end of a piece is held back, since a ``\n`` starting the next piece makes
-    the two one line end. :meth:`flush` returns what is left once the text is over.
-    """
-
-    def __init__(self) -> None:
-        self._partial: list[str] = []
-        self._cr = False
-
-    def feed(self, text: str) -> list[str]:
-        """The lines that ``text`` completes (without their line ends)."""
-        if self._cr:
-            text = "\r" + text
-            self._cr = False
-        if text.endswith("\r"):
-            self._cr = True
-            text = text[:-1]
-        if not text:
-            return []
-        ends_a_line = text[-1] in _LINE_ENDS
-        lines = text.splitlines()
-        if self._partial:
-            lines[0] = "".join(self._partial) + lines[0]
-            self._partial = []
-        if not ends_a_line:
-            self._partial.append(lines.pop())
-        return lines
-
-    def flush(self) -> list[str]:
-        """The last line when the text did not end with a line end (or ended with ``\r``)."""
-        if not self._partial and not self._cr:
-            return []
-        line = "".join(self._partial)
-        self._partial, self._cr = [], False
-        return [line]
+        raise InvalidResponse(redactor.scrub(f"{what}: undecodable body: {exc}")) from exc
 
 
 class HTTPClientOwner:
@@ -351,15 +301,20 @@ def check_timeout(timeout: object) -> float:
     return value
 
 
-async def raise_for_status(response: httpx.Response, secrets: tuple[str, ...] = ()) -> None:
+async def raise_for_status(response: httpx.Response, redactor: Redactor = _NO_SECRETS) -> None:
     """Raise the typed error for a non-2xx ``response`` (reading a bounded body excerpt)."""
     status = response.status_code
     if 200 <= status < 300:
         return
-    body = redact(await read_error_body(response), secrets)
+    body = await read_error_body(response, redactor)
     error = error_for_status(status, body, response.headers.get("retry-after"))
     # httpx does not follow redirects unless asked; a 1xx/3xx here is no answer at all.
     raise error or InvalidResponse(f"unexpected HTTP {status} from the backend")
+
+
+def _headers(headers: dict[str, str]) -> dict[str, str]:
+    # Only the codings the bounded decoder undoes, whatever decoders httpx has installed.
+    return {"accept-encoding": ACCEPT_ENCODING, **headers}
 
 
 async def post_json(
@@ -370,21 +325,25 @@ async def post_json(
     payload: dict[str, Any],
     time_limit: float,
     what: str,
-    secrets: tuple[str, ...] = (),
+    redactor: Redactor = _NO_SECRETS,
+    limits: AnswerLimits = DEFAULT_LIMITS,
     on_headers: Callable[[httpx.Headers], None] | None = None,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON and return the JSON object answered, all within ``time_limit``.
 
+    The body is read up to ``limits.max_answer_bytes`` and scrubbed before it is parsed.
     ``on_headers`` is handed the response headers of a successful answer.
     """
-    with mapped_errors(what, time_limit, secrets):
-        request = client.stream("POST", url, json=payload, headers=headers, timeout=time_limit)
+    with mapped_errors(what, time_limit, redactor):
+        request = client.stream(
+            "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
+        )
         async with asyncio.timeout(time_limit), request as response:
-            await raise_for_status(response, secrets)
+            await raise_for_status(response, redactor)
             if on_headers is not None:
                 on_headers(response.headers)
-            body = await response.aread()
-    return parse_json(body, what)
+            body = b"".join([p async for p in read_answer(response, limits.max_answer_bytes, what)])
+    return parse_json(redactor.scrub_bytes(body), what)
 
 
 async def stream_lines(
@@ -395,40 +354,50 @@ async def stream_lines(
     payload: dict[str, Any],
     time_limit: float,
     what: str,
-    secrets: tuple[str, ...] = (),
+    redactor: Redactor = _NO_SECRETS,
+    limits: AnswerLimits = DEFAULT_LIMITS,
     on_headers: Callable[[httpx.Headers], None] | None = None,
 ) -> AsyncGenerator[str, None]:
-    """POST ``payload`` and yield the response body line by line as it arrives.
+    """POST ``payload`` and yield the response body line by line (scrubbed) as it arrives.
 
     ``on_headers`` is handed the response headers of a successful answer, before any line.
 
     One deadline bounds the whole exchange; each network wait is wrapped in it separately
     because an ``asyncio.timeout`` must not span the ``yield`` (it would cancel whatever the
-    consumer happens to be awaiting when it fires).
+    consumer happens to be awaiting when it fires). Lines are scrubbed one by one: a key
+    holds no line end, so it cannot straddle two lines, and no line waits for the next read.
     """
     deadline = deadline_after(time_limit)
-    with mapped_errors(what, time_limit, secrets):
+    with mapped_errors(what, time_limit, redactor):
         async with AsyncExitStack() as stack:
             async with asyncio.timeout_at(deadline):
                 response = await stack.enter_async_context(
-                    client.stream("POST", url, json=payload, headers=headers, timeout=time_limit)
+                    client.stream(
+                        "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
+                    )
                 )
-                await raise_for_status(response, secrets)
+                await raise_for_status(response, redactor)
                 if on_headers is not None:
                     on_headers(response.headers)
             # Timed per network read, not per line: one read often carries many lines, and
             # entering a timeout costs a timer handle each time.
-            texts = response.aiter_text()
-            splitter = LineSplitter()
+            pieces = await stack.enter_async_context(
+                aclosing(read_answer(response, limits.max_answer_bytes, what))
+            )
+            text = codecs.getincrementaldecoder(response.encoding or "utf-8")("replace")
+            splitter = LineSplitter(limits.max_line_bytes)
+            scrub = redactor.scrub if redactor else None
             while True:
                 async with asyncio.timeout_at(deadline):
-                    text = await anext(texts, None)
-                if text is None:
-                    for line in splitter.flush():
-                        yield line
+                    data = await anext(pieces, None)
+                if data is None:
+                    lines = splitter.feed(text.decode(b"", final=True)) + splitter.flush()
+                else:
+                    lines = splitter.feed(text.decode(data))
+                for line in lines:
+                    yield line if scrub is None else scrub(line)
+                if data is None:
                     return
-                for line in splitter.feed(text):
-                    yield line
 
 
 #: How long a finished stream may take to end its body before the connection is dropped.
@@ -468,22 +437,49 @@ async def decoded_sse(
     lines: AsyncGenerator[str, None],
     decoder: StreamDecoder,
     feed: Callable[[SSEEvent], list[Chunk]],
+    redactor: Redactor = _NO_SECRETS,
 ) -> AsyncGenerator[Chunk, None]:
     """The chunks ``feed`` decodes from the SSE events on ``lines``, up to the terminal one.
 
     Leaving closes the response at once (not at garbage collection); the body is read to its
     end *before* the terminal chunk is yielded, because consumers stop there (see drain).
+    With a ``redactor``, the chunks' text is scrubbed across chunks too: the lines are
+    scrubbed already, but a backend may send a key in several deltas.
     """
+    pieces = PieceScrubber(redactor) if redactor else None
     async with aclosing(lines), aclosing(sse_events(lines)) as events:
         async for event in events:
             chunks = feed(event)
             if decoder.done:
                 await drain(lines)
             for chunk in chunks:
-                yield chunk
+                yield chunk if pieces is None else _scrubbed(chunk, pieces)
             if decoder.done:
                 return
     decoder.finish()
+
+
+def _scrubbed(chunk: Chunk, pieces: PieceScrubber) -> Chunk:
+    delta = pieces.feed(chunk.delta)
+    if chunk.is_final:
+        delta += pieces.flush()
+    if delta == chunk.delta:
+        return chunk
+    # The event kept as ``raw`` must say what the scrubbed chunk says, or a proxy relaying
+    # it would pass on what the scrubbing held back.
+    return dataclasses.replace(chunk, delta=delta, raw=_with_text(chunk.raw, delta))
+
+
+def _with_text(raw: str | None, text: str) -> str | None:
+    """An OpenAI chunk event ``raw`` with its first choice's text replaced by ``text``."""
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+        doc["choices"][0]["delta"]["content"] = text
+    except (ValueError, LookupError, TypeError):
+        return None  # not an event whose text can be set: relay nothing rather than a leak
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 async def probe(

@@ -290,5 +290,7 @@ class AnthropicProvider(HTTPProvider):
             payload=self._payload(request, model, stream=True),
             what="anthropic messages stream",
         )
-        async for chunk in decoded_sse(lines, decoder, lambda e: decoder.feed(e.event, e.data)):
+        async for chunk in decoded_sse(
+            lines, decoder, lambda e: decoder.feed(e.event, e.data), self._redactor
+        ):
             yield chunk

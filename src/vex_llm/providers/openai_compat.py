@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
-from vex_llm.providers._base import HTTPProvider, passed_on
+from vex_llm.providers.base import HTTPProvider, passed_on
 from vex_llm.providers._http import decoded_sse
 from vex_llm.wire.openai_chat import OpenAIStreamDecoder, build_payload, parse_completion
 
@@ -166,7 +166,9 @@ class OpenAICompatibleProvider(HTTPProvider):
             on_headers=lambda h: kept.extend(passed_on(h)),
         )
         first = True
-        async for chunk in decoded_sse(lines, decoder, lambda event: decoder.feed(event.data)):
+        async for chunk in decoded_sse(
+            lines, decoder, lambda event: decoder.feed(event.data), self._redactor
+        ):
             if first and kept:
                 chunk = dataclasses.replace(chunk, headers=tuple(kept))
             first = False

@@ -18,7 +18,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from vex_llm.cache.provider import CachedProvider
-from vex_llm.cache.stores.base import CacheStore
+from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore
+from vex_llm.cache.stores.breaker import BreakerStore, guard_store
 from vex_llm.errors import LLMError
 from vex_llm.models import Chunk
 from vex_llm.provider import LLMProvider
@@ -66,6 +67,21 @@ _READY_TIMEOUT = 5.0
 _PROBE_KEY = "vex-llm:readiness-probe"
 
 
+def _store_unavailable(what: str, exc: BaseException) -> Response:
+    """503 for an admin call the failing store could not answer (the detail goes to the log:
+    it names the store's host)."""
+    log.warning("%s failed: the cache store is unavailable: %s", what, exc)
+    return error_response(
+        WireError(
+            f"{what} failed: the cache store is unavailable (chat completions are answered "
+            "from upstream meanwhile); try again later",
+            status=503,
+            type="server_error",
+            code="cache_store_unavailable",
+        )
+    )
+
+
 class _Proxy:
     """The request handlers and the state they share."""
 
@@ -87,6 +103,8 @@ class _Proxy:
             for name, provider in providers.items()
         }
         self.upstream_model = {u.name: u.model for u in settings.upstreams}
+        if isinstance(store, BreakerStore):
+            self.metrics.watch_breaker(store.breaker)
 
     async def aclose(self) -> None:
         for cached in self.cached.values():
@@ -297,16 +315,18 @@ class _Proxy:
                 upstreams[name] = False
         try:
             with anyio.fail_after(_READY_TIMEOUT):
-                await self.store.get(_PROBE_KEY)
+                await self.store.get(_PROBE_KEY)  # at once while the store's circuit is open
             store_ok = True
         except Exception:
             store_ok = False
         ready = store_ok and all(upstreams.values())
-        body = {
+        body: dict[str, Any] = {
             "status": "ready" if ready else "not ready",
             "upstreams": upstreams,
             "store": store_ok,
         }
+        if isinstance(self.store, BreakerStore):
+            body["store_circuit"] = self.store.breaker.state
         return json_response(body, 200 if ready else 503)
 
     async def metrics_text(self, request: Request) -> Response:
@@ -325,7 +345,10 @@ class _Proxy:
         entries = nbytes = 0
         evictions: Mapping[str, int] = {}
         for name, cached in self.cached.items():
-            stats = await cached.astats()
+            try:
+                stats = await cached.astats()
+            except STORE_FAILURES as exc:
+                return _store_unavailable("reading the cache stats", exc)
             entries, nbytes, evictions = stats.entries, stats.bytes, stats.evictions
             counters = {
                 "hits": stats.hits,
@@ -374,8 +397,11 @@ class _Proxy:
                     type="not_implemented",
                 )
             )
-        removed = await self.store.count()
-        await self.store.clear()
+        try:
+            removed = await self.store.count()
+            await self.store.clear()
+        except STORE_FAILURES as exc:
+            return _store_unavailable("clearing the cache", exc)
         log.info("cache cleared by the admin (%d entries)", removed)
         return json_response({"cleared": True, "entries_removed": removed})
 
@@ -390,8 +416,9 @@ def create_app(
     """The proxy for ``settings``.
 
     ``providers`` (model name -> provider) replaces the upstreams the settings describe (tests,
-    the embedded local model); ``store`` replaces the store opened from ``settings.store_url``.
-    The app owns both and closes them when it shuts down.
+    the embedded local model); ``store`` replaces the store opened from ``settings.store_url``
+    (which gets a circuit breaker, ``settings.store_breaker``; a store passed in is used as it
+    is). The app owns both and closes them when it shuts down.
     """
     secrets: tuple[str, ...] = ()
     if providers is None:
@@ -408,6 +435,8 @@ def create_app(
             ttl=cache.ttl_seconds,
             tti=cache.tti_seconds,
         )
+        # A failing or hung SQLite/Redis store is skipped, not waited for (memory stays bare).
+        store = guard_store(store, settings.store_breaker)
     proxy = _Proxy(settings, providers, store, clock, secrets)
 
     @contextlib.asynccontextmanager

@@ -25,6 +25,13 @@ The file::
     ttl = 3600              # seconds, or false for none
     tti = 1800
 
+    [cache.breaker]         # the circuit breaker around a SQLite/Redis store
+    failures = 3            # consecutive failed or timed-out store calls that open it
+    cooldown = 5            # seconds the store is skipped before a background probe
+    timeout = 1.0           # seconds a request waits for one store call
+    admin_timeout = 30      # seconds for count/clear (stats, DELETE /v1/cache)
+    enabled = true
+
     [admin]
     key_env = "VEX_LLM_ADMIN_KEY"   # and/or key_sha256 = ["<hex>", ...]
 
@@ -55,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.models import InputLimits
 from vex_llm.server.settings import (
     DEFAULT_MAX_BODY_BYTES,
@@ -159,7 +167,9 @@ _NUMBER = (int, float)
 
 def _read_cache(r: _Reader, doc: Mapping[str, Any]) -> tuple[str, LLMCacheConfig]:
     cache = r.table(doc, "cache", "cache")
-    r.unknown(cache, {"store", "preset", "max_entries", "max_bytes", "ttl", "tti"}, "cache")
+    r.unknown(
+        cache, {"store", "preset", "max_entries", "max_bytes", "ttl", "tti", "breaker"}, "cache"
+    )
     store = r.get(cache, "store", str, "cache", "memory://")
     preset = r.get(cache, "preset", str, "cache", "default")
     if preset not in _PRESETS:
@@ -199,6 +209,26 @@ def _read_limits(r: _Reader, server: Mapping[str, Any], cache: LLMCacheConfig) -
         r.problem("server", str(exc))
         return cache
     return dataclasses.replace(cache, limits=limits)
+
+
+def _read_breaker(r: _Reader, doc: Mapping[str, Any]) -> StoreBreakerPolicy:
+    cache = doc.get("cache")
+    table = r.table(cache, "breaker", "cache.breaker") if isinstance(cache, dict) else {}
+    r.unknown(
+        table, {"failures", "cooldown", "timeout", "admin_timeout", "enabled"}, "cache.breaker"
+    )
+    base = StoreBreakerPolicy()
+    fields: dict[str, Any] = {
+        "failures": r.get(table, "failures", int, "cache.breaker", base.failures)
+    }
+    for name in ("cooldown", "timeout", "admin_timeout"):
+        fields[name] = float(r.get(table, name, _NUMBER, "cache.breaker", getattr(base, name)))
+    fields["enabled"] = r.get(table, "enabled", bool, "cache.breaker", base.enabled)
+    try:
+        return StoreBreakerPolicy(**fields)
+    except (TypeError, ValueError) as exc:
+        r.problem("cache.breaker", str(exc))
+        return base
 
 
 def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings]:
@@ -342,6 +372,7 @@ def settings_from_document(
         "admin_key_hashes": admin_hashes,
         "store_url": store,
         "cache": cache,
+        "store_breaker": _read_breaker(r, doc),
         **fields,
     }
     # The cross-field rules run even when single settings were wrong, so that one run of

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vex_llm.errors import (
+    AnswerTooLarge,
     AuthenticationFailed,
     CacheMiss,
     ConnectionFailed,
@@ -27,9 +28,10 @@ from vex_llm.errors import (
     Timeout,
     UnsupportedFeature,
 )
+from vex_llm.redaction import redact
 from vex_llm.server.wire import WireError
 
-__all__ = ["Failure", "failure_for", "retry_after_header", "scrub"]
+__all__ = ["Failure", "failure_for", "retry_after_header"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +60,9 @@ def retry_after_header(retry_after: float | None, cap: float) -> str | None:
     return str(math.ceil(seconds))
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (of 4 characters or more) replaced by ``[redacted]``."""
-    for secret in secrets:
-        if len(secret) >= 4 and secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
 def failure_for(exc: LLMError, *, retry_after_cap: float, secrets: Iterable[str] = ()) -> Failure:
     """The HTTP failure for ``exc`` raised by the cache or the upstream behind it."""
-    detail = scrub(str(exc), secrets)
+    detail = redact(str(exc), secrets)
     if isinstance(exc, CacheMiss):
         return Failure(
             504,
@@ -115,6 +109,13 @@ def failure_for(exc: LLMError, *, retry_after_cap: float, secrets: Iterable[str]
     if isinstance(exc, ConnectionFailed):
         return Failure(
             502, f"upstream unreachable: {detail}", "upstream_error", "upstream_unreachable"
+        )
+    if isinstance(exc, AnswerTooLarge):
+        return Failure(
+            502,
+            f"upstream answer too large: {detail}",
+            "upstream_error",
+            "upstream_answer_too_large",
         )
     if isinstance(exc, InvalidResponse):
         return Failure(

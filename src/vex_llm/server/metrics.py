@@ -7,7 +7,11 @@ so no client can grow the number of series. Nothing is ever labelled by a key.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vex_llm.cache.stores.breaker import StoreCircuit
 
 __all__ = ["ANONYMOUS", "UNKNOWN_MODEL", "ProxyMetrics"]
 
@@ -69,6 +73,10 @@ class ProxyMetrics:
             registry=r,
         )
 
+    def watch_breaker(self, breaker: StoreCircuit) -> None:
+        """Export the store circuit breaker's state and counts, read at each scrape."""
+        self.registry.register(_BreakerCollector(breaker))
+
     def observe(
         self, tenant: str, model: str, outcome: str, seconds: float, tokens_saved: int
     ) -> None:
@@ -89,3 +97,38 @@ class ProxyMetrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
+
+
+class _BreakerCollector:
+    """The store circuit breaker as metrics: a gauge per state (1 for the current one) and
+    counters of circuit openings and of store calls skipped while it was not closed."""
+
+    def __init__(self, breaker: StoreCircuit) -> None:
+        self._breaker = breaker
+
+    def describe(self) -> list[Any]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        breaker = self._breaker
+        state = GaugeMetricFamily(
+            "vex_llm_store_circuit_state",
+            "The cache store's circuit breaker: 1 for its current state (closed: the store is "
+            "used; open: skipped, requests go upstream; half_open: being probed).",
+            labels=("state",),
+        )
+        for name in ("closed", "open", "half_open"):
+            state.add_metric((name,), 1.0 if breaker.state == name else 0.0)
+        yield state
+        yield CounterMetricFamily(
+            "vex_llm_store_circuit_opened",
+            "Times the cache store's circuit opened after consecutive failures or timeouts.",
+            value=breaker.opens,
+        )
+        yield CounterMetricFamily(
+            "vex_llm_store_circuit_skipped",
+            "Cache store calls answered without the store because its circuit was open.",
+            value=breaker.skipped,
+        )

@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -96,7 +97,8 @@ class Settings:
     """Everything the proxy needs to run; build it with :func:`load_settings` or directly.
 
     ``open_tenant`` (quick path) maps every client, whatever its key, to one tenant; it is
-    refused unless ``host`` is a loopback address.
+    refused unless ``host`` is a loopback address. ``store_breaker`` is the circuit breaker
+    around a SQLite or Redis store (see ``vex_llm.cache.stores.breaker``).
     """
 
     upstreams: tuple[UpstreamSettings, ...]
@@ -105,6 +107,7 @@ class Settings:
     admin_key_hashes: tuple[bytes, ...] = ()
     store_url: str = "memory://"
     cache: LLMCacheConfig = field(default_factory=LLMCacheConfig.default)
+    store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -139,6 +142,7 @@ class SettingsDraft:
     max_body_bytes: int
     metrics_auth: bool
     retry_after_cap: float
+    store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
 
 
 def check_settings(s: Settings | SettingsDraft) -> list[Problem]:

@@ -2,7 +2,8 @@
 
 ``SQLiteStore`` persists to a file shared by processes on one machine; ``RedisStore`` shares a
 cache across machines (needs the ``[redis]`` extra, imported only when one is made).
-``open_store(url)`` picks one from a URL.
+``open_store(url)`` picks one from a URL; ``guard_store(store)`` puts a circuit breaker in
+front of one, so a failing or hung store is skipped instead of waited for.
 """
 
 from vex_llm.cache.stores.base import (
@@ -13,6 +14,7 @@ from vex_llm.cache.stores.base import (
     StoreError,
     SyncCacheStore,
 )
+from vex_llm.cache.stores.breaker import BreakerStore, StoreBreakerPolicy, guard_store
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.stores.redis import RedisStore
 from vex_llm.cache.stores.sqlite import SQLiteStore
@@ -21,12 +23,15 @@ from vex_llm.cache.stores.url import open_store
 __all__ = [
     "EVICTION_CAUSES",
     "STORE_FAILURES",
+    "BreakerStore",
     "CacheStore",
     "LeaseStore",
     "MemoryStore",
     "RedisStore",
     "SQLiteStore",
+    "StoreBreakerPolicy",
     "StoreError",
     "SyncCacheStore",
+    "guard_store",
     "open_store",
 ]

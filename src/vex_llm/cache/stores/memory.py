@@ -1,8 +1,9 @@
 """``MemoryStore``: the in-process store, on moka (Rust) through ``moka-py``.
 
 moka gives per-entry ttl/tti, LRU eviction by weight and an eviction listener with its cause;
-this module adds the byte accounting and the mapping of two bounds (entries and bytes) onto
-moka's single weighted capacity.
+this module adds the byte accounting, the mapping of two bounds (entries and bytes) onto one
+weighted capacity, and the choice of eviction policy: W-TinyLFU with an adaptive window
+(:mod:`~vex_llm.cache.stores.admission`, the default) or moka's own LRU.
 """
 
 from __future__ import annotations
@@ -10,17 +11,33 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 from moka_py import Moka
 
 from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.stores.admission import WTinyLFU
 from vex_llm.cache.stores.base import EVICTION_CAUSES, check_bounds
 
-__all__ = ["MemoryStore", "weight_plan"]
+__all__ = ["POLICIES", "EvictionPolicy", "MemoryStore", "weight_plan"]
+
+EvictionPolicy = Literal["w-tinylfu", "lru"]
+#: The eviction policies a memory store offers; the first is the default.
+#: ``benchmarks/hit_ratio.py`` compares them (README: "Hit ratio").
+POLICIES: tuple[EvictionPolicy, ...] = ("w-tinylfu", "lru")
 
 # moka clamps a weight to a u32; the unit must leave room for the largest entry we accept.
 _MAX_WEIGHT = 2**32 - 1
 _MAX_UNIT = 1 << 16
+
+
+# With W-TinyLFU, moka's own bound is out of reach: the policy evicts.
+_UNBOUNDED = 2**63
+
+
+def _entries_in(capacity: int) -> int:
+    """The sketch's size for a byte-bounded store: entries of about 2 KiB each."""
+    return max(64, min(1 << 20, capacity // 2048))
 
 
 def weight_plan(
@@ -50,9 +67,12 @@ def weight_plan(
 
 
 class MemoryStore:
-    """In-process store with LRU eviction, ttl/tti expiry and exact counts on demand.
+    """In-process store with W-TinyLFU (or LRU) eviction, ttl/tti expiry and exact counts.
 
-    ``ttl``/``tti`` (seconds) are the store's own lifetimes and bound every entry. moka
+    ``policy`` picks what a full store evicts: ``"w-tinylfu"`` (default) keeps what is asked
+    for often and adapts its recency window to the workload; ``"lru"`` evicts the least
+    recently used. ``ttl``/``tti`` (seconds) are the store's own lifetimes and bound every
+    entry. moka
     expires store-level lifetimes precisely, but reaps per-entry ones on a timer wheel with
     about a second's granularity; entries stored with a shorter per-request lifetime are
     therefore tracked here too, so that counts are exact the moment an entry dies.
@@ -65,9 +85,13 @@ class MemoryStore:
         *,
         ttl: float | None = None,
         tti: float | None = None,
+        policy: EvictionPolicy = "w-tinylfu",
     ) -> None:
         ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
+        if policy not in POLICIES:
+            raise ValueError(f"unknown eviction policy {policy!r}; use one of {POLICIES}")
         capacity, weight = weight_plan(max_entries, max_bytes)
+        self.policy = policy
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
@@ -79,21 +103,38 @@ class MemoryStore:
         # Keys removed because their per-request lifetime ran out: their eviction counts as
         # expired, whenever moka delivers it.
         self._reaped: set[str] = set()
-        weigher = None if weight is None else (lambda _k, e: weight(e.nbytes))
-        self._moka: Moka[str, CacheEntry] = Moka(
-            capacity,
-            ttl=ttl,
-            tti=tti,
-            eviction_listener=self._on_evict,
-            policy="lru",  # design.md §5: LRU beat TinyLFU on bursty repeats
-            weigher=weigher,
-        )
+        self._weight = weight
+        # Keys the policy is evicting: moka reports their removal as "explicit".
+        self._evicting: set[str] = set()
+        self._policy: WTinyLFU | None = None
+        if policy == "lru":
+            weigher = None if weight is None else (lambda _k, e: weight(e.nbytes))
+            self._moka: Moka[str, CacheEntry] = Moka(
+                capacity,
+                ttl=ttl,
+                tti=tti,
+                eviction_listener=self._on_evict,
+                policy="lru",
+                weigher=weigher,
+            )
+        else:
+            # moka only keeps and expires the entries; the policy decides what leaves.
+            entries = max_entries if max_entries is not None else _entries_in(capacity)
+            self._policy = WTinyLFU(capacity, entries)
+            self._moka = Moka(
+                _UNBOUNDED, ttl=ttl, tti=tti, eviction_listener=self._on_evict, policy="lru"
+            )
 
     def _on_evict(self, key: str, entry: CacheEntry, cause: str) -> None:
         self._bytes -= entry.nbytes
         if cause == "replaced":
             return
-        if key in self._reaped:
+        if self._policy is not None:
+            self._policy.remove(key)
+        if key in self._evicting:
+            self._evicting.discard(key)
+            cause = "size"
+        elif key in self._reaped:
             self._reaped.discard(key)
             cause = "expired"
         self._short.pop(key, None)
@@ -114,7 +155,13 @@ class MemoryStore:
     def get_now(self, key: str) -> CacheEntry | None:
         """:meth:`get` without a coroutine: the cache's hit path calls this directly."""
         entry = self._moka.get(key)
-        if entry is not None and self._short:
+        if entry is None:
+            if self._policy is not None:
+                self._policy.on_miss(key)
+            return None
+        if self._policy is not None:
+            self._policy.on_hit(key)
+        if self._short:
             tracked = self._short.get(key)
             if tracked is not None:
                 tracked[2] = time.monotonic()
@@ -131,6 +178,7 @@ class MemoryStore:
         self._moka.run_pending_tasks()
         self._bytes += entry.nbytes
         self._reaped.discard(key)
+        self._evicting.discard(key)
         if ttl == self.ttl and tti == self.tti:
             self._short.pop(key, None)
             self._moka.set(key, entry)
@@ -142,6 +190,12 @@ class MemoryStore:
                 now,
             ]
             self._moka.set(key, entry, ttl=ttl, tti=tti)
+        if self._policy is not None:
+            weight = 1 if self._weight is None else self._weight(entry.nbytes)
+            for victim in self._policy.insert(key, weight):
+                self._evicting.add(victim)
+                if self._moka.remove(victim) is None:
+                    self._evicting.discard(victim)  # already gone (expired meanwhile)
         self._moka.run_pending_tasks()
         return True
 
@@ -158,6 +212,8 @@ class MemoryStore:
         self._moka.clear()
         self._moka.run_pending_tasks()
         self._short.clear()
+        if self._policy is not None:
+            self._policy.clear()
 
     async def count(self) -> int:
         """The exact number of live entries."""

@@ -1,6 +1,7 @@
 """Store URLs: one string picks and configures a cache store (for the CLI, proxy and config).
 
     memory://                                   in-process (the default store)
+    memory://?policy=lru                        option: policy (w-tinylfu, the default, or lru)
     sqlite:///absolute/path/cache.db            a SQLite file (three slashes: absolute path;
                                                 four, as SQLAlchemy writes it, work too)
     sqlite:///var/cache/x.db?busy_timeout=10    options: busy_timeout (s), synchronous
@@ -20,38 +21,13 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from vex_llm.cache.stores.base import CacheStore
+from vex_llm.redaction import redact_url
 
 __all__ = ["open_store", "redact_url"]
 
 _REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 _REDIS_OPTIONS = {"socket_timeout", "socket_connect_timeout"}
 _SQLITE_OPTIONS = {"busy_timeout", "synchronous"}
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log or show).
-
-    redis-py also takes the password from a ``?password=`` query option: masked too.
-    """
-    try:
-        parts = urlsplit(url)
-        if "password" in parts.query.lower():
-            masked = [
-                (name, "***" if name.lower() == "password" else value)
-                for name, value in parse_qsl(parts.query, keep_blank_values=True)
-            ]
-            parts = parts._replace(query=urlencode(masked, safe="*"))
-        elif parts.password is None:
-            return url
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{host}:{parts.port}"
-            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-        return urlunsplit(parts)
-    except ValueError:
-        # Unparseable: show the scheme only; the rest might hold a secret.
-        return url.split(":", 1)[0] + "://***"
 
 
 def _options(query: str, allowed: set[str], scheme: str) -> dict[str, str]:
@@ -122,13 +98,17 @@ def open_store(
 
 
 def _memory(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
-    from vex_llm.cache.stores.memory import MemoryStore
+    from vex_llm.cache.stores.memory import POLICIES, MemoryStore
 
-    if (parts.netloc + parts.path).strip("/") or parts.query:
-        raise ValueError(f"memory:// takes no path or options, got {safe}")
+    if (parts.netloc + parts.path).strip("/"):
+        raise ValueError(f"memory:// takes no path, got {safe}")
+    options = _options(parts.query, {"policy"}, "memory")
+    policy = options.get("policy", POLICIES[0])
+    if policy not in POLICIES:
+        raise ValueError(f"store URL option policy must be one of {', '.join(POLICIES)}")
     if bounds["max_entries"] is None and bounds["max_bytes"] is None:
-        return MemoryStore(ttl=bounds["ttl"], tti=bounds["tti"])
-    return MemoryStore(**bounds)
+        return MemoryStore(ttl=bounds["ttl"], tti=bounds["tti"], policy=policy)
+    return MemoryStore(**bounds, policy=policy)
 
 
 def _sqlite(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:

@@ -1,0 +1,118 @@
+"""The knobs of the resilience wrappers as small frozen values: ``RetryPolicy``, ``BreakerPolicy``.
+
+Bad values are refused where the policy is built (``ValueError`` naming the field), so a
+wrapper never meets a nonsensical setting at request time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vex_llm.resilience.classify import FailureKind
+
+__all__ = ["BreakerPolicy", "RetryPolicy"]
+
+
+def _positive(name: str, value: float, *, zero: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} number")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how often :class:`~vex_llm.resilience.RetryingProvider` tries again.
+
+    - ``max_attempts``: attempts in all, the first included (1 = never retry).
+    - ``base_delay`` / ``max_delay``: exponential backoff with full jitter: before retry
+      *n* it sleeps a uniform random time in ``[0, min(max_delay, base_delay * 2**(n-1))]``.
+    - ``on_rate_limited`` (429), ``on_server_error`` (5xx), ``on_connection`` (the request
+      never reached the backend), ``on_timeout``: which failures are retried. Timeouts are
+      off by default: the backend may still be working on (and billing) the first attempt.
+    - ``max_retry_after``: a 429 asking to wait longer than this is returned at once.
+    - ``timeout``: bounds the whole call, retries included, for requests without a timeout
+      of their own (None: only the attempts' own timeouts bound it).
+    - ``budget_ratio`` / ``budget_min_per_second`` / ``budget_window``: the retry budget
+      (see :class:`~vex_llm.resilience.RetryBudget`).
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+    on_rate_limited: bool = True
+    on_server_error: bool = True
+    on_connection: bool = True
+    on_timeout: bool = False
+    max_retry_after: float = 30.0
+    timeout: float | None = None
+    budget_ratio: float = 0.2
+    budget_min_per_second: float = 1.0
+    budget_window: float = 10.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise ValueError("max_attempts must be an int")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        _positive("base_delay", self.base_delay, zero=True)
+        _positive("max_delay", self.max_delay, zero=True)
+        _positive("max_retry_after", self.max_retry_after, zero=True)
+        if self.timeout is not None:
+            _positive("timeout", self.timeout)
+        _positive("budget_ratio", self.budget_ratio, zero=True)
+        _positive("budget_min_per_second", self.budget_min_per_second, zero=True)
+        _positive("budget_window", self.budget_window)
+        for flag in ("on_rate_limited", "on_server_error", "on_connection", "on_timeout"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be a bool")
+
+    def retries(self, kind: FailureKind) -> bool:
+        """Whether a failure of ``kind`` is worth another attempt under this policy."""
+        if kind == "rate_limited":
+            return self.on_rate_limited
+        if kind == "server":
+            return self.on_server_error
+        if kind == "connection":
+            return self.on_connection
+        if kind == "timeout":
+            return self.on_timeout
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When :class:`~vex_llm.resilience.CircuitBreaker` opens and how it recovers.
+
+    Over the last ``window`` seconds, once at least ``min_calls`` calls were counted and
+    ``failure_rate`` of them failed, the circuit opens: calls fail at once for ``open_for``
+    seconds, then one probe is let through (half-open). A successful probe closes the
+    circuit; a failed one opens it again for twice as long, up to ``max_open_for``.
+
+    Failures are 5xx, timeouts, connection failures and malformed answers; a 4xx is an
+    answer (the backend is up) and counts as a success; a 429 is not counted at all unless
+    ``count_rate_limited``.
+    """
+
+    failure_rate: float = 0.5
+    min_calls: int = 10
+    window: float = 30.0
+    open_for: float = 10.0
+    max_open_for: float = 120.0
+    count_rate_limited: bool = False
+
+    def __post_init__(self) -> None:
+        rate = self.failure_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise ValueError("failure_rate must be a number in (0, 1]")
+        if isinstance(self.min_calls, bool) or not isinstance(self.min_calls, int):
+            raise ValueError("min_calls must be an int")
+        if self.min_calls < 1:
+            raise ValueError("min_calls must be at least 1")
+        _positive("window", self.window)
+        _positive("open_for", self.open_for)
+        _positive("max_open_for", self.max_open_for)
+        if self.max_open_for < self.open_for:
+            raise ValueError("max_open_for must be at least open_for")
+        if not isinstance(self.count_rate_limited, bool):
+            raise ValueError("count_rate_limited must be a bool")

@@ -1,0 +1,152 @@
+"""W-TinyLFU decisions without I/O, and the memory store that follows them (ttl, tti, bytes)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from vex_llm import CacheEntry, LLMResponse, MemoryStore
+from vex_llm.cache.stores import open_store
+from vex_llm.cache.stores.admission import FrequencySketch, WTinyLFU
+
+
+def entry(nbytes: int = 10) -> CacheEntry:
+    return CacheEntry(LLMResponse(content="x", model="m", cached=True), 0.0, nbytes)
+
+
+def drive(policy: WTinyLFU, trace: list[str]) -> float:
+    """Feed ``trace`` as a cache would (get, and set on a miss); return the hit ratio."""
+    held: set[str] = set()
+    hits = 0
+    for key in trace:
+        if key in held:
+            hits += 1
+            policy.on_hit(key)
+        else:
+            policy.on_miss(key)
+            held.add(key)
+            held.difference_update(policy.insert(key, 1))
+        assert policy.weight <= policy.capacity
+        assert len(held) == len(policy)
+    return hits / len(trace)
+
+
+def test_sketch_counts_saturate_and_halve() -> None:
+    sketch = FrequencySketch(100)
+    assert sketch.width >= 1600
+    for _ in range(20):
+        sketch.increment("k")
+    assert sketch.frequency("k") == 15
+    sketch.halve()
+    assert sketch.frequency("k") == 7
+    assert sketch.frequency("never seen") <= 1  # a collision at most
+
+
+def test_frequent_keys_survive_a_scan() -> None:
+    policy = WTinyLFU(100)
+    hot = [f"hot{i}" for i in range(50)]
+    drive(policy, hot * 20 + [f"scan{i}" for i in range(1000)])
+    assert sum(key in policy for key in hot) >= 45  # LRU would keep none
+
+
+def test_a_loop_larger_than_the_cache_still_hits() -> None:
+    keys = [f"k{i}" for i in range(150)]
+    assert drive(WTinyLFU(100), keys * 200) >= 0.5  # LRU: 0
+
+
+def test_a_changing_working_set_hits_about_as_often_as_lru() -> None:
+    rng = random.Random(7)
+    trace = [f"p{phase}-{rng.randrange(50)}" for phase in range(40) for _ in range(500)]
+    # LRU misses only the first use of each key: 2000 of 20000.
+    assert drive(WTinyLFU(100), trace) >= 0.85
+
+
+def test_weights_bound_the_total_and_removal_frees_it() -> None:
+    policy = WTinyLFU(100, entries=10)
+    evicted: list[str] = []
+    for i in range(30):
+        policy.on_miss(f"k{i}")
+        evicted += policy.insert(f"k{i}", 10 + i % 7)
+        assert policy.weight <= 100
+    assert evicted
+    assert all(key not in policy for key in evicted)
+    some = next(key for key in (f"k{i}" for i in range(30)) if key in policy)
+    before = policy.weight
+    assert policy.remove(some)
+    assert not policy.remove(some)
+    assert policy.weight < before
+    policy.clear()
+    assert len(policy) == 0
+    assert policy.weight == 0
+
+
+def test_the_newest_entry_stays_even_when_it_outweighs_the_window() -> None:
+    policy = WTinyLFU(1000)
+    for key in "abc":
+        policy.on_miss(key)
+        assert policy.insert(key, 300) == []
+    policy.on_miss("d")
+    assert "d" not in policy.insert("d", 300)
+    assert "d" in policy
+
+
+async def test_store_follows_the_policy_and_counts_size_evictions() -> None:
+    store = MemoryStore(max_entries=100)
+    for i in range(500):
+        key = f"k{i % 150}"
+        if store.get_now(key) is None:
+            await store.set(key, entry(), None, None)
+    assert store.count_now() == 100
+    assert store.bytes_now() == 100 * entry().nbytes
+    assert store.evictions()["size"] > 0
+    assert store.evictions()["explicit"] == 0
+
+
+async def test_store_byte_bound_holds_with_mixed_sizes() -> None:
+    store = MemoryStore(max_entries=None, max_bytes=10_000)
+    rng = random.Random(3)
+    for _ in range(400):
+        key = f"k{rng.randrange(60)}"
+        if store.get_now(key) is None:
+            await store.set(key, entry(rng.randrange(100, 2000)), None, None)
+        assert store.bytes_now() <= 10_000
+    assert store.evictions()["size"] > 0
+
+
+async def test_expired_and_deleted_entries_leave_the_policy() -> None:
+    store = MemoryStore(max_entries=3)
+    await store.set("short", entry(), 0.15, None)
+    await store.set("idle", entry(), None, 0.15)
+    await store.set("kept", entry(), None, None)
+    await store.set("gone", entry(), None, None)  # full: the policy evicts one
+    await asyncio.sleep(0.3)
+    assert store.get_now("short") is None
+    assert store.get_now("idle") is None
+    assert store.count_now() <= 2
+    for key in ("kept", "gone"):
+        await store.delete(key)
+    assert store.count_now() == 0
+    for key in ("n1", "n2", "n3"):
+        await store.set(key, entry(), None, None)
+    # The expired and deleted keys no longer hold room: three new entries fit.
+    assert store.count_now() == 3
+    assert all(store.get_now(key) is not None for key in ("n1", "n2", "n3"))
+    assert store.evictions()["expired"] >= 2
+
+
+def test_policy_is_a_choice_with_w_tinylfu_by_default() -> None:
+    assert MemoryStore().policy == "w-tinylfu"
+    assert MemoryStore(policy="lru").policy == "lru"
+    with pytest.raises(ValueError, match="unknown eviction policy"):
+        MemoryStore(policy="fifo")  # type: ignore[arg-type]
+
+
+def test_policy_from_a_store_url() -> None:
+    store = open_store("memory://?policy=lru", max_entries=10)
+    assert isinstance(store, MemoryStore)
+    assert store.policy == "lru"
+    assert isinstance(open_store("memory://"), MemoryStore)
+    with pytest.raises(ValueError, match="policy"):
+        open_store("memory://?policy=random")
