@@ -18,11 +18,8 @@ from vex_llm import AnthropicProvider, LLMRequest, Message
 from vex_llm.chat import ContentPart, Tool, ToolCall
 from vex_llm.errors import InvalidResponse, UnsupportedFeature
 from vex_llm.models import Chunk
-from vex_llm.wire.anthropic_messages import (
-    ANTHROPIC_MESSAGES,
-    AnthropicStreamDecoder,
-    build_payload,
-)
+from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES, build_payload
+from vex_llm.wire.anthropic_stream import AnthropicStreamDecoder
 
 from .fakes import LoopbackServer, Reply, json_reply, sse
 

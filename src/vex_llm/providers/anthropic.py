@@ -22,12 +22,12 @@ from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._base import HTTPProvider
 from vex_llm.providers._http import decoded_sse
 from vex_llm.wire.anthropic_messages import (
-    AnthropicStreamDecoder,
     build_payload,
     finish_reason,
     parse_message,
     stream_error,
 )
+from vex_llm.wire.anthropic_stream import AnthropicStreamDecoder
 
 __all__ = [
     "ANTHROPIC_VERSION",
