@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vex_llm import (
@@ -15,6 +17,7 @@ from vex_llm import (
     Usage,
     cache_key,
 )
+from vex_llm.errors import UnsupportedFeature
 
 from .fakes import LoopbackServer, Reply, json_reply, sse
 
@@ -109,16 +112,21 @@ async def test_complete_sends_headers_and_top_level_system() -> None:
     }
 
 
-async def test_stream_follows_the_event_sequence() -> None:
+async def test_stream_keeps_every_event_and_ends_with_a_terminal_chunk() -> None:
     async with (
         LoopbackServer(lambda r: Reply(body=stream_body(EVENTS))) as server,
         AnthropicProvider(KEY, base_url=server.url) as provider,
     ):
         chunks = [c async for c in provider.stream(LLMRequest(prompt="hi", max_tokens=5))]
-    assert [c.delta for c in chunks] == ["Hi", " there", ""]
-    assert chunks[-1].finish_reason == "stop"
-    assert chunks[-1].usage == Usage(12, 15)
-    assert chunks[-1].model == "claude-test"
+    *events, last = chunks
+    # One chunk per event, each keeping its data and SSE event name for a faithful relay.
+    assert [c.raw_event for c in events] == [name for name, _ in EVENTS]
+    assert [json.loads(c.raw or "") for c in events] == [doc for _, doc in EVENTS]
+    assert {c.raw_format for c in events} == {"anthropic.messages"}
+    assert [c.delta for c in events if c.delta] == ["Hi", " there"]
+    assert not any(c.is_final for c in events)
+    assert (last.raw, last.finish_reason, last.usage) == (None, "stop", Usage(12, 15))
+    assert last.model == "claude-test"
     assert server.requests[0].json()["stream"] is True
     assert server.requests[0].json()["max_tokens"] == 5
 
@@ -173,7 +181,8 @@ async def test_broken_streams_raise_typed_errors(
     "doc",
     [
         {**MESSAGE, "content": []},
-        {**MESSAGE, "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        {**MESSAGE, "content": [{"type": "tool_use", "name": "f", "input": {}}]},
+        {**MESSAGE, "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}]},
         {"type": "message"},
         {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}},
     ],
@@ -204,10 +213,13 @@ async def test_fields_the_api_lacks_are_refused_before_io() -> None:
         LoopbackServer(lambda r: json_reply(MESSAGE)) as server,
         AnthropicProvider(KEY, base_url=server.url) as provider,
     ):
-        with pytest.raises(ValueError, match="seed"):
+        with pytest.raises(UnsupportedFeature, match="seed") as caught:
             await provider.complete(LLMRequest(prompt="hi", seed=1))
-        with pytest.raises(ValueError, match="tool"):
+        assert (caught.value.field, caught.value.provider) == ("seed", "anthropic")
+        with pytest.raises(UnsupportedFeature, match="tool_call_id"):
             await provider.complete(LLMRequest(messages=(Message("tool", "x"),)))
+        with pytest.raises(UnsupportedFeature, match="logprobs"):
+            [c async for c in provider.stream(LLMRequest(prompt="hi", logprobs=True))]
     assert server.requests == []
 
 

@@ -78,7 +78,11 @@ async def test_stream_is_ndjson_with_usage_on_the_done_line() -> None:
         OllamaProvider(server.url) as provider,
     ):
         chunks = [c async for c in provider.stream(LLMRequest(prompt="hi", model="qwen"))]
-    assert [c.delta for c in chunks] == ["Bon", "jour", ""]
+    # One chunk per line, each keeping its line, then the terminal chunk (no raw).
+    assert [c.delta for c in chunks] == ["Bon", "jour", "", ""]
+    assert [c.raw for c in chunks[:-1]] == [p.decode().rstrip("\n") for p in body]  # type: ignore[union-attr]
+    assert {c.raw_format for c in chunks[:-1]} == {"ollama.chat"}
+    assert chunks[-1].raw is None
     assert chunks[-1].finish_reason == "length"
     assert chunks[-1].usage == Usage(26, 4)
     assert server.requests[0].json()["stream"] is True
