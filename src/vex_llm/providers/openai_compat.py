@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
-from vex_llm.providers.base import HTTPProvider, passed_on
 from vex_llm.providers._http import decoded_sse
+from vex_llm.providers.base import HTTPProvider, passed_on
 from vex_llm.wire.openai_chat import OpenAIStreamDecoder, build_payload, parse_completion
 
 __all__ = ["MISTRAL_MODELS", "OpenAICompatibleProvider", "OpenAIStreamDecoder", "build_payload"]

@@ -82,6 +82,17 @@ def _store_unavailable(what: str, exc: BaseException) -> Response:
     )
 
 
+def _says_nothing(chunk: Chunk) -> bool:
+    """True for a chunk with nothing an OpenAI chunk could carry."""
+    return (
+        not chunk.delta
+        and not chunk.tool_calls
+        and chunk.refusal is None
+        and chunk.logprobs is None
+        and chunk.usage is None
+    )
+
+
 class _Proxy:
     """The request handlers and the state they share."""
 
@@ -232,6 +243,8 @@ class _Proxy:
                     if include_usage or not is_usage_only(chunk):
                         yield raw
                     continue
+                if not first and not chunk.is_final and _says_nothing(chunk):
+                    continue  # another format's bookkeeping event (ping, block start/stop)
                 yield sse_line(
                     chunk_json(
                         chunk,
