@@ -58,12 +58,27 @@ async def serve(app: object) -> AsyncIterator[str]:
         sock.close()
 
 
-def make_settings(models: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings with two tenants (A, B), an admin key and one upstream per model name."""
+def make_settings(
+    models: Mapping[str, str] | None = None,
+    *,
+    upstream: Mapping[str, object] | None = None,
+    **overrides: object,
+) -> Settings:
+    """Settings with two tenants (A, B), an admin key and one upstream per model name.
+
+    ``upstream`` sets more fields of every upstream (``{"retry": None}``: no retries).
+    """
     names = models or {MODEL: MODEL}
+    extra: dict[str, object] = dict(upstream or {})
     fields: dict[str, object] = {
         "upstreams": tuple(
-            UpstreamSettings(name=n, kind="openai", base_url="http://127.0.0.1:9/v1", model=m)
+            UpstreamSettings(
+                name=n,
+                kind="openai",
+                base_url="http://127.0.0.1:9/v1",
+                model=m,
+                **extra,  # type: ignore[arg-type]
+            )
             for n, m in names.items()
         ),
         "tenants": (

@@ -118,8 +118,10 @@ async def test_no_cache_bypasses_and_no_store_keeps_nothing() -> None:
 async def test_upstream_failures_are_passed_on_and_not_stored(
     error: Exception, status: int, code: str
 ) -> None:
+    # Retries off: a failure that outlasts them is passed on (tests/resilience: retries on).
     upstream = MockProvider.constant("fine", error=error, fail_times=1)  # type: ignore[arg-type]
-    async with proxy(upstream) as base, client(base) as c:
+    settings = make_settings(upstream={"retry": None})
+    async with proxy(upstream, settings) as base, client(base) as c:
         with pytest.raises(openai.APIStatusError) as caught:
             await c.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert caught.value.status_code == status
@@ -212,4 +214,9 @@ async def test_readyz_is_503_while_an_upstream_is_down() -> None:
     async with proxy(Down.constant("x")) as base, httpx.AsyncClient() as raw:
         ready = await raw.get(base.removesuffix("/v1") + "/readyz")
     assert ready.status_code == 503
-    assert ready.json() == {"status": "not ready", "upstreams": {MODEL: False}, "store": True}
+    assert ready.json() == {
+        "status": "not ready",
+        "upstreams": {MODEL: False},
+        "store": True,
+        "breakers": {MODEL: "closed"},
+    }

@@ -35,6 +35,7 @@ async def proxied(
             model="fake",
             api_key_env="FAKE_UPSTREAM_KEY",
             timeout=upstream_timeout,
+            retry=None,  # these tests are about passing failures on (retries: tests/resilience)
         )
         settings = make_settings(upstreams=(upstream,), retry_after_cap=60.0)
         app = create_app(settings, store=MemoryStore(100))

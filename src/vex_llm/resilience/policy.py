@@ -95,7 +95,7 @@ class BreakerPolicy:
     """
 
     failure_rate: float = 0.5
-    min_calls: int = 10
+    min_calls: int = 20
     window: float = 30.0
     open_for: float = 10.0
     max_open_for: float = 120.0

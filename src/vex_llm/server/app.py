@@ -5,23 +5,27 @@ Every chat completion goes: client key -> tenant (401 if unknown); body read und
 (400 naming the param); the request's model -> its upstream's ``CachedProvider`` (404 if
 none); then a cached lookup, or a cached stream sent as SSE. Failures leave in OpenAI's error
 shape. Each upstream has its own ``CachedProvider``; all share one store (keys carry the
-upstream's identity and the tenant, so they never collide).
+upstream's identity and the tenant, so they never collide). Inside each cache, retries and a
+circuit breaker guard the upstream; a model with fallbacks is asked through a chain of caches
+(``server.guarded``), and ``x-vex-upstream`` says which upstream answered.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
-from vex_llm.cache.provider import CachedProvider
+from vex_llm.cache.provider import CachedProvider, CacheResult
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore
 from vex_llm.cache.stores.breaker import BreakerStore, guard_store
+from vex_llm.cache.streaming import CachedStream
 from vex_llm.errors import LLMError
-from vex_llm.models import Chunk
+from vex_llm.models import Chunk, LLMRequest
 from vex_llm.provider import LLMProvider
 from vex_llm.server.encode import (
     DONE_LINE,
@@ -34,6 +38,7 @@ from vex_llm.server.encode import (
     usage_chunk_json,
 )
 from vex_llm.server.failures import Failure, failure_for
+from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
     SSEResponse,
     cache_headers,
@@ -109,10 +114,13 @@ class _Proxy:
         self.directory = TenantDirectory.from_settings(settings)
         self.metrics = ProxyMetrics()
         self.secrets = secrets
-        self.cached = {
-            name: CachedProvider(provider, settings.cache, store=store, clock=clock)
-            for name, provider in providers.items()
-        }
+        # Each upstream guarded (retries, breaker) and cached; each model name a chain of
+        # its upstream's cache and its fallbacks' (see server.guarded).
+        self.guarded = build_guarded(settings, providers, store, clock)
+        self.cached = {name: g.cached for name, g in self.guarded.items()}
+        self.chains = fallback_chains(settings, self.guarded)
+        self.upstream_of = {g.cached: name for name, g in self.guarded.items()}
+        self.metrics.registry.register(ResilienceCollector(self.guarded, self.chains, settings))
         self.upstream_model = {u.name: u.model for u in settings.upstreams}
         if isinstance(store, BreakerStore):
             self.metrics.watch_breaker(store.breaker)
@@ -123,6 +131,44 @@ class _Proxy:
                 await cached.aclose()
 
     # -- chat completions ------------------------------------------------------------------
+
+    def _for_member(self, cached: CachedProvider, request: LLMRequest) -> LLMRequest:
+        """``request`` as the upstream behind ``cached`` is asked it (its own model name)."""
+        model = self.upstream_model[self.upstream_of[cached]]
+        return request if request.model == model else dataclasses.replace(request, model=model)
+
+    async def _lookup(self, model: str, request: LLMRequest) -> tuple[CacheResult, str]:
+        """The answer from ``model``'s upstream or, failing that, its fallbacks; who answered."""
+        chain = self.chains[model]
+        result, index = await chain.first_answer(
+            request, lambda cached, r: cached.lookup(self._for_member(cached, r))
+        )
+        return result, self.upstream_of[chain.providers[index]]
+
+    async def _open_stream(
+        self, model: str, request: LLMRequest
+    ) -> tuple[CachedStream, Chunk | None, str]:
+        """The stream from ``model``'s upstream or its fallbacks, its first chunk (read
+        ahead only when there are fallbacks: a stream falls back before its first chunk)
+        and who answered."""
+        chain = self.chains[model]
+        if len(chain.providers) == 1:
+            return await self.cached[model].open_stream(request), None, model
+
+        async def open_and_peek(
+            cached: CachedProvider, r: LLMRequest
+        ) -> tuple[CachedStream, Chunk | None]:
+            stream = await cached.open_stream(self._for_member(cached, r))
+            try:
+                return stream, await anext(stream)
+            except StopAsyncIteration:
+                return stream, None
+            except BaseException:
+                await stream.aclose()
+                raise
+
+        (stream, first), index = await chain.first_answer(request, open_and_peek)
+        return stream, first, self.upstream_of[chain.providers[index]]
 
     def _fail(self, failure: Failure, tenant: str, model: str, exc: LLMError | None) -> Response:
         self.metrics.status(tenant, model, failure.status)
@@ -158,9 +204,9 @@ class _Proxy:
                 )
             )
         if chat.stream:
-            return await self._stream(cached, chat, tenant, started)
+            return await self._stream(chat, tenant, started)
         try:
-            result = await cached.lookup(chat.request)
+            result, answered_by = await self._lookup(chat.model, chat.request)
         except LLMError as exc:
             failure = failure_for(
                 exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
@@ -176,6 +222,7 @@ class _Proxy:
         )
         self.metrics.status(tenant, chat.model, 200)
         headers = cache_headers(result.outcome, result.key, result.age)
+        headers["x-vex-upstream"] = answered_by
         headers.update(response.headers)  # the upstream's request id and limits, misses only
         raw = raw_body(response)
         if raw is not None:
@@ -189,43 +236,42 @@ class _Proxy:
         )
         return json_response(body_json, 200, headers)
 
-    async def _stream(
-        self, cached: CachedProvider, chat: ChatRequest, tenant: str, started: float
-    ) -> Response:
+    async def _stream(self, chat: ChatRequest, tenant: str, started: float) -> Response:
         try:
-            stream = await cached.open_stream(chat.request)
+            stream, peeked, answered_by = await self._open_stream(chat.model, chat.request)
         except LLMError as exc:
             failure = failure_for(
                 exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
             )
             return self._fail(failure, tenant, chat.model, exc)
-        try:
+        if peeked is None:
             # The status line waits for the upstream's first event (or its failure), so a
             # stream gets the same status codes and headers as a JSON request would; errors
             # after the first byte travel in-band.
-            head = await anext(stream)
-        except LLMError as exc:
-            await stream.aclose()
-            failure = failure_for(
-                exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
-            )
-            return self._fail(failure, tenant, chat.model, exc)
-        except BaseException:
-            await stream.aclose()
-            raise
+            try:
+                peeked = await anext(stream, None)
+            except LLMError as exc:
+                await stream.aclose()
+                failure = failure_for(
+                    exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
+                )
+                return self._fail(failure, tenant, chat.model, exc)
+            except BaseException:
+                await stream.aclose()
+                raise
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        include_usage = chat.include_usage
 
         tokens = [0]  # of the final chunk, for the tokens-saved metric
         finished = [False]  # the terminal chunk is out: only the [DONE] is left to come
 
-        async def chunks() -> AsyncGenerator[Chunk, None]:
-            yield head
-            if head.is_final:
-                return
+        async def chunks() -> AsyncIterator[Chunk]:
+            if peeked is not None:
+                yield peeked
             async for chunk in stream:
                 yield chunk
+
+        include_usage = chat.include_usage
 
         async def lines() -> AsyncGenerator[bytes, None]:
             first = True
@@ -301,7 +347,9 @@ class _Proxy:
                     await stream.aclose()
 
         headers = cache_headers(stream.outcome, stream.key, stream.age)
-        headers.update(head.headers)
+        headers["x-vex-upstream"] = answered_by
+        if peeked is not None:
+            headers.update(peeked.headers)
         return SSEResponse(events(), headers)
 
     # -- the rest --------------------------------------------------------------------------
@@ -337,6 +385,10 @@ class _Proxy:
             "status": "ready" if ready else "not ready",
             "upstreams": upstreams,
             "store": store_ok,
+            # An open breaker reads as an unavailable upstream above, without a probe.
+            "breakers": {
+                name: g.breaker.state for name, g in self.guarded.items() if g.breaker is not None
+            },
         }
         if isinstance(self.store, BreakerStore):
             body["store_circuit"] = self.store.breaker.state

@@ -41,6 +41,7 @@ The file::
     api_key_env = "OPENAI_API_KEY"
     model = "gpt-4o-mini"           # the name sent upstream (default: the table's name)
     timeout = 60
+    fallbacks = ["local"]           # and retry, breaker, stale_if_error: see config_resilience
 
     [tenants.acme]
     key_sha256 = ["<hex sha256 of the client key>"]
@@ -64,6 +65,7 @@ from typing import Any
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.models import InputLimits
+from vex_llm.server.config_resilience import RESILIENCE_SETTINGS, read_resilience
 from vex_llm.server.settings import (
     DEFAULT_MAX_BODY_BYTES,
     UPSTREAM_KINDS,
@@ -233,7 +235,7 @@ def _read_breaker(r: _Reader, doc: Mapping[str, Any]) -> StoreBreakerPolicy:
 
 def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings]:
     upstreams: list[UpstreamSettings] = []
-    known = {"kind", "base_url", "model", "api_key_env", "timeout"}
+    known = {"kind", "base_url", "model", "api_key_env", "timeout", *RESILIENCE_SETTINGS}
     for name, table in r.table(doc, "upstreams", "upstreams").items():
         where = f"upstreams.{name}"
         if not isinstance(table, dict):
@@ -251,6 +253,9 @@ def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings
         timeout = r.get(table, "timeout", _NUMBER, where, 60.0)
         if timeout <= 0:
             r.problem(f"{where}.timeout", "must be positive")
+        resilience, problems = read_resilience(table, where)
+        for location, message in problems:
+            r.problem(location, message)
         upstreams.append(
             UpstreamSettings(
                 name=name,
@@ -259,6 +264,7 @@ def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings
                 model=r.get(table, "model", str, where, name),
                 api_key_env=r.get(table, "api_key_env", str, where),
                 timeout=float(timeout),
+                **resilience,
             )
         )
     if not upstreams:

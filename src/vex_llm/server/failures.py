@@ -122,5 +122,14 @@ def failure_for(exc: LLMError, *, retry_after_cap: float, secrets: Iterable[str]
             502, f"upstream sent an invalid answer: {detail}", "upstream_error", "upstream_invalid"
         )
     if isinstance(exc, NotAvailable):
-        return Failure(503, f"upstream not available: {detail}", "upstream_error", "unavailable")
+        # An open circuit breaker says when it will let a call through again.
+        value = retry_after_header(exc.retry_after, retry_after_cap)
+        return Failure(
+            503,
+            f"upstream not available: {detail}",
+            "upstream_error",
+            "unavailable",
+            None,
+            {"retry-after": value} if value is not None else {},
+        )
     return Failure(502, f"upstream failed: {detail}", "upstream_error", "upstream_error")

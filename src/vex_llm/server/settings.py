@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
+from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -74,6 +75,12 @@ class UpstreamSettings:
 
     ``model`` is the name sent upstream; ``api_key_env`` names the environment variable that
     holds its API key (None: no key). The key itself is never stored here.
+
+    Resilience: ``retry`` and ``breaker`` (None: off) guard every call to this upstream;
+    ``fallbacks`` names the upstreams that answer, in order, when this one fails in a way
+    they may not (not transitively: their own fallbacks are not followed);
+    ``stale_if_error`` keeps entries that many seconds past their ttl, to answer with when
+    the upstream fails (0: off).
     """
 
     name: str
@@ -82,6 +89,10 @@ class UpstreamSettings:
     model: str
     api_key_env: str | None = None
     timeout: float = 60.0
+    retry: RetryPolicy | None = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)
+    fallbacks: tuple[str, ...] = ()
+    stale_if_error: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +156,21 @@ class SettingsDraft:
     store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
 
 
+def _fallback_problems(u: UpstreamSettings, names: list[str]) -> list[Problem]:
+    where = f"upstreams.{u.name}"
+    problems = []
+    for name in u.fallbacks:
+        if name == u.name:
+            problems.append(Problem(f"{where}.fallbacks", "an upstream cannot fall back to itself"))
+        elif name not in names:
+            problems.append(Problem(f"{where}.fallbacks", f"no upstream is named {name!r}"))
+    if len(set(u.fallbacks)) != len(u.fallbacks):
+        problems.append(Problem(f"{where}.fallbacks", "names an upstream twice"))
+    if not (u.stale_if_error >= 0 and u.stale_if_error != float("inf")):
+        problems.append(Problem(f"{where}.stale_if_error", "must be seconds >= 0"))
+    return problems
+
+
 def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
     """Every cross-field problem of ``s`` (empty when it is valid)."""
     problems: list[Problem] = []
@@ -162,6 +188,7 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
             problems.append(Problem(f"upstreams.{u.name}.base_url", "must be an http(s) URL"))
         if u.kind == "anthropic" and u.api_key_env is None:
             problems.append(Problem(f"upstreams.{u.name}.api_key_env", "anthropic needs a key"))
+        problems += _fallback_problems(u, names)
     if not s.tenants and s.open_tenant is None:
         problems.append(
             Problem("tenants", "no tenant has a key; add [tenants.NAME] or set server.open_tenant")

@@ -1,0 +1,254 @@
+"""The proxy in front of fault-injecting upstreams on 127.0.0.1: retries within the budget,
+Retry-After, a hung upstream, a hard outage opening and closing the breaker, fallbacks.
+
+Delays and windows are scaled down (tens of milliseconds) so the suite stays fast; the
+assertions are about counts and order, with generous timing margins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.resilience.faulty_upstream import FaultyUpstream
+from tests.server.conftest import KEY_A, make_settings, serve
+from vex_llm import MemoryStore
+from vex_llm.resilience import BreakerPolicy, RetryPolicy
+from vex_llm.server.app import create_app
+from vex_llm.server.settings import UpstreamSettings
+
+AUTH = {"Authorization": f"Bearer {KEY_A}"}
+FAST_RETRY = RetryPolicy(base_delay=0.005, max_delay=0.02)
+QUICK_BREAKER = BreakerPolicy(min_calls=4, failure_rate=0.5, window=10.0, open_for=0.4)
+
+
+@contextlib.asynccontextmanager
+async def proxied(
+    upstreams: Mapping[str, FaultyUpstream], **options: Mapping[str, Any]
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The proxy serving each fake as an upstream of that name; ``options[name]`` sets more
+    of its ``UpstreamSettings``. Yields a client on ``/v1`` (tenant A) and the root URL."""
+    async with contextlib.AsyncExitStack() as stack:
+        settings = []
+        for name, fake in upstreams.items():
+            url = await stack.enter_async_context(serve(fake.app))
+            fields: dict[str, Any] = {
+                "timeout": 2.0,
+                "retry": FAST_RETRY,
+                "breaker": QUICK_BREAKER,
+                **options.get(name, {}),
+            }
+            settings.append(UpstreamSettings(name, "openai", url + "/v1", name, **fields))
+        app = create_app(make_settings(upstreams=tuple(settings)), store=MemoryStore(1000))
+        root = await stack.enter_async_context(serve(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=root + "/v1", headers=AUTH, timeout=10)
+        )
+        yield client, root
+
+
+def ask(text: str, model: str = "primary", stream: bool = False) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
+
+
+async def metrics(root: str) -> str:
+    async with httpx.AsyncClient() as raw:
+        return (await raw.get(root + "/metrics")).text
+
+
+@pytest.mark.parametrize(("ratio", "least_ok"), [(0.2, 0.8), (0.5, 0.9)])
+async def test_a_30_percent_5xx_rate_is_retried_within_the_budget(
+    ratio: float, least_ok: float
+) -> None:
+    """A 20% budget (the default) rations retries at a 30% failure rate; 50% covers it."""
+    fake = FaultyUpstream(seed=7)
+    fake.mode = "flaky"
+    requests = 100
+    retry = RetryPolicy(base_delay=0.005, max_delay=0.02, budget_ratio=ratio)
+    # The default breaker: a 30% failure rate is no outage, and must not open it.
+    options = {"retry": retry, "breaker": BreakerPolicy()}
+    async with proxied({"primary": fake}, primary=options) as (c, root):
+        statuses = [
+            (await c.post("/chat/completions", json=ask(f"q{i}"))).status_code
+            for i in range(requests)
+        ]
+        text = await metrics(root)
+    ok = statuses.count(200)
+    # The budget: ``ratio`` of the requests plus a reserve of 1/s over a 10 s window.
+    assert fake.total <= requests + ratio * requests + 10
+    assert ok >= least_ok * requests, statuses
+    assert set(statuses) <= {200, 502}
+    assert fake.calls["5xx"] >= 0.2 * requests  # the faults really happened
+    retries = fake.total - requests
+    assert f'vex_llm_upstream_retries_total{{upstream="primary"}} {retries}.0' in text
+    assert 'vex_llm_upstream_breaker_opened_total{upstream="primary"} 0.0' in text
+
+
+async def test_the_budget_keeps_retries_from_multiplying_an_outage() -> None:
+    fake = FaultyUpstream()
+    fake.mode = "down"
+    retry = RetryPolicy(max_attempts=5, base_delay=0.001, max_delay=0.002, budget_ratio=0.1,
+                        budget_min_per_second=0.5)  # fmt: skip
+    async with proxied({"primary": fake}, primary={"retry": retry, "breaker": None}) as (c, r):
+        for i in range(60):
+            assert (await c.post("/chat/completions", json=ask(f"q{i}"))).status_code == 502
+        text = await metrics(r)
+    # Without a budget: 5 calls per request (300). With it: 60 + 10% + a reserve of 5.
+    assert fake.total <= 60 + 6 + 5
+    assert 'vex_llm_upstream_retry_budget_exhausted_total{upstream="primary"}' in text
+
+
+async def test_a_429_burst_is_waited_out_as_its_retry_after_asks() -> None:
+    fake = FaultyUpstream()
+    fake.burst_429(2, "0.2")
+    async with proxied({"primary": fake}) as (c, _):
+        started = time.perf_counter()
+        response = await c.post("/chat/completions", json=ask("hello"))
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "v1: hello"
+    assert fake.calls == {"429": 2, "ok": 1}
+    assert elapsed >= 0.4  # both waits were honoured, not shortened by backoff
+
+
+async def test_a_retry_after_past_the_deadline_is_passed_on_at_once() -> None:
+    fake = FaultyUpstream()
+    fake.burst_429(3, "120")
+    async with proxied({"primary": fake}) as (c, _):
+        started = time.perf_counter()
+        response = await c.post("/chat/completions", json=ask("hello"))
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "60"  # the proxy's retry_after_cap
+    assert fake.calls == {"429": 1}
+    assert elapsed < 1.0
+
+
+async def test_a_hung_upstream_times_out_without_retries_or_falls_back() -> None:
+    hung, backup = FaultyUpstream(), FaultyUpstream(tag="backup")
+    hung.mode = "hung"
+    async with proxied({"primary": hung}, primary={"timeout": 0.3}) as (c, _):
+        started = time.perf_counter()
+        alone = await c.post("/chat/completions", json=ask("hello"))
+        elapsed = time.perf_counter() - started
+        hung.release()  # let the upstream's handler end, so its server stops at once
+    assert alone.status_code == 504
+    assert 0.3 <= elapsed < 1.5
+    assert hung.calls == {"hung": 1}  # timeouts are not retried by default
+    hung = FaultyUpstream()
+    hung.mode = "hung"
+    options = {"timeout": 0.3, "fallbacks": ("backup",)}
+    async with proxied({"primary": hung, "backup": backup}, primary=options) as (c, _):
+        covered = await c.post("/chat/completions", json=ask("hello"))
+        hung.release()
+    assert covered.status_code == 200
+    assert covered.headers["x-vex-upstream"] == "backup"
+    assert covered.json()["choices"][0]["message"]["content"] == "backup: hello"
+
+
+async def test_a_hard_outage_opens_the_breaker_then_a_probe_closes_it() -> None:
+    fake = FaultyUpstream()
+    fake.mode = "down"
+    async with proxied({"primary": fake}, primary={"retry": None}) as (c, root):
+        failures = [await c.post("/chat/completions", json=ask(f"q{i}")) for i in range(4)]
+        assert [r.status_code for r in failures] == [502] * 4
+        opened_at = time.perf_counter()
+        calls = fake.total
+        fast = [await c.post("/chat/completions", json=ask(f"f{i}")) for i in range(5)]
+        assert [r.status_code for r in fast] == [503] * 5
+        assert fake.total == calls  # an open breaker fails fast: no upstream call
+        assert fast[0].headers["retry-after"] == "1"
+        assert fast[0].json()["error"]["code"] == "unavailable"
+        async with httpx.AsyncClient() as raw:
+            ready = await raw.get(root + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["breakers"] == {"primary": "open"}
+        assert 'vex_llm_upstream_breaker_state{state="open",upstream="primary"} 1.0' in (
+            await metrics(root)
+        )
+        fake.mode = "ok"
+        await asyncio.sleep(max(0.0, 0.45 - (time.perf_counter() - opened_at)))
+        probe = await c.post("/chat/completions", json=ask("probe"))
+        assert probe.status_code == 200
+        assert fake.total == calls + 1
+        async with httpx.AsyncClient() as raw:
+            ready = await raw.get(root + "/readyz")
+        assert ready.json()["breakers"] == {"primary": "closed"}
+        text = await metrics(root)
+    assert 'vex_llm_upstream_breaker_opened_total{upstream="primary"} 1.0' in text
+    assert 'vex_llm_upstream_breaker_rejected_total{upstream="primary"} 5.0' in text
+
+
+async def test_fallback_answers_and_is_never_stored_as_the_primarys() -> None:
+    primary, backup = FaultyUpstream(tag="primary"), FaultyUpstream(tag="backup")
+    primary.mode = "down"
+    async with proxied(
+        {"primary": primary, "backup": backup}, primary={"fallbacks": ("backup",)}
+    ) as (c, root):
+        covered = await c.post("/chat/completions", json=ask("hello"))
+        assert covered.status_code == 200
+        assert covered.headers["x-vex-upstream"] == "backup"
+        assert covered.json()["choices"][0]["message"]["content"] == "backup: hello"
+        # Stored as backup's answer: asking backup directly is a hit.
+        direct = await c.post("/chat/completions", json=ask("hello", model="backup"))
+        assert direct.headers["x-vex-cache"] == "hit"
+        assert direct.headers["x-vex-upstream"] == "backup"
+        primary.mode = "ok"
+        again = await c.post("/chat/completions", json=ask("hello"))
+        assert again.headers["x-vex-upstream"] == "primary"
+        assert again.headers["x-vex-cache"] == "miss"
+        assert again.json()["choices"][0]["message"]["content"] == "primary: hello"
+        text = await metrics(root)
+    assert 'vex_llm_fallbacks_total{model="primary",upstream="backup"} 1.0' in text
+
+
+async def test_fallback_with_the_official_openai_client_and_a_stream() -> None:
+    primary, backup = FaultyUpstream(tag="primary"), FaultyUpstream(tag="backup")
+    primary.mode = "down"
+    async with proxied(
+        {"primary": primary, "backup": backup}, primary={"fallbacks": ("backup",)}
+    ) as (_, root):
+        client = openai.AsyncOpenAI(base_url=root + "/v1", api_key=KEY_A, max_retries=0)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        deltas = [e.choices[0].delta.content async for e in raw.parse() if e.choices]
+        await client.close()
+    assert raw.headers["x-vex-upstream"] == "backup"
+    assert "".join(filter(None, deltas)) == "backup: hi"
+
+
+async def test_a_stream_is_retried_before_its_first_chunk_never_after() -> None:
+    fake = FaultyUpstream()
+    fake.burst_429(1, "0.01")
+    async with proxied({"primary": fake}) as (c, _):
+        async with c.stream("POST", "/chat/completions", json=ask("a", stream=True)) as r:
+            body = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+        assert r.status_code == 200
+        assert body[-1] == "data: [DONE]"
+        assert fake.calls == {"429": 1, "ok": 1}
+        fake.cut_after_first = True
+        async with c.stream("POST", "/chat/completions", json=ask("b", stream=True)) as r:
+            body = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+        assert "data: [DONE]" not in body
+        assert "error" in json.loads(body[-1][6:])
+    assert fake.calls == {"429": 1, "ok": 2}  # the cut stream was not tried again
+
+
+@pytest.mark.parametrize("retry", [None, FAST_RETRY])
+async def test_a_4xx_is_never_retried(retry: RetryPolicy | None) -> None:
+    fake = FaultyUpstream()
+    async with proxied({"primary": fake}, primary={"retry": retry}) as (c, _):
+        response = await c.post(
+            "/chat/completions", json={**ask("x"), "temperature": 2.5}
+        )  # refused by the proxy itself: 400, and nothing reaches the upstream
+    assert response.status_code == 400
+    assert fake.total == 0
