@@ -101,14 +101,28 @@ async def read_events(response: httpx.Response, limit: int | None = None) -> lis
 async def test_a_client_leaving_mid_stream_does_not_break_the_shared_stream() -> None:
     upstream = SlowStream([f"piece{i} " for i in range(10)])
     async with proxy(upstream) as base, httpx.AsyncClient(base_url=base, headers=AUTH) as c:
+        # Handshakes, not sleeps: the second client joins while the first is reading, and
+        # the first leaves only once the second has joined (a loaded machine keeps order).
+        first_read, joined = asyncio.Event(), asyncio.Event()
 
         async def leaver() -> list[str]:
+            events: list[str] = []
             async with c.stream("POST", "/chat/completions", json=body()) as response:
-                return await read_events(response, limit=2)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    events.append(line[6:])
+                    if len(events) == 1:
+                        first_read.set()
+                        await joined.wait()
+                    if len(events) == 2:
+                        return events
+            return events
 
         async def stayer() -> tuple[str, list[str]]:
-            await asyncio.sleep(0.08)
+            await first_read.wait()
             async with c.stream("POST", "/chat/completions", json=body()) as response:
+                joined.set()
                 return response.headers["x-vex-cache"], await read_events(response)
 
         left, (outcome, stayed) = await asyncio.gather(leaver(), stayer())
