@@ -27,9 +27,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from vex_llm import __version__
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.base import StoreError
-from vex_llm.cache.stores.url import redact_url
 from vex_llm.errors import LLMError
 from vex_llm.models import CacheControl, LLMRequest
+from vex_llm.redaction import redact_url
 from vex_llm.server.config_file import check_config, load_settings
 from vex_llm.server.settings import UPSTREAM_KINDS, ConfigError, UpstreamSettings, hash_key
 
@@ -319,8 +319,10 @@ async def _ask(
         cache=CacheControl(no_cache=no_cache),
     )
     started = time.perf_counter()
+    store = _open_store(store_url, config)
     try:
-        async with CachedProvider(provider, config, store=_open_store(store_url, config)) as cached:
+        # The cache closes the provider; the store opened here is closed here.
+        async with CachedProvider(provider, config, store=store) as cached:
             if stream:
                 opened = await cached.open_stream(request)
                 try:
@@ -331,11 +333,13 @@ async def _ask(
                 click.echo()
                 outcome, key = opened.outcome, opened.key
             else:
-                result = await cached.lookup(request)
+                result = await cached.complete_result(request)
                 click.echo(result.response.content)
                 outcome, key = result.outcome, result.key
     except LLMError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        await store.aclose()
     elapsed = (time.perf_counter() - started) * 1000
     colour = "green" if outcome in ("hit", "coalesced") else "yellow"
     err.print(f"[{colour}]{outcome}[/] in {elapsed:.1f} ms  (key {key[:16]}…)", highlight=False)

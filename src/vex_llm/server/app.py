@@ -122,9 +122,12 @@ class _Proxy:
             self.metrics.watch_breaker(store.breaker)
 
     async def aclose(self) -> None:
+        # Each cache closes its upstream; the store they share is closed once, here.
         for cached in self.cached.values():
             with contextlib.suppress(Exception):
                 await cached.aclose()
+        with contextlib.suppress(Exception):
+            await self.store.aclose()
 
     # -- chat completions ------------------------------------------------------------------
 
@@ -137,7 +140,7 @@ class _Proxy:
         """The answer from ``model``'s upstream or, failing that, its fallbacks; who answered."""
         chain = self.chains[model]
         result, index = await chain.first_answer(
-            request, lambda cached, r: cached.lookup(self._for_member(cached, r))
+            request, lambda cached, r: cached.complete_result(self._for_member(cached, r))
         )
         return result, self.upstream_of[chain.providers[index]]
 

@@ -379,7 +379,7 @@ class SQLiteStore:
         ).fetchone()
         return row is not None
 
-    # -- the CacheStore / SyncCacheStore / LeaseStore API -------------------------------------
+    # -- the CacheStore / CacheStoreWithSyncOps / LeaseStore API ---------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
         """The live entry for ``key`` (marking it recently used), or None."""
