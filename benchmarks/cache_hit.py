@@ -85,7 +85,7 @@ async def fill(entries: int) -> CachedProvider:
     cached = CachedProvider(UniqueAnswers(), config)
     for i in range(entries):
         await cached.complete(LLMRequest(prompt=f"{i:08d} distinct prompt"))
-    assert cached.size() == entries
+    assert cached.count() == entries
     return cached
 
 
@@ -107,7 +107,7 @@ async def memory_per_entry() -> tuple[float, float]:
     gc.collect()
     py_bytes = (tracemalloc.get_traced_memory()[0] - before_py) / ENTRIES
     tracemalloc.stop()
-    assert kept.size() == ENTRIES
+    assert kept.count() == ENTRIES
     return py_bytes, rss
 
 

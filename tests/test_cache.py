@@ -59,7 +59,7 @@ async def test_hit_does_not_call_upstream_and_saves_tokens(
 async def test_tenants_never_share_an_entry(mock: MockProvider) -> None:
     cached = CachedProvider.wrap(mock)
     await cached.complete(LLMRequest(prompt="same", tenant_id="a"))
-    result = await cached.lookup(LLMRequest(prompt="same", tenant_id="b"))
+    result = await cached.complete_result(LLMRequest(prompt="same", tenant_id="b"))
     assert result.outcome == "miss"
     assert mock.calls == 2
 
@@ -67,9 +67,9 @@ async def test_tenants_never_share_an_entry(mock: MockProvider) -> None:
 async def test_lookup_reports_outcome_key_and_age(clock: ManualClock) -> None:
     cached = CachedProvider(MockProvider.constant("x"), clock=clock)
     request = LLMRequest(prompt="p")
-    miss = await cached.lookup(request)
+    miss = await cached.complete_result(request)
     clock.advance(12.5)
-    hit = await cached.lookup(request)
+    hit = await cached.complete_result(request)
     assert (miss.outcome, hit.outcome) == ("miss", "hit")
     assert miss.key == hit.key == cached.key_for(request)
     assert hit.age == 12.5
@@ -81,7 +81,7 @@ async def test_errors_are_never_cached() -> None:
     cached = CachedProvider.wrap(mock)
     with pytest.raises(ServerError):
         await cached.complete(LLMRequest(prompt="p"))
-    assert cached.size() == 0
+    assert cached.count() == 0
     assert (await cached.complete(LLMRequest(prompt="p"))).content == "ok"
     assert mock.calls == 2
     assert cached.stats().errors == 1
@@ -89,14 +89,14 @@ async def test_errors_are_never_cached() -> None:
 
 async def test_no_store_answers_but_stores_nothing(cached: CachedProvider) -> None:
     await cached.complete(LLMRequest(prompt="p", cache=CacheControl(no_store=True)))
-    assert cached.size() == 0
+    assert cached.count() == 0
 
 
 async def test_no_cache_skips_the_read_and_refreshes_the_entry() -> None:
     mock = MockProvider(responses=["old", "new"])
     cached = CachedProvider.wrap(mock)
     await cached.complete(LLMRequest(prompt="p"))
-    fresh = await cached.lookup(LLMRequest(prompt="p", cache=CacheControl(no_cache=True)))
+    fresh = await cached.complete_result(LLMRequest(prompt="p", cache=CacheControl(no_cache=True)))
     assert (fresh.outcome, fresh.response.content) == ("bypass", "new")
     assert (await cached.complete(LLMRequest(prompt="p"))).content == "new"
     assert cached.stats().bypasses == 1
@@ -128,9 +128,9 @@ async def test_ttl_expires_entries_with_real_time() -> None:
     cached = CachedProvider(mock, LLMCacheConfig(ttl=0.15, tti=None))
     request = LLMRequest(prompt="p")
     await cached.complete(request)
-    assert cached.size() == 1
+    assert cached.count() == 1
     await asyncio.sleep(0.25)
-    assert cached.size() == 0
+    assert cached.count() == 0
     assert not (await cached.complete(request)).cached
     assert mock.calls == 2
     assert cached.stats().evictions["expired"] >= 1
@@ -144,7 +144,7 @@ async def test_tti_expires_idle_entries_but_not_used_ones() -> None:
     for _ in range(4):
         await asyncio.sleep(0.1)
         assert (await cached.complete(used)).cached
-    assert cached.size() == 1
+    assert cached.count() == 1
     assert not (await cached.complete(idle)).cached
 
 
@@ -155,10 +155,10 @@ async def test_request_ttl_only_shortens() -> None:
     await cached.complete(longer)
     await cached.complete(shorter)
     await asyncio.sleep(0.1)
-    assert cached.size() == 1  # the short one is gone
+    assert cached.count() == 1  # the short one is gone
     assert cached.stats().evictions == {"size": 0, "expired": 1, "explicit": 0}
     await asyncio.sleep(0.2)
-    assert cached.size() == 0  # the configured ttl still bounds the long request
+    assert cached.count() == 0  # the configured ttl still bounds the long request
     assert cached.stats().evictions["expired"] == 2
 
 
@@ -174,11 +174,11 @@ async def test_max_entries_bounds_size_exactly_and_keeps_the_newest() -> None:
     cached = CachedProvider(MockProvider.constant("x"), LLMCacheConfig(max_entries=3))
     for i in range(5):
         await cached.complete(LLMRequest(prompt=f"p{i}"))
-    assert cached.size() == 3
+    assert cached.count() == 3
     stats = cached.stats()
     assert stats.entries == 3
     assert stats.evictions["size"] == 2
-    assert (await cached.lookup(LLMRequest(prompt="p4"))).outcome == "hit"
+    assert (await cached.complete_result(LLMRequest(prompt="p4"))).outcome == "hit"
 
 
 async def test_max_bytes_bounds_total_bytes() -> None:
@@ -196,7 +196,7 @@ async def test_entry_larger_than_the_whole_cache_is_not_stored() -> None:
     config = LLMCacheConfig(max_entries=10, max_bytes=100)
     cached = CachedProvider(MockProvider.constant("z" * 500), config)
     await cached.complete(LLMRequest(prompt="p"))
-    assert cached.size() == 0
+    assert cached.count() == 0
     assert cached.stats().bytes == 0
 
 
@@ -204,13 +204,13 @@ async def test_clear_empties_and_keeps_counters(cached: CachedProvider) -> None:
     await cached.complete(LLMRequest(prompt="a"))
     await cached.complete(LLMRequest(prompt="b"))
     cached.clear()
-    assert cached.size() == 0
+    assert cached.count() == 0
     stats = cached.stats()
     assert stats.misses == 2
     assert stats.bytes == 0
     assert stats.evictions["explicit"] == 2
     await cached.aclear()
-    assert await cached.asize() == 0
+    assert await cached.acount() == 0
     assert (await cached.astats()).entries == 0
 
 
@@ -302,4 +302,4 @@ async def test_a_non_request_is_a_type_error(cached: CachedProvider, bad: object
     with pytest.raises(TypeError, match="must be an LLMRequest"):
         await cached.complete(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be an LLMRequest"):
-        await cached.lookup(bad)  # type: ignore[arg-type]
+        await cached.complete_result(bad)  # type: ignore[arg-type]

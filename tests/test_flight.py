@@ -1,4 +1,4 @@
-"""Single-flight: identical concurrent misses call upstream once; errors and cancellation."""
+"""The in-flight unit: identical concurrent misses call upstream once; errors and cancellation."""
 
 from __future__ import annotations
 
@@ -6,14 +6,24 @@ import asyncio
 
 import pytest
 
-from vex_llm import CacheControl, CachedProvider, LLMRequest, MockProvider, ServerError
-from vex_llm.cache.flight import SingleFlight
+from vex_llm import (
+    CacheControl,
+    CachedProvider,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    MockProvider,
+    ServerError,
+)
+from vex_llm.cache.flight import Flight, Flights
 
 
 async def test_many_concurrent_identical_misses_call_upstream_once() -> None:
     mock = MockProvider.constant("x", latency=0.05)
     cached = CachedProvider.wrap(mock)
-    results = await asyncio.gather(*(cached.lookup(LLMRequest(prompt="p")) for _ in range(150)))
+    results = await asyncio.gather(
+        *(cached.complete_result(LLMRequest(prompt="p")) for _ in range(150))
+    )
     assert mock.calls == 1
     outcomes = [r.outcome for r in results]
     assert outcomes.count("miss") == 1
@@ -21,7 +31,7 @@ async def test_many_concurrent_identical_misses_call_upstream_once() -> None:
     assert {r.response.content for r in results} == {"x"}
     stats = cached.stats()
     assert (stats.misses, stats.coalesced, stats.hits) == (1, 149, 0)
-    assert (await cached.lookup(LLMRequest(prompt="p"))).outcome == "hit"
+    assert (await cached.complete_result(LLMRequest(prompt="p"))).outcome == "hit"
 
 
 async def test_failing_leader_fails_every_waiter_and_nothing_is_stored() -> None:
@@ -32,7 +42,7 @@ async def test_failing_leader_fails_every_waiter_and_nothing_is_stored() -> None
     )
     assert all(isinstance(r, ServerError) for r in results)
     assert mock.calls == 1
-    assert cached.size() == 0
+    assert cached.count() == 0
     assert cached.stats().errors == 1
     assert (await cached.complete(LLMRequest(prompt="p"))).content == "ok"
     assert mock.calls == 2
@@ -50,34 +60,46 @@ async def test_cancelled_caller_does_not_cancel_the_others() -> None:
         await leader
     assert (await follower).content == "x"
     assert mock.calls == 1
-    assert cached.size() == 1
+    assert cached.count() == 1
 
 
-async def test_when_every_caller_cancels_the_upstream_call_is_cancelled() -> None:
+async def test_when_every_member_leaves_the_call_is_cancelled() -> None:
     started, finished = asyncio.Event(), asyncio.Event()
 
-    async def slow() -> str:
+    async def slow(flight: Flight) -> None:
         started.set()
-        await asyncio.sleep(10)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            flight.end(LLMError("cancelled"))
+            raise
         finished.set()
-        return "never"
 
-    flight: SingleFlight[str] = SingleFlight()
-    callers = [asyncio.create_task(flight.run("k", slow)) for _ in range(3)]
+    flights = Flights()
+    flight = flights.start("k", slow, shared=True)
+    for _ in range(3):
+        flight.join()
     await started.wait()
-    for caller in callers:
-        caller.cancel()
-    await asyncio.gather(*callers, return_exceptions=True)
+    for _ in range(3):
+        flight.leave()
     await asyncio.sleep(0)
-    assert len(flight) == 0
+    assert flights.get("k") is None  # nobody joins a flight being cancelled
+    assert len(flights) == 0
     assert not finished.is_set()
-    # A newcomer starts a fresh call rather than joining the cancelled one.
-    result, joined = await flight.run("k", _value)
-    assert (result, joined) == ("fresh", False)
+    with pytest.raises(LLMError):
+        await flight.result()
 
 
-async def _value() -> str:
-    return "fresh"
+async def test_a_finished_flight_is_not_joined() -> None:
+    async def answer(flight: Flight) -> None:
+        flight.answered(LLMResponse("x", "m"))
+        flight.end()
+
+    flights = Flights()
+    flight = flights.start("k", answer, shared=True)
+    assert flights.get("k") is flight
+    assert (await flight.result()).content == "x"
+    assert flights.get("k") is None
 
 
 async def test_no_cache_requests_do_not_join() -> None:
@@ -85,7 +107,9 @@ async def test_no_cache_requests_do_not_join() -> None:
     cached = CachedProvider.wrap(mock)
     fresh = LLMRequest(prompt="p", cache=CacheControl(no_cache=True))
     results = await asyncio.gather(
-        cached.lookup(LLMRequest(prompt="p")), cached.lookup(fresh), cached.lookup(fresh)
+        cached.complete_result(LLMRequest(prompt="p")),
+        cached.complete_result(fresh),
+        cached.complete_result(fresh),
     )
     assert mock.calls == 3
     assert [r.outcome for r in results] == ["miss", "bypass", "bypass"]

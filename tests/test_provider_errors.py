@@ -156,7 +156,7 @@ async def test_the_key_never_reaches_a_cache_entry(kind: str) -> None:
         return httpx.Response(200, json=docs[kind])
 
     cached = CachedProvider.wrap(provider_with(kind, ok))
-    result = await cached.lookup(LLMRequest(prompt="hi"))
+    result = await cached.complete_result(LLMRequest(prompt="hi"))
     entry = await cached.store.get(result.key)
     assert entry is not None
     assert KEY.encode() not in encode_entry(entry)

@@ -154,7 +154,7 @@ async def test_a_failure_mid_stream_reaches_everyone_and_is_not_stored(
         assert (await anext(stream)).delta == "partial"
         with pytest.raises(ServerError, match="upstream died"):
             await anext(stream)
-    assert cache.size() == 0
+    assert cache.count() == 0
     assert cache.stats().errors == 1
     again = await cache.open_stream(REQUEST)
     assert again.outcome == "miss"
@@ -170,7 +170,7 @@ async def test_a_stream_without_a_final_chunk_is_invalid_and_not_stored(
     gated.send(Chunk("cut"), None)
     with pytest.raises(InvalidResponse, match="final chunk"):
         await drain(stream)
-    assert cache.size() == 0
+    assert cache.count() == 0
 
 
 async def test_one_subscriber_cancelling_does_not_break_the_others(
@@ -189,7 +189,7 @@ async def test_one_subscriber_cancelling_does_not_break_the_others(
     assert await stayer == [Chunk("a"), Chunk("b"), FINAL]
     assert quitter.cancelled()
     assert gated.cancelled == 0
-    assert cache.size() == 1
+    assert cache.count() == 1
 
 
 async def test_when_everyone_leaves_the_upstream_is_cancelled(
@@ -205,7 +205,7 @@ async def test_when_everyone_leaves_the_upstream_is_cancelled(
     await second.aclose()
     await settle()
     assert gated.cancelled == 1
-    assert cache.size() == 0
+    assert cache.count() == 0
     fresh = await cache.open_stream(REQUEST)
     assert fresh.outcome == "miss"  # nobody attaches to a cancelled stream
     await settle()
@@ -222,7 +222,7 @@ async def test_leaving_the_stream_generator_early_cancels_the_upstream(
             break
     await settle()
     assert gated.cancelled == 1
-    assert cache.size() == 0
+    assert cache.count() == 0
 
 
 async def test_no_cache_gets_its_own_upstream_and_refreshes_the_entry(
@@ -248,7 +248,7 @@ async def test_no_store_streams_are_not_stored(cache: CachedProvider, gated: Gat
     stream = await cache.open_stream(request)
     gated.send(Chunk("x"), FINAL)
     assert await drain(stream) == [Chunk("x"), FINAL]
-    assert cache.size() == 0
+    assert cache.count() == 0
 
 
 async def test_decisions_and_bad_input_fail_before_the_stream_starts(

@@ -92,8 +92,8 @@ async def test_a_successful_answer_echoing_the_key_is_scrubbed_before_the_cache(
 
     store = MemoryStore(100)
     cached = CachedProvider(provider(handler), LLMCacheConfig.default(), store=store)
-    first = await cached.lookup(LLMRequest.simple("hi"))
-    second = await cached.lookup(LLMRequest.simple("hi"))
+    first = await cached.complete_result(LLMRequest.simple("hi"))
+    second = await cached.complete_result(LLMRequest.simple("hi"))
     assert (first.outcome, second.outcome) == ("miss", "hit")
     for result in (first, second):
         assert KEY not in repr(result.response)

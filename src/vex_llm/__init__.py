@@ -15,6 +15,7 @@ from vex_llm.cache import (
     CacheResult,
     CacheStats,
     CacheStore,
+    CacheStoreWithSyncOps,
     LeasePolicy,
     LeaseStore,
     LLMCacheConfig,
@@ -22,7 +23,6 @@ from vex_llm.cache import (
     RedisStore,
     SQLiteStore,
     StoreError,
-    SyncCacheStore,
     cache_key,
     open_store,
 )
@@ -50,7 +50,7 @@ from vex_llm.models import (
     Message,
     Usage,
 )
-from vex_llm.provider import LLMProvider
+from vex_llm.provider import LLMProvider, WrapperProvider
 from vex_llm.providers import (
     AnthropicProvider,
     MockProvider,
@@ -73,6 +73,7 @@ __all__ = [
     "CacheResult",
     "CacheStats",
     "CacheStore",
+    "CacheStoreWithSyncOps",
     "CachedProvider",
     "CachedStream",
     "Chunk",
@@ -99,10 +100,19 @@ __all__ = [
     "SQLiteStore",
     "ServerError",
     "StoreError",
-    "SyncCacheStore",
     "Timeout",
     "Usage",
+    "WrapperProvider",
     "__version__",
     "cache_key",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated names, resolved (with a DeprecationWarning) where they are defined.
+    if name == "SyncCacheStore":
+        from vex_llm.cache.stores import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

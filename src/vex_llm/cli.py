@@ -26,9 +26,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from vex_llm import __version__
 from vex_llm.cache.config import LLMCacheConfig
-from vex_llm.cache.stores.url import redact_url
+from vex_llm.cache.stores.base import StoreError
 from vex_llm.errors import LLMError
 from vex_llm.models import CacheControl, LLMRequest
+from vex_llm.redaction import redact_url
 from vex_llm.server.config_file import check_config, load_settings
 from vex_llm.server.settings import UPSTREAM_KINDS, ConfigError, UpstreamSettings, hash_key
 
@@ -86,6 +87,15 @@ def _open_store(url: str, config: LLMCacheConfig) -> Any:
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from None
+    except StoreError as exc:  # a bad SQLite file: the message says which and what to do
+        raise click.ClickException(str(exc)) from None
+
+
+def _move_bad_file(url: str) -> str:
+    """``url`` with ``bad_file=move_aside`` when it names a SQLite store."""
+    if not url.startswith("sqlite:") or "bad_file=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "bad_file=move_aside"
 
 
 def _upstream_provider(
@@ -127,6 +137,12 @@ def demo() -> None:
 @click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="[default: 8080]")
 @_upstream_options
+@click.option(
+    "--move-bad-cache",
+    is_flag=True,
+    help="A corrupt SQLite cache file is renamed *.bad-TIME and the cache starts empty "
+    "[default: refuse to start, saying what is wrong].",
+)
 def serve(
     config: Path | None,
     host: str | None,
@@ -136,6 +152,7 @@ def serve(
     upstream_key_env: str | None,
     model: str | None,
     store: str | None,
+    move_bad_cache: bool,
 ) -> None:
     """Run the OpenAI-compatible caching proxy.
 
@@ -147,7 +164,12 @@ def serve(
         raise click.UsageError("use --config or --upstream, not both")
     from vex_llm.server.run import run_server
 
-    run_server(_serve(config, host, port, upstream, upstream_kind, upstream_key_env, model, store))
+    run_server(
+        _serve(
+            config, host, port, upstream, upstream_kind, upstream_key_env, model, store,
+            move_bad_cache,
+        )
+    )  # fmt: skip
 
 
 async def _serve(
@@ -159,6 +181,7 @@ async def _serve(
     key_env: str | None,
     model: str | None,
     store: str | None,
+    move_bad_cache: bool = False,
 ) -> None:
     from vex_llm.server.app import create_app
     from vex_llm.server.run import OPEN_TENANT, ShutdownSignals, quick_settings, serve_app
@@ -194,7 +217,14 @@ async def _serve(
         for problem in exc.problems:
             err.print(f"[red]config:[/] {problem}", markup=True, highlight=False)
         raise click.ClickException("invalid configuration") from None
-    app = create_app(settings, providers=providers)
+    if move_bad_cache:
+        settings = dataclasses.replace(settings, store_url=_move_bad_file(settings.store_url))
+    try:
+        app = create_app(settings, providers=providers)
+    except StoreError as exc:  # a bad SQLite file: one line saying which and what to do
+        hint = "" if move_bad_cache else " (vex-llm serve --move-bad-cache does that)"
+        movable = "bad_file=move_aside" in str(exc)
+        raise click.ClickException(str(exc) + (hint if movable else "")) from None
     signals = ShutdownSignals()
     signals.install()
     try:
@@ -289,8 +319,10 @@ async def _ask(
         cache=CacheControl(no_cache=no_cache),
     )
     started = time.perf_counter()
+    store = _open_store(store_url, config)
     try:
-        async with CachedProvider(provider, config, store=_open_store(store_url, config)) as cached:
+        # The cache closes the provider; the store opened here is closed here.
+        async with CachedProvider(provider, config, store=store) as cached:
             if stream:
                 opened = await cached.open_stream(request)
                 try:
@@ -301,11 +333,13 @@ async def _ask(
                 click.echo()
                 outcome, key = opened.outcome, opened.key
             else:
-                result = await cached.lookup(request)
+                result = await cached.complete_result(request)
                 click.echo(result.response.content)
                 outcome, key = result.outcome, result.key
     except LLMError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        await store.aclose()
     elapsed = (time.perf_counter() - started) * 1000
     colour = "green" if outcome in ("hit", "coalesced") else "yellow"
     err.print(f"[{colour}]{outcome}[/] in {elapsed:.1f} ms  (key {key[:16]}…)", highlight=False)

@@ -21,7 +21,7 @@ async def run_demo(latency: float = 0.2) -> str:
         request = LLMRequest.simple("Please summarize the design of a response cache.")
         for label in ("first call ", "second call"):
             started = time.perf_counter()
-            result = await cached.lookup(request)
+            result = await cached.complete_result(request)
             elapsed = (time.perf_counter() - started) * 1000
             lines.append(
                 f"{label}: {result.outcome:<9} {elapsed:8.3f} ms  "
@@ -30,7 +30,7 @@ async def run_demo(latency: float = 0.2) -> str:
 
         fresh = LLMRequest.simple("Explore fifty identical questions at once.")
         started = time.perf_counter()
-        results = await asyncio.gather(*(cached.lookup(fresh) for _ in range(50)))
+        results = await asyncio.gather(*(cached.complete_result(fresh) for _ in range(50)))
         elapsed = (time.perf_counter() - started) * 1000
         outcomes = {o: sum(r.outcome == o for r in results) for o in ("miss", "coalesced")}
         lines.append(

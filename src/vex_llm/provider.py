@@ -2,7 +2,9 @@
 
 A subclass implements ``name()``, ``is_available()`` and ``complete()``; ``stream()`` (one
 chunk from ``complete``), ``ask()``, ``aclose()`` and ``async with`` come from this base.
-Wrappers such as the cache implement the same contract, so they stack.
+Wrappers such as the cache implement the same contract, so they stack; ``WrapperProvider`` is
+their base, and keeps one rule: the size limits live on the innermost provider, which checks
+them before its I/O, and a wrapper reads and sets them there, so the whole stack agrees.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Self
 
 from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
 
-__all__ = ["LLMProvider"]
+__all__ = ["LLMProvider", "WrapperProvider"]
 
 
 class LLMProvider(abc.ABC):
@@ -73,3 +75,42 @@ class LLMProvider(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class WrapperProvider(LLMProvider):
+    """Base of providers that wrap another one (``inner``): a cache, a retry layer, ...
+
+    ``limits`` is the wrapped provider's, read and written through: setting a wrapper's
+    limits sets them on the provider that enforces them, however deep the stack, so a
+    request the outer layer accepts is never refused by an inner one (or the reverse).
+    ``is_available``, ``cache_identity`` and ``aclose`` go to the wrapped provider too; a
+    subclass overrides what it adds to.
+    """
+
+    def __init__(self, provider: LLMProvider) -> None:
+        if not isinstance(provider, LLMProvider):
+            raise TypeError(f"provider must be an LLMProvider, not {type(provider).__name__}")
+        self.inner = provider
+
+    @property
+    def limits(self) -> InputLimits:
+        """The wrapped provider's size limits (setting them sets the wrapped provider's)."""
+        return self.inner.limits
+
+    @limits.setter
+    def limits(self, value: InputLimits) -> None:
+        if not isinstance(value, InputLimits):
+            raise TypeError(f"limits must be an InputLimits, not {type(value).__name__}")
+        self.inner.limits = value
+
+    async def is_available(self) -> bool:
+        """Whether the wrapped provider is available."""
+        return await self.inner.is_available()
+
+    def cache_identity(self) -> tuple[str, ...]:
+        """The wrapped provider's identity: a wrapper changes no answer."""
+        return self.inner.cache_identity()
+
+    async def aclose(self) -> None:
+        """Close the wrapped provider."""
+        await self.inner.aclose()

@@ -317,10 +317,10 @@ async def test_a_fallback_answer_is_never_cached_as_the_primarys() -> None:
     chain = FallbackProvider([cache_a, cache_b])
     assert (await chain.complete(REQUEST)).content == "from b"  # a failed: b answered
     # b's answer is b's: asking b again is a hit...
-    assert (await cache_b.lookup(REQUEST)).outcome == "hit"
+    assert (await cache_b.complete_result(REQUEST)).outcome == "hit"
     # ...while a (recovered) is asked afresh and its own answer is kept as a's.
     assert (await chain.complete(REQUEST)).content == "from a"
-    assert (await cache_a.lookup(REQUEST)).response.content == "from a"
+    assert (await cache_a.complete_result(REQUEST)).response.content == "from a"
     assert primary.calls == 2
     # A cache around the whole chain keys by every member: never by a's identity alone.
     around = CachedProvider(FallbackProvider([primary, secondary]), config, store=store)
@@ -338,7 +338,7 @@ async def test_wrappers_stack_with_the_cache_in_any_order_and_keep_its_identity(
     assert stacked.key_for(REQUEST) == plain.key_for(REQUEST)
     assert stacked.name() == "cached(retrying(breaker(a)))"
     assert (await stacked.complete(REQUEST)).content == "ok"
-    assert (await stacked.lookup(REQUEST)).outcome == "hit"
+    assert (await stacked.complete_result(REQUEST)).outcome == "hit"
     inside = RetryingProvider(CachedProvider(base), clock=clock, sleep=clock.sleep)
     no_cache = LLMRequest(prompt="hi", cache=CacheControl(no_cache=True))
     assert (await inside.complete(no_cache)).content == "ok"

@@ -153,7 +153,7 @@ async def test_models_health_ready_and_metrics() -> None:
             assert (await raw.get("/healthz")).json() == {"status": "ok"}
             ready = await raw.get("/readyz")
             metrics = (await raw.get("/metrics")).text
-            stats = (await raw.get("/v1/cache/stats", headers=_bearer(KEY_A))).json()
+            stats = (await raw.get("/v1/cache/stats", headers=_bearer(ADMIN_KEY))).json()
     assert ready.status_code == 200
     assert ready.json()["upstreams"] == {MODEL: True}
     assert (

@@ -63,7 +63,7 @@ async def test_stats_and_clear_answer_503_while_the_store_fails() -> None:
     store = BrokenStore()
     app = create_app(settings, providers={"test-model": MockProvider.constant("x")}, store=store)
     async with serve(app) as root, httpx.AsyncClient(base_url=root) as raw:
-        stats = await raw.get("/v1/cache/stats", headers=_bearer(KEY_A))
+        stats = await raw.get("/v1/cache/stats", headers=_bearer(ADMIN_KEY))
         cleared = await raw.delete("/v1/cache", headers=_bearer(ADMIN_KEY))
         chat = await raw.post(
             "/v1/chat/completions",
@@ -71,7 +71,7 @@ async def test_stats_and_clear_answer_503_while_the_store_fails() -> None:
             json={"model": "test-model", "messages": [{"role": "user", "content": "hi"}]},
         )
         store.broken = False
-        healthy = await raw.get("/v1/cache/stats", headers=_bearer(KEY_A))
+        healthy = await raw.get("/v1/cache/stats", headers=_bearer(ADMIN_KEY))
     for answer in (stats, cleared):
         assert answer.status_code == 503
         error = answer.json()["error"]
@@ -138,7 +138,7 @@ async def test_a_hung_redis_costs_requests_almost_nothing_once_the_circuit_opens
 
         started = time.perf_counter()
         ready = await raw.get("/readyz")
-        stats = await raw.get("/v1/cache/stats", headers=_bearer(KEY_A))
+        stats = await raw.get("/v1/cache/stats", headers=_bearer(ADMIN_KEY))
         metrics = (await raw.get("/metrics")).text
         assert time.perf_counter() - started < 0.5
         assert ready.status_code == 503

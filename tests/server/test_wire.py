@@ -29,7 +29,7 @@ from vex_llm.server.encode import (
     usage_chunk_json,
 )
 from vex_llm.server.failures import failure_for, retry_after_header
-from vex_llm.server.wire import WireError, cache_control, parse_chat_request
+from vex_llm.server.wire import WireError, parse_chat_request
 
 
 def parse(doc: dict[str, object], **options: object) -> object:
@@ -91,30 +91,6 @@ def test_out_of_range_values_name_their_param() -> None:
                "presence_penalty": 3})  # fmt: skip
     assert caught.value.param == "presence_penalty"
     assert caught.value.status == 400
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        (None, CacheControl()),
-        ("no-cache", CacheControl(no_cache=True)),
-        ("No-Store", CacheControl(no_store=True)),
-        ("max-age=60", CacheControl(ttl=60)),
-        ("max-age=0", CacheControl(no_cache=True)),
-        ('max-age="30", no-store', CacheControl(ttl=30, no_store=True)),
-        ("only-if-cached", CacheControl(only_if_cached=True)),
-        ("private, stale-while-revalidate=5", CacheControl()),
-    ],
-)
-def test_cache_control_header(header: str | None, expected: CacheControl) -> None:
-    assert cache_control(header) == expected
-
-
-@pytest.mark.parametrize("header", ["max-age=-1", "max-age=1.5", "only-if-cached, no-cache"])
-def test_bad_cache_control_is_a_400(header: str) -> None:
-    with pytest.raises(WireError) as caught:
-        cache_control(header)
-    assert caught.value.param == "Cache-Control"
 
 
 def test_completion_json_matches_openai_shape() -> None:

@@ -149,7 +149,7 @@ async def test_a_hung_store_costs_requests_nothing_once_open(
         await asyncio.sleep(0.01)
     assert store.breaker.state == "closed"
     await cached.complete(LLMRequest(prompt="after"))
-    assert (await cached.lookup(LLMRequest(prompt="after"))).outcome == "hit"
+    assert (await cached.complete_result(LLMRequest(prompt="after"))).outcome == "hit"
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 2  # the cache's "store failed" and the breaker's "skipping it"
     assert "answers again" in caplog.text

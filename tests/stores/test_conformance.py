@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from vex_llm.cache.entry import CacheEntry, encode_entry
-from vex_llm.cache.stores import SyncCacheStore
+from vex_llm.cache.stores import CacheStoreWithSyncOps
 from vex_llm.models import Chunk, LLMResponse, Usage
 
 from .conftest import StoreFactory
@@ -69,7 +69,7 @@ async def test_clear_and_counts(make_store: StoreFactory) -> None:
 async def test_sync_counts_match_async_ones(make_store: StoreFactory) -> None:
     store = await make_store()
     await store.set("a", entry("x"), None, None)
-    if isinstance(store, SyncCacheStore):
+    if isinstance(store, CacheStoreWithSyncOps):
         assert store.count_now() == await store.count() == 1
         assert store.bytes_now() == await store.total_bytes()
         store.clear_now()

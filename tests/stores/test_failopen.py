@@ -60,7 +60,7 @@ async def test_store_failures_go_upstream_and_log_once_per_incident(
 
     store.failure = None  # recovered: caching resumes, and the recovery is noted
     await cached.complete(request)
-    assert (await cached.lookup(request)).outcome == "hit"
+    assert (await cached.complete_result(request)).outcome == "hit"
     assert "recovered" in caplog.text
     store.failure = failure  # a new incident gets a new line
     await cached.complete(request)
@@ -126,12 +126,12 @@ async def test_redis_stopped_mid_run_then_restarted(
     store = RedisStore(f"redis://:{PASSWORD}@127.0.0.1:{own_redis.port}/0")
     cached = CachedProvider(mock, LLMCacheConfig(), store=store)
     request = LLMRequest(prompt="p")
-    assert (await cached.lookup(request)).outcome == "miss"
-    assert (await cached.lookup(request)).outcome == "hit"
+    assert (await cached.complete_result(request)).outcome == "miss"
+    assert (await cached.complete_result(request)).outcome == "hit"
 
     own_redis.stop()
     for _ in range(5):
-        result = await cached.lookup(request)  # every request still succeeds
+        result = await cached.complete_result(request)  # every request still succeeds
         assert result.response.content == "answer"
         assert result.outcome == "miss"
     assert mock.calls == 6
@@ -140,8 +140,8 @@ async def test_redis_stopped_mid_run_then_restarted(
         await cached.astats()
 
     own_redis.start()  # same port, empty (no persistence)
-    assert (await cached.lookup(request)).outcome == "miss"
-    assert (await cached.lookup(request)).outcome == "hit"
+    assert (await cached.complete_result(request)).outcome == "miss"
+    assert (await cached.complete_result(request)).outcome == "hit"
     stats = await cached.astats()
     # Each request during the outage: a failed read, lease and write (one per operation).
     assert stats.store_errors == 15
@@ -149,3 +149,4 @@ async def test_redis_stopped_mid_run_then_restarted(
     assert "recovered" in caplog.text
     assert PASSWORD not in caplog.text
     await cached.aclose()
+    await store.aclose()  # a store passed in is the caller's to close

@@ -24,7 +24,6 @@ from vex_llm.cache.lease import (
     waited_too_long,
 )
 from vex_llm.cache.stores import StoreError
-from vex_llm.models import LLMResponse
 
 from .test_conformance import entry
 
@@ -86,16 +85,16 @@ class Harness:
     async def read(self, key: str) -> CacheEntry | None:
         return self.value
 
-    async def fetch(self) -> LLMResponse:
+    async def fetch(self) -> None:
         self.fetches += 1
-        return LLMResponse("fresh", "m")
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
         self.on_sleep()
 
-    async def run(self, policy: LeasePolicy | None = None) -> tuple[LLMResponse, bool]:
-        return await fetch_with_lease(
+    async def run(self, policy: LeasePolicy | None = None) -> str:
+        """What answered: ``fetched`` (this process) or the other process's stored content."""
+        entry = await fetch_with_lease(
             self.store,  # type: ignore[arg-type]
             "k",
             "me",
@@ -106,11 +105,12 @@ class Harness:
             clock=lambda: self.now,
             sleep=self.sleep,
         )
+        return "fetched" if entry is None else entry.response.content
 
 
 async def test_free_key_is_fetched_under_the_lease_and_released() -> None:
     h = Harness(FakeLeases())
-    assert await h.run() == (LLMResponse("fresh", "m"), False)
+    assert await h.run() == "fetched"
     assert h.fetches == 1
     assert h.store.log == ["acquire me", "release me"]
     assert h.store.holder is None
@@ -128,16 +128,14 @@ async def test_waiter_gets_the_holders_value() -> None:
             h.store.holder = None
 
     h.on_sleep = other_finishes
-    response, shared = await h.run()
-    assert (response.content, shared) == ("from the other process", True)
+    assert await h.run() == "from the other process"
     assert h.fetches == 0
 
 
 async def test_holder_that_fails_hands_over() -> None:
     h = Harness(FakeLeases(held_by_other=True))
     h.on_sleep = lambda: setattr(h.store, "holder", None)  # gone, and stored nothing
-    response, shared = await h.run()
-    assert (response.content, shared) == ("fresh", False)
+    assert await h.run() == "fetched"
     assert h.fetches == 1
     assert h.store.log[-2:] == ["acquire me", "release me"]
 
@@ -152,22 +150,20 @@ async def test_value_stored_just_before_we_took_the_lease_is_used() -> None:
         return entry("already there")
 
     h.read = read  # type: ignore[method-assign]
-    response, shared = await h.run()
-    assert (response.content, shared, h.fetches) == ("already there", True, 0)
+    assert (await h.run(), h.fetches) == ("already there", 0)
     assert h.store.holder is None
 
 
 async def test_waiting_is_bounded() -> None:
     h = Harness(FakeLeases(held_by_other=True))  # the holder never finishes
-    response, shared = await h.run(LeasePolicy(max_wait=2.0, max_poll=0.2))
-    assert (response.content, shared, h.fetches) == ("fresh", False, 1)
+    assert await h.run(LeasePolicy(max_wait=2.0, max_poll=0.2)) == "fetched"
+    assert h.fetches == 1
     assert 2.0 <= h.now < 2.3
 
 
 async def test_store_failure_fails_open() -> None:
     h = Harness(FakeLeases(fail=True))
-    _, shared = await h.run()
-    assert (shared, h.fetches) == (False, 1)
+    assert (await h.run(), h.fetches) == ("fetched", 1)
     assert [type(e) for e in h.errors] == [StoreError]
 
 
@@ -179,7 +175,7 @@ async def test_two_caches_on_one_file_share_one_call(tmp_path: Path) -> None:
         for m in mocks
     ]
     request = LLMRequest(prompt="same")
-    results = await asyncio.gather(*(c.lookup(request) for c in caches for _ in range(5)))
+    results = await asyncio.gather(*(c.complete_result(request) for c in caches for _ in range(5)))
     assert sum(m.calls for m in mocks) == 1
     assert sorted(r.outcome for r in results) == ["coalesced"] * 9 + ["miss"]
     stats = [await c.astats() for c in caches]
@@ -187,6 +183,7 @@ async def test_two_caches_on_one_file_share_one_call(tmp_path: Path) -> None:
     assert sum(s.tokens_saved for s in stats) == 9 * results[0].response.usage.total_tokens
     for c in caches:
         await c.aclose()
+        await c.store.aclose()  # a store passed in is the caller's to close
 
 
 async def test_lease_renewal_keeps_others_waiting(tmp_path: Path) -> None:
@@ -202,6 +199,7 @@ async def test_lease_renewal_keeps_others_waiting(tmp_path: Path) -> None:
     assert sum(m.calls for m in mocks) == 1
     for c in caches:
         await c.aclose()
+        await c.store.aclose()  # a store passed in is the caller's to close
 
 
 async def test_no_store_requests_take_no_lease(tmp_path: Path) -> None:
@@ -217,3 +215,62 @@ async def test_no_store_requests_take_no_lease(tmp_path: Path) -> None:
     assert asyncio.get_running_loop().time() - began < 0.55  # side by side, not one after another
     for c in caches:
         await c.aclose()
+        await c.store.aclose()  # a store passed in is the caller's to close
+
+
+class StubbornRenewals(FakeLeases):
+    """A store whose renewal hangs and swallows its cancellation (as redis-py did under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewals = 0
+        self.unblock = asyncio.Event()
+        self.renewal_over = asyncio.Event()
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        self.renewals += 1
+        try:
+            while not self.unblock.is_set():
+                try:
+                    await self.unblock.wait()
+                except asyncio.CancelledError:
+                    continue  # swallowed
+            return True
+        finally:
+            self.renewal_over.set()
+
+
+async def test_a_renewer_swallowing_its_cancellation_neither_hangs_nor_renews_on() -> None:
+    store = StubbornRenewals()
+    policy = LeasePolicy(ttl=0.3)  # renews every 0.1 s
+    fetched = asyncio.Event()
+
+    async def fetch() -> None:
+        await asyncio.sleep(0.25)  # long enough for a renewal to start (and hang)
+        fetched.set()
+
+    async def read(key: str) -> CacheEntry | None:
+        return None
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    result = await fetch_with_lease(
+        store,  # type: ignore[arg-type]
+        "k",
+        "me",
+        policy,
+        read=read,
+        fetch=fetch,
+        on_error=lambda exc: None,
+    )
+    assert result is None
+    assert fetched.is_set()
+    # Bounded: the fetch (0.25 s) plus at most one ttl for the stuck renewer, not forever.
+    assert loop.time() - began < 0.25 + 0.3 + 0.25
+    assert store.renewals == 1
+    assert store.log[-1] == "release me"  # the lease was given back regardless
+    store.unblock.set()  # the stuck call returns at last...
+    await store.renewal_over.wait()
+    for _ in range(3):
+        await asyncio.sleep(0.1)  # ...and the renewer, told to stop, renews no more
+    assert store.renewals == 1

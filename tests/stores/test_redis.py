@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from vex_llm import CachedProvider, LLMCacheConfig, MockProvider
-from vex_llm.cache.stores import RedisStore, StoreError, SyncCacheStore
+from vex_llm.cache.stores import CacheStoreWithSyncOps, RedisStore, StoreError
 from vex_llm.cache.stores.redis import glob_escape, to_millis
 
 from .servers import Server, free_port
@@ -98,12 +98,13 @@ async def test_corrupt_value_reads_as_a_miss(client: aioredis.Redis) -> None:
 
 async def test_redis_is_async_only(redis_server: Server) -> None:
     store = RedisStore(redis_server.url, prefix=prefix())
-    assert not isinstance(store, SyncCacheStore)
+    assert not isinstance(store, CacheStoreWithSyncOps)
     cached = CachedProvider(MockProvider.constant("x"), LLMCacheConfig(), store=store)
     with pytest.raises(TypeError, match="astats"):
         cached.stats()
     assert (await cached.astats()).entries == 0
     await cached.aclose()
+    await store.aclose()  # a store passed in is the caller's to close
 
 
 async def test_unreachable_server_is_a_store_error_without_the_password() -> None:

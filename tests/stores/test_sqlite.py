@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vex_llm.cache.entry import encode_entry
 from vex_llm.cache.stores import SQLiteStore, StoreError
 from vex_llm.cache.stores.sqlite import idle_deadline
 from vex_llm.cache.stores.sqlite_schema import MIGRATIONS, migrate, schema_version
@@ -53,7 +54,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS) + 1,))
     conn.close()
-    with pytest.raises(StoreError, match="newer than this vex-llm"):
+    with pytest.raises(StoreError, match="written by a newer vex-llm: upgrade"):
         SQLiteStore(path)
 
 
@@ -192,3 +193,89 @@ def test_a_store_inherited_through_fork_works_in_the_child(tmp_path: Path) -> No
         assert store.count_now() == 1  # the child's write is in the shared file
     finally:
         store.close()
+
+
+def _bytes_written() -> int:
+    """Bytes this process has passed to write calls so far (Linux)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+async def test_hits_do_not_rewrite_the_value(tmp_path: Path) -> None:
+    # A hit used to update the LRU and idle columns in the entry's own row, which rewrote
+    # the whole row: five hits on a 10 MB entry wrote 86 MB (and failed on a full disk).
+    store = SQLiteStore(tmp_path / "h.db", tti=3600)
+    big = entry("x" * 2_000_000)
+    await store.set("big", big, None, None)
+    await store.set("small", entry("s"), None, None)  # "big" is not the most recent
+    before = _bytes_written()
+    for _ in range(5):
+        got = await store.get("big")
+        assert got is not None
+        assert got.response.content == big.response.content
+    written = _bytes_written() - before
+    assert written < 100_000, written  # one small usage row per rank change, not 10 MB
+    await store.aclose()
+
+
+async def test_hits_on_the_most_recent_entry_write_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    store = SQLiteStore(path)
+    await store.set("k", entry("v"), None, None)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    changes = blocker.execute("PRAGMA data_version").fetchone()
+    for _ in range(5):
+        assert await store.get("k") is not None
+    assert blocker.execute("PRAGMA data_version").fetchone() == changes  # nobody committed
+    blocker.close()
+    await store.aclose()
+
+
+async def test_a_hit_is_served_when_its_rank_cannot_be_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A full disk, or another process holding the write lock too long: the hit is a read,
+    # and the failed bookkeeping only leaves its LRU rank where it was (logged once).
+    path = tmp_path / "w.db"
+    store = SQLiteStore(path, busy_timeout=0.05)
+    await store.set("a", entry("first"), None, None)
+    await store.set("b", entry("second"), None, None)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="vex_llm.cache"):
+            for _ in range(3):
+                got = await store.get("a")
+                assert got is not None
+                assert got.response.content == "first"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert caplog.text.count("cannot record reads") == 1
+    assert await store.get("a") is not None
+    await store.aclose()
+
+
+async def test_a_version_2_file_keeps_its_entries_order_and_deadlines(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:2])
+    blob = encode_entry(entry("old"))
+    rows = [("a", 3, None), ("b", 1, None), ("c", 2, 9e12)]  # b is least recently used
+    for key, lru, deadline in rows:
+        conn.execute(
+            "INSERT INTO entries (key, value, nbytes, expires_at, tti, deadline, lru) "
+            "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+            (key, blob, len(blob), deadline, lru),
+        )
+    conn.close()
+    store = SQLiteStore(path, max_entries=3)
+    assert await store.count() == 3
+    await store.set("d", entry("new"), None, None)
+    assert await store.get("b") is None  # the oldest went, as ranked before the upgrade
+    assert [await store.get(k) is not None for k in "acd"] == [True, True, True]
+    await store.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT deadline FROM usage WHERE key = 'c'").fetchone() == (9e12,)
+    conn.close()

@@ -5,6 +5,11 @@
 - ``worker.py once URL PROMPT``: one request; prints calls and the outcome.
 - ``worker.py writer URL PAD``: stores entries forever, printing each key once its set()
   has returned (for the kill -9 test).
+- ``worker.py streams URL N CHUNKS DELAY``: like ``burst``, with N identical streams of a
+  slow upstream stream (CHUNKS chunks, DELAY s apart); prints calls, outcomes and the texts.
+- ``worker.py stream-one URL CHUNKS DELAY``: one stream with a short lease (0.5 s); prints
+  ``streaming`` once its upstream has sent a chunk and ``waiting`` once it polls another
+  process's lease (handshakes for the kill test), then the JSON report.
 """
 
 from __future__ import annotations
@@ -15,8 +20,20 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
 
-from vex_llm import CachedProvider, LLMCacheConfig, LLMRequest, MockProvider, open_store
+from vex_llm import (
+    CachedProvider,
+    Chunk,
+    LeasePolicy,
+    LLMCacheConfig,
+    LLMProvider,
+    LLMRequest,
+    MockProvider,
+    Usage,
+    open_store,
+)
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.models import LLMResponse
 
@@ -26,15 +43,16 @@ CONFIG = LLMCacheConfig(max_entries=10_000, max_bytes=None, ttl=600.0, tti=None)
 async def burst(url: str, n: int, latency: float) -> None:
     mock = MockProvider.constant("the shared answer", latency=latency)
     cached = CachedProvider(mock, CONFIG, store=open_store(url, max_entries=10_000))
-    await cached.asize()  # connect (and migrate) before the start signal, not during the race
+    await cached.acount()  # connect (and migrate) before the start signal, not during the race
     # A handshake, not a start time: a slow start under load must not let one process begin
     # after the other has already finished.
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     request = LLMRequest(prompt="fifty identical questions")
-    results = await asyncio.gather(*(cached.lookup(request) for _ in range(n)))
+    results = await asyncio.gather(*(cached.complete_result(request) for _ in range(n)))
     stats = await cached.astats()
     await cached.aclose()
+    await cached.store.aclose()
     print(
         json.dumps(
             {
@@ -50,9 +68,99 @@ async def burst(url: str, n: int, latency: float) -> None:
 async def once(url: str, prompt: str) -> None:
     mock = MockProvider.constant(f"answer to {prompt}")
     cached = CachedProvider(mock, CONFIG, store=open_store(url, max_entries=10_000))
-    result = await cached.lookup(LLMRequest(prompt=prompt))
+    result = await cached.complete_result(LLMRequest(prompt=prompt))
     await cached.aclose()
+    await cached.store.aclose()
     print(json.dumps({"calls": mock.calls, "outcome": result.outcome}))
+
+
+class SlowStream(LLMProvider):
+    """An upstream that streams ``chunks`` words, ``delay`` seconds apart."""
+
+    def __init__(self, chunks: int, delay: float) -> None:
+        self.chunks = chunks
+        self.delay = delay
+        self.calls = 0
+
+    def name(self) -> str:
+        return "slow-stream"
+
+    async def is_available(self) -> bool:
+        return True
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        raise AssertionError("these workers stream")
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        self.calls += 1
+        for i in range(self.chunks):
+            yield Chunk(delta=f"w{i} ")
+            if i == 0:
+                print("streaming", flush=True)
+            await asyncio.sleep(self.delay)
+        yield Chunk(finish_reason="stop", usage=Usage(3, self.chunks))
+
+
+STREAM_REQUEST = LLMRequest(prompt="one streamed question")
+
+
+async def streams(url: str, n: int, chunks: int, delay: float) -> None:
+    upstream = SlowStream(chunks, delay)
+    store = open_store(url, max_entries=10_000)
+    cached = CachedProvider(upstream, CONFIG, store=store)
+    await cached.acount()  # connect (and migrate) before the start signal
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+
+    async def one() -> tuple[str, str]:
+        stream = await cached.open_stream(STREAM_REQUEST)
+        text = "".join([c.delta async for c in stream])
+        return stream.outcome, text
+
+    results = await asyncio.gather(*(one() for _ in range(n)))
+    stats = await cached.astats()
+    await cached.aclose()
+    await store.aclose()
+    report: dict[str, Any] = {
+        "calls": upstream.calls,
+        "outcomes": Counter(outcome for outcome, _ in results),
+        "texts": sorted({text for _, text in results}),
+        "stats": {"misses": stats.misses, "coalesced": stats.coalesced},
+    }
+    print(json.dumps(report), flush=True)
+
+
+class AnnouncingLeases:
+    """Wraps a store's ``lease_held`` to print ``waiting`` the first time it is held."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.told = False
+        self.real = store.lease_held
+        store.lease_held = self.lease_held
+
+    async def lease_held(self, key: str) -> bool:
+        held = bool(await self.real(key))
+        if held and not self.told:
+            self.told = True
+            print("waiting", flush=True)
+        return held
+
+
+async def stream_one(url: str, chunks: int, delay: float) -> None:
+    upstream = SlowStream(chunks, delay)
+    store = open_store(url, max_entries=10_000)
+    AnnouncingLeases(store)
+    lease = LeasePolicy(ttl=0.5, first_poll=0.01, max_poll=0.05)
+    cached = CachedProvider(upstream, CONFIG, store=store, lease=lease)
+    await cached.acount()
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    stream = await cached.open_stream(STREAM_REQUEST)
+    text = "".join([c.delta async for c in stream])
+    await cached.aclose()
+    await store.aclose()
+    print(json.dumps({"calls": upstream.calls, "outcome": stream.outcome, "text": text}))
 
 
 async def writer(url: str, pad: int) -> None:
@@ -75,6 +183,10 @@ def main() -> None:
         asyncio.run(once(url, rest[0]))
     elif mode == "writer":
         asyncio.run(writer(url, int(rest[0])))
+    elif mode == "streams":
+        asyncio.run(streams(url, int(rest[0]), int(rest[1]), float(rest[2])))
+    elif mode == "stream-one":
+        asyncio.run(stream_one(url, int(rest[0]), float(rest[1])))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

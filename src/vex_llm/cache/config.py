@@ -6,7 +6,7 @@ Durations are seconds (``float``) or ``timedelta``; sizes are positive ints. Bad
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from vex_llm.models import CacheControl, InputLimits, seconds
@@ -32,7 +32,9 @@ class LLMCacheConfig:
 
     ``max_entries`` and ``max_bytes`` are hard ceilings (None lifts one, not both); ``ttl``
     is the age at which an entry dies, ``tti`` the idle time after which it dies (None: no
-    idle expiry). An entry dies at whichever comes first. ``limits`` bounds request sizes.
+    idle expiry). An entry dies at whichever comes first. ``limits``, when set, bounds request
+    sizes for the whole stack under the cache (it becomes the wrapped provider's, see
+    ``WrapperProvider``); None keeps the wrapped provider's own.
     ``LLMCacheConfig()`` equals :meth:`default`.
     """
 
@@ -40,7 +42,7 @@ class LLMCacheConfig:
     max_bytes: int | None = 64 * _MIB
     ttl: float | timedelta | None = 3600.0
     tti: float | timedelta | None = 1800.0
-    limits: InputLimits = field(default_factory=InputLimits)
+    limits: InputLimits | None = None
 
     def __post_init__(self) -> None:
         _opt_size("max_entries", self.max_entries)
@@ -52,8 +54,8 @@ class LLMCacheConfig:
             )
         object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
         object.__setattr__(self, "tti", seconds("tti", self.tti))
-        if not isinstance(self.limits, InputLimits):
-            raise TypeError("limits must be an InputLimits")
+        if self.limits is not None and not isinstance(self.limits, InputLimits):
+            raise TypeError("limits must be an InputLimits or None")
 
     @property
     def ttl_seconds(self) -> float | None:

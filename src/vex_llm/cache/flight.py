@@ -1,72 +1,197 @@
-"""Single-flight: concurrent callers of the same key share one running call.
+"""The in-flight unit: one upstream call per key, serving JSON waiters and stream subscribers.
 
-The shared call runs as its own task, so a caller that is cancelled stops waiting without
-cancelling it for the others; only when every caller has gone is the call cancelled (nobody
-wants its answer, and an LLM call costs money). A failure reaches every waiter, and the key
-is forgotten the moment the call ends, so the next caller starts afresh.
+A :class:`Flight` runs its call in its own task and records what it produces: the chunks of a
+streamed answer as they come (a subscriber that arrives late reads the earlier ones first),
+then the whole response. A ``complete()`` caller waits for the response, a ``stream()``
+caller reads the chunks; both may share one flight, whichever of them started it, so an
+identical JSON request and stream request in flight together make one upstream call.
+
+Because the call runs in its own task, a member that is cancelled or leaves stops waiting
+without cancelling it for the others; when the last member leaves before the answer is
+complete, the call is cancelled (nobody wants it, and an LLM call costs money) and no newcomer
+may join it. A failure reaches every member. :class:`Flights` is the table by key; a flight
+leaves it the moment it ends, so the next caller starts afresh.
+
+This module knows nothing of stores or leases: what the task does is the cache's business.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from typing import Any, Literal
 
-__all__ = ["SingleFlight"]
+from vex_llm.errors import LLMError
+from vex_llm.models import Chunk, LLMResponse
 
-T = TypeVar("T")
+__all__ = ["DeadlinePassed", "Flight", "Flights", "Origin"]
 
-
-class _Call(Generic[T]):
-    __slots__ = ("task", "waiters")
-
-    def __init__(self, task: asyncio.Task[T]) -> None:
-        self.task = task
-        self.waiters = 0
+#: Where a flight's answer comes from, once known: an upstream call this flight makes, or an
+#: answer another process stored while this one waited on its lease.
+Origin = Literal["upstream", "shared"]
 
 
-class SingleFlight(Generic[T]):
-    """A table of in-flight calls by key."""
+class DeadlinePassed(Exception):
+    """A member's own deadline passed while it waited (the caller raises its ``Timeout``;
+    a ``Timeout`` raised by the call itself is the call's error, passed on as it is)."""
+
+
+class Flight:
+    """One call in flight for ``key``: its recorded chunks, its answer, its members."""
+
+    __slots__ = (
+        "_changed",
+        "chunks",
+        "complete",
+        "error",
+        "finished",
+        "key",
+        "members",
+        "on_abandoned",
+        "origin",
+        "response",
+        "task",
+    )
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        #: Chunks so far, in order (a JSON-led flight publishes its answer's chunks at the end).
+        self.chunks: list[Chunk] = []
+        #: True once the terminal chunk (or the whole answer) is in: it will not be cancelled.
+        self.complete = False
+        #: True once the call is over (answered and stored, failed or cancelled).
+        self.finished = False
+        self.response: LLMResponse | None = None
+        self.error: BaseException | None = None
+        self.origin: Origin | None = None
+        #: Callers waiting on or reading this flight.
+        self.members = 0
+        self.task: asyncio.Task[None] | None = None
+        self.on_abandoned: Callable[[Flight], None] | None = None
+        self._changed = asyncio.Event()
+
+    # -- the producer side (the task) -------------------------------------------------------
+
+    def set_origin(self, origin: Origin) -> None:
+        """Say where the answer comes from (a stream leader reports it as its outcome)."""
+        self.origin = origin
+        self._wake()
+
+    def publish(self, chunk: Chunk) -> None:
+        """Record ``chunk`` and wake the members."""
+        self.chunks.append(chunk)
+        if chunk.is_final:
+            self.complete = True
+        self._wake()
+
+    def answered(self, response: LLMResponse) -> None:
+        """The whole answer is known (it may still be being stored)."""
+        self.response = response
+        self.complete = True
+        self._wake()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The call is over, with the error every member gets (if any)."""
+        if error is not None:
+            self.error = error
+            self.response = None
+        self.finished = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # A fresh event per change: waiters hold the old one, which stays set.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- the member side --------------------------------------------------------------------
+
+    def join(self) -> None:
+        """Count one more member."""
+        self.members += 1
+
+    def leave(self) -> None:
+        """Count one member less; with none left before the answer is complete, cancel."""
+        self.members -= 1
+        if self.members > 0 or self.complete or self.finished:
+            return
+        if self.on_abandoned is not None:
+            self.on_abandoned(self)  # nobody may join a flight being cancelled
+        if self.task is not None:
+            self.task.cancel()
+
+    async def changed(self, deadline: float | None = None) -> None:
+        """Wait for the next change (a chunk, the origin, the answer, the end).
+
+        ``deadline`` (event-loop time) bounds the wait: a member's own request timeout, which
+        a call started by another request does not know. Past it: :class:`DeadlinePassed`.
+        """
+        if deadline is None:
+            await self._changed.wait()
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._changed.wait()
+        except TimeoutError:
+            raise DeadlinePassed from None
+
+    async def result(self, deadline: float | None = None) -> LLMResponse:
+        """The answer once stored (or the call's error), for a JSON member."""
+        while not self.finished:
+            await self.changed(deadline)
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        return self.response
+
+    async def known_origin(self, deadline: float | None = None) -> Origin:
+        """Where the answer comes from, once decided (or the call's error, if it failed first)."""
+        while self.origin is None:
+            if self.finished:
+                assert self.error is not None
+                raise self.error
+            await self.changed(deadline)
+        return self.origin
+
+
+class Flights:
+    """The flights in progress, by key (only shared ones: a ``no_cache`` call is private)."""
 
     def __init__(self) -> None:
-        self._calls: dict[str, _Call[T]] = {}
+        self._live: dict[str, Flight] = {}
 
     def __len__(self) -> int:
-        return len(self._calls)
+        return len(self._live)
 
-    def in_flight(self, key: str) -> bool:
-        """True while a call for ``key`` is running."""
-        call = self._calls.get(key)
-        return call is not None and not call.task.done()
+    def get(self, key: str) -> Flight | None:
+        """The flight for ``key`` that a newcomer may join (one not over yet), or None."""
+        flight = self._live.get(key)
+        return None if flight is None or flight.finished else flight
 
-    async def run(self, key: str, start: Callable[[], Coroutine[Any, Any, T]]) -> tuple[T, bool]:
-        """Await the call for ``key``, starting it with ``start()`` if none is running.
+    def start(
+        self,
+        key: str,
+        run: Callable[[Flight], Coroutine[Any, Any, None]],
+        *,
+        shared: bool,
+    ) -> Flight:
+        """A new flight for ``key`` running ``run(flight)`` in its own task; ``shared``
+        flights are listed for others to join until they end."""
+        flight = Flight(key)
+        if shared:
+            self._live[key] = flight
+            flight.on_abandoned = self._forget
+        task = asyncio.ensure_future(run(flight))
+        flight.task = task
+        task.add_done_callback(lambda _, f=flight: self._done(f))  # type: ignore[misc]
+        return flight
 
-        Returns ``(result, joined)``; ``joined`` is True when another caller started the call.
-        """
-        call = self._calls.get(key)
-        joined = call is not None and not call.task.done()
-        if call is None or not joined:
-            call = _Call(asyncio.ensure_future(start()))
-            self._calls[key] = call
-            call.task.add_done_callback(lambda task, c=call: self._finished(key, c, task))  # type: ignore[misc]
-        call.waiters += 1
-        try:
-            return await asyncio.shield(call.task), joined
-        finally:
-            call.waiters -= 1
-            if call.waiters == 0 and not call.task.done():
-                # Every caller was cancelled: stop the work, and make sure no newcomer joins
-                # a call that is being cancelled.
-                self._forget(key, call)
-                call.task.cancel()
+    def _forget(self, flight: Flight) -> None:
+        if self._live.get(flight.key) is flight:
+            del self._live[flight.key]
 
-    def _forget(self, key: str, call: _Call[T]) -> None:
-        if self._calls.get(key) is call:
-            del self._calls[key]
-
-    def _finished(self, key: str, call: _Call[T], task: asyncio.Task[T]) -> None:
-        self._forget(key, call)
-        if not task.cancelled():
-            # Mark the exception as retrieved: the waiters got it (or had all gone).
-            task.exception()
+    def _done(self, flight: Flight) -> None:
+        self._forget(flight)
+        if not flight.finished:
+            # The task ended without saying so (cancelled before it began): members must not
+            # wait forever.
+            flight.end(LLMError("the upstream call was cancelled"))

@@ -1,29 +1,40 @@
 """Cross-process single-flight: one process computes a missing entry, the others wait for it.
 
-In-process ``SingleFlight`` already folds identical misses inside one process into one call;
-this layer runs beneath it, once per process and key, against a store that implements
-``LeaseStore`` (Redis, SQLite). The first process takes a short lease on the key and renews
-it while its upstream call runs; the others poll the store with growing delays until the
-value appears. A lease that is released without a value (the call failed) or that runs out
-(its holder died) lets the next process take over, and nobody waits longer than
+The in-process ``Flight`` already folds identical misses (JSON and streams) inside one process
+into one call; this layer wraps starting that call, once per process and key, against a store
+that implements ``LeaseStore`` (Redis, SQLite). The first process takes a short lease on the
+key and renews it while its upstream call runs; the others poll the store with growing delays
+until the value appears. A lease that is released without a value (the call failed) or that
+runs out (its holder died) lets the next process take over, and nobody waits longer than
 ``max_wait``: then it goes upstream itself. Timing decisions are pure functions of the
 policy; the I/O loop takes its clock and sleep as arguments so tests can drive it.
+
+The holder renews from a separate task, which is stopped by a flag as well as cancelled, and
+every wait on it (and on the release) is bounded: a store client that swallows cancellation
+(redis-py can, inside its own timeout handling) must not leave a renewer running forever nor
+hold the request that owned it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores.base import STORE_FAILURES, LeaseStore
-from vex_llm.models import LLMResponse
 
-__all__ = ["LeasePolicy", "fetch_with_lease", "poll_delay", "renew_interval", "waited_too_long"]
+__all__ = [
+    "LeasePolicy",
+    "bounded",
+    "fetch_with_lease",
+    "poll_delay",
+    "renew_interval",
+    "waited_too_long",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +77,63 @@ def waited_too_long(policy: LeasePolicy, started: float, now: float) -> bool:
     return now - started >= policy.max_wait
 
 
-async def _renew_forever(
-    store: LeaseStore,
-    key: str,
-    owner: str,
-    policy: LeasePolicy,
-    on_error: Callable[[BaseException], None],
-) -> None:
-    while True:
-        await asyncio.sleep(renew_interval(policy))
-        try:
-            if not await store.renew_lease(key, owner, policy.ttl):
+class _Renewer:
+    """Renews a held lease every ``renew_interval`` until told to stop (or the lease is lost)."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        key: str,
+        owner: str,
+        policy: LeasePolicy,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.stopped = False
+        self._args = (store, key, owner, policy, on_error)
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        store, key, owner, policy, on_error = self._args
+        while not self.stopped:
+            await asyncio.sleep(renew_interval(policy))
+            if self.stopped:
+                return
+            try:
+                done, renewed = await bounded(store.renew_lease(key, owner, policy.ttl), policy.ttl)
+            except STORE_FAILURES as exc:
+                on_error(exc)
+                return
+            if not done:
+                on_error(TimeoutError(f"renewing a cache lease took over {policy.ttl:g} s"))
+                return
+            if not renewed:
                 return  # lost it (we stalled past the ttl); the call goes on regardless
-        except STORE_FAILURES as exc:
-            on_error(exc)
-            return
+
+    async def stop(self, within: float) -> None:
+        """Stop renewing; wait at most ``within`` seconds for the task to end."""
+        self.stopped = True
+        self.task.cancel()
+        await asyncio.wait({self.task}, timeout=within)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a late failure of an abandoned operation is not worth a warning
+
+
+async def bounded(operation: Coroutine[Any, Any, Any], within: float) -> tuple[bool, Any]:
+    """Run ``operation`` for at most ``within`` seconds: ``(finished, result)``.
+
+    Unlike ``asyncio.timeout``, this returns on time even when the operation swallows its
+    cancellation: it then runs on, abandoned, in its own task. Its exception is raised.
+    """
+    task = asyncio.ensure_future(operation)
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        return False, None
+    return True, task.result()
 
 
 async def fetch_with_lease(
@@ -90,16 +143,17 @@ async def fetch_with_lease(
     policy: LeasePolicy,
     *,
     read: Callable[[str], Awaitable[CacheEntry | None]],
-    fetch: Callable[[], Awaitable[LLMResponse]],
+    fetch: Callable[[], Awaitable[None]],
     on_error: Callable[[BaseException], None],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> tuple[LLMResponse, bool]:
-    """Answer a miss for ``key`` once across processes: ``(response, from_another_process)``.
+) -> CacheEntry | None:
+    """Run ``fetch`` for ``key`` in one process at a time, or take another process's answer.
 
-    ``read`` is the cache's fail-open store read, ``fetch`` the upstream call that stores
-    its answer before returning; ``on_error`` is told about store failures, after which this
-    process stops coordinating and fetches itself (fail-open).
+    Returns the entry another process stored (``fetch`` was not run), or None once this
+    process ran ``fetch`` (which stores its own answer). ``read`` is the cache's fail-open
+    store read; ``on_error`` is told about store failures, after which this process stops
+    coordinating and fetches itself (fail-open).
     """
     started = clock()
     attempt = 0
@@ -108,19 +162,22 @@ async def fetch_with_lease(
             acquired = await store.acquire_lease(key, owner, policy.ttl)
         except STORE_FAILURES as exc:
             on_error(exc)
-            return await fetch(), False
+            await fetch()
+            return None
         if acquired:
             return await _fetch_holding(store, key, owner, policy, read, fetch, on_error)
         entry = await read(key)
         if entry is not None:
-            return entry.response, True
+            return entry
         if waited_too_long(policy, started, clock()):
-            return await fetch(), False
+            await fetch()
+            return None
         try:
             held = await store.lease_held(key)
         except STORE_FAILURES as exc:
             on_error(exc)
-            return await fetch(), False
+            await fetch()
+            return None
         if held:
             await sleep(poll_delay(policy, attempt, random.random()))
             attempt += 1
@@ -133,24 +190,25 @@ async def _fetch_holding(
     owner: str,
     policy: LeasePolicy,
     read: Callable[[str], Awaitable[CacheEntry | None]],
-    fetch: Callable[[], Awaitable[LLMResponse]],
+    fetch: Callable[[], Awaitable[None]],
     on_error: Callable[[BaseException], None],
-) -> tuple[LLMResponse, bool]:
-    renewer: asyncio.Task[None] | None = None
+) -> CacheEntry | None:
+    renewer: _Renewer | None = None
     try:
         # The previous holder may have stored the answer and released just before we took
         # the lease: look once more before paying for a call.
         entry = await read(key)
         if entry is not None:
-            return entry.response, True
-        renewer = asyncio.create_task(_renew_forever(store, key, owner, policy, on_error))
-        return await fetch(), False
+            return entry
+        renewer = _Renewer(store, key, owner, policy, on_error)
+        await fetch()
+        return None
     finally:
         if renewer is not None:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await renewer.stop(within=policy.ttl)
         try:
-            await store.release_lease(key, owner)
+            done, _ = await bounded(store.release_lease(key, owner), policy.ttl)
+            if not done:
+                on_error(TimeoutError(f"releasing a cache lease took over {policy.ttl:g} s"))
         except STORE_FAILURES as exc:
             on_error(exc)  # it runs out on its own within ttl

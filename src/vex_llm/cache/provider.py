@@ -1,16 +1,19 @@
 """``CachedProvider``: the response cache, as a provider that wraps another provider.
 
-The request path, in order: validate the request (bad input fails here, before any lookup);
-build the key; unless ``no_cache``, answer from the store (a hit) or, with
-``only_if_cached``, raise ``CacheMiss``; otherwise run the upstream call once per key however
-many identical callers arrive (single-flight), store the answer unless ``no_store``, and hand
-it to every waiter. Errors, cancelled and partial answers are never stored.
+One path serves ``complete()`` and ``stream()``: validate the request (bad input fails here,
+before any lookup); build the key; read the store unless ``no_cache``; ask the one pure rule,
+:func:`~vex_llm.cache.decision.decide`, what to do (hit, join, lead, bypass, only-if-cached
+miss); then carry it out. Everything that goes upstream rides a
+:class:`~vex_llm.cache.flight.Flight`: one upstream call per key however many identical
+callers arrive, JSON and streams alike, whichever kind started it. A leader's flight first
+takes the cross-process lease when the store implements ``LeaseStore`` (see ``lease``), so
+identical misses fold across processes too. The answer is stored unless ``no_store``; errors,
+cancelled and partial answers never are.
 
-Beneath the in-process single-flight, a store that implements ``LeaseStore`` also folds
-identical misses across processes (see ``lease``). The store is never allowed to fail a
-request: ``_read`` and ``_write`` (the only places the request path touches it) turn a store
-failure into a miss or a skipped write, count it in ``store_errors`` and log it once per
-incident on the ``vex_llm.cache`` logger.
+The store is never allowed to fail a request: ``_read`` and ``_write`` (the only places the
+request path touches it) turn a store failure (``STORE_FAILURES``) into a miss or a skipped
+write, count it in ``store_errors`` and log it once per incident on the ``vex_llm.cache``
+logger. Anything else (a bug) is raised, on the JSON and the stream path alike.
 """
 
 from __future__ import annotations
@@ -20,23 +23,29 @@ import logging
 import os
 import secrets
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from hashlib import sha256
-from typing import Literal
 
 from vex_llm.cache.config import LLMCacheConfig, effective_expiry
+from vex_llm.cache.decision import HIT, Decision, decide, reads_store
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.cache.flight import SingleFlight
+from vex_llm.cache.flight import DeadlinePassed, Flight, Flights
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
 from vex_llm.cache.lease import LeasePolicy, fetch_with_lease
+from vex_llm.cache.outcome import CacheOutcome, CacheResult
 from vex_llm.cache.stats import CacheStats, Counters
-from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, SyncCacheStore
+from vex_llm.cache.stores.base import (
+    STORE_FAILURES,
+    CacheStore,
+    CacheStoreWithSyncOps,
+    LeaseStore,
+)
 from vex_llm.cache.stores.memory import MemoryStore
-from vex_llm.cache.streaming import CachedStream, StreamCache, iterate
-from vex_llm.errors import CacheMiss, Timeout
+from vex_llm.cache.streaming import CachedStream, iterate, joined_response, replay_chunks
+from vex_llm.errors import CacheMiss, InvalidResponse, LLMError, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
-from vex_llm.provider import LLMProvider
+from vex_llm.provider import LLMProvider, WrapperProvider
 
 __all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
 
@@ -50,27 +59,15 @@ def _not_a_request(request: object, error: AttributeError) -> Exception:
 
 log = logging.getLogger("vex_llm.cache")
 
-#: How a request was served: from the store, by an upstream call it made, by joining an
-#: identical in-flight call, or upstream without a lookup (``no_cache``).
-CacheOutcome = Literal["hit", "miss", "coalesced", "bypass"]
 
-
-@dataclass(frozen=True, slots=True)
-class CacheResult:
-    """A response with how the cache served it: ``outcome``, ``key`` and ``age`` (s, hits)."""
-
-    response: LLMResponse
-    outcome: CacheOutcome
-    key: str
-    age: float | None = None
-
-
-class CachedProvider(LLMProvider):
+class CachedProvider(WrapperProvider):
     """Wraps ``provider`` with a response cache configured by ``config``.
 
-    ``store`` defaults to a :class:`MemoryStore` sized by ``config``; a store you pass keeps
-    the bounds it was built with (``open_store(url, max_entries=..., ...)``), while ``config``'s
-    ttl/tti still bound every entry written through this cache. ``clock`` (wall-clock
+    ``store`` defaults to a :class:`MemoryStore` sized by ``config``, which this cache owns
+    and closes. A store you pass is yours (close it yourself: several caches may share it),
+    and keeps the bounds it was built with (``open_store(url, max_entries=..., ...)``), while
+    ``config``'s ttl/tti still bound every entry written through this cache. ``config.limits``,
+    when set, becomes the wrapped provider's (see ``WrapperProvider``). ``clock`` (wall-clock
     seconds) stamps entries and is injectable for tests. ``lease`` times cross-process
     single-flight when the store supports it (a process that received another process's
     answer counts as ``coalesced``).
@@ -85,13 +82,13 @@ class CachedProvider(LLMProvider):
         clock: Callable[[], float] = time.time,
         lease: LeasePolicy | None = None,
     ) -> None:
-        if not isinstance(provider, LLMProvider):
-            raise TypeError(f"provider must be an LLMProvider, not {type(provider).__name__}")
+        super().__init__(provider)
         self.config = config or LLMCacheConfig.default()
         if not isinstance(self.config, LLMCacheConfig):
             raise TypeError("config must be an LLMCacheConfig")
-        self.inner = provider
-        self.limits = self.config.limits
+        if self.config.limits is not None:
+            self.limits = self.config.limits
+        self._owns_store = store is None
         if store is None:  # not ``store or``: an empty store may be falsy (``__len__``)
             store = MemoryStore(
                 self.config.max_entries,
@@ -109,8 +106,7 @@ class CachedProvider(LLMProvider):
         # general path.
         self._get_now = self.store.get_now if type(self.store) is MemoryStore else None
         self._counters = Counters()
-        # (response, came from another process): see _fetch_shared.
-        self._flight: SingleFlight[tuple[LLMResponse, bool]] = SingleFlight()
+        self._flights = Flights()
         self._lease = lease or LeasePolicy()
         self._lease_store = (
             self.store if self._lease.enabled and isinstance(self.store, LeaseStore) else None
@@ -120,7 +116,6 @@ class CachedProvider(LLMProvider):
         # (logged once). Only a success of a kind that failed ends it: with a full disk,
         # reads keep working while writes fail, and must not log a recovery per request.
         self._store_failing: set[str] = set()
-        self._streams = StreamCache(self)
 
     @classmethod
     def wrap(cls, provider: LLMProvider) -> CachedProvider:
@@ -135,105 +130,265 @@ class CachedProvider(LLMProvider):
         """The wrapped provider's identity: a cache in front changes no answer."""
         return self._identity
 
-    async def is_available(self) -> bool:
-        """Whether the wrapped provider is available."""
-        return await self.inner.is_available()
-
     def key_for(self, request: LLMRequest) -> str:
         """The cache key of ``request`` in this cache."""
         return hash_material(material_after(self._key_prefix, request))
 
+    # -- the request path -------------------------------------------------------------------
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Answer from the cache, or from the wrapped provider (once per key in flight)."""
         try:
-            request.validate(self.limits)
+            request.validate(self.inner.limits)
         except AttributeError as exc:  # a try costs nothing on the hit path; a call would
             raise _not_a_request(request, exc) from None
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
-        if not control.no_cache:
-            # The hit path: kept short on purpose, it is what the cache is for. The memory
-            # store cannot fail and needs no await, so it is read directly.
-            get_now = self._get_now
-            entry = get_now(key) if get_now is not None else await self._read(key)
-            if entry is not None:
-                counters = self._counters
-                counters.hits += 1
-                counters.tokens_saved += entry.response.usage.total_tokens
-                return entry.response
-        return (await self._serve_uncached(request, key)).response
+        # _decide's steps, spelled out: the hit path is what the cache is for, and every call
+        # saved here shows in benchmarks/cache_hit.py.
+        if control.no_cache:  # = not reads_store(control), without the call
+            decision = decide(control, "unread", self._flights.get(key) is not None)
+            return (await self._complete_via_flight(request, key, decision)).response
+        # The memory store cannot fail and needs no await, so it is read directly.
+        get_now = self._get_now
+        entry = get_now(key) if get_now is not None else await self._read(key)
+        if entry is None:
+            decision = decide(control, "absent", self._flights.get(key) is not None)
+            return (await self._complete_via_flight(request, key, decision)).response
+        # ``in_flight`` does not matter with a fresh entry (decide's contract, tested).
+        if decide(control, "fresh", False) is HIT:
+            counters = self._counters
+            counters.hits += 1
+            counters.tokens_saved += entry.response.usage.total_tokens
+            return entry.response
+        raise AssertionError("decide() refused a fresh entry")
+
+    async def complete_result(self, request: LLMRequest) -> CacheResult:
+        """Like :meth:`complete` (a miss calls the wrapped provider), and also say how the
+        answer was served: outcome, key, age (for the proxy and the CLI)."""
+        key, decision, entry = await self._decide(request)
+        if decision is HIT:
+            assert entry is not None
+            return CacheResult(entry.response, "hit", key, self._age(entry))
+        return await self._complete_via_flight(request, key, decision)
 
     async def lookup(self, request: LLMRequest) -> CacheResult:
-        """Like :meth:`complete`, and also say how the answer was served (for the proxy/CLI)."""
+        """Deprecated name of :meth:`complete_result` (it calls upstream on a miss)."""
+        warnings.warn(
+            "CachedProvider.lookup() is now complete_result(): it calls the upstream on a miss",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.complete_result(request)
+
+    async def open_stream(self, request: LLMRequest) -> CachedStream:
+        """Decide how a stream request is served, then return it to iterate.
+
+        Validation, ``CacheMiss`` (``only_if_cached``) and the outcome (hit, miss, coalesced,
+        bypass) are settled here, before the first chunk. A leader whose store arbitrates
+        across processes waits here for the lease: if another process answers meanwhile,
+        the stream is ``coalesced`` and replays that answer.
+        """
+        key, decision, entry = await self._decide(request)
+        if decision is HIT:
+            assert entry is not None
+            return CachedStream("hit", key, replay=replay_chunks(entry), age=self._age(entry))
+        flight, joined = self._board(request, key, decision, streamed=True)
+        deadline = self._deadline(request)
         try:
-            request.validate(self.limits)
-        except AttributeError as exc:  # a try costs nothing on the hit path; a call would
+            if not joined:
+                await flight.known_origin(deadline)
+        except DeadlinePassed:
+            flight.leave()
+            raise Timeout(f"no answer within {request.timeout:g} s") from None
+        except BaseException:
+            flight.leave()
+            raise
+        outcome = self._outcome(decision, joined, flight)
+        if outcome == "coalesced":
+            return CachedStream(
+                outcome, key, flight=flight, deadline=deadline, on_final=self._saved_by_stream
+            )
+        # This caller's own upstream call enforces its timeout.
+        return CachedStream(outcome, key, flight=flight)
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        """Stream from the cache: replay a hit, attach to an identical call in flight, or
+        stream from the wrapped provider while recording (stored after the terminal chunk)."""
+        async for chunk in iterate(await self.open_stream(request)):
+            yield chunk
+
+    async def _decide(self, request: LLMRequest) -> tuple[str, Decision, CacheEntry | None]:
+        """Validate, key, read (unless ``no_cache``) and decide; count hits and refusals."""
+        try:
+            request.validate(self.inner.limits)
+        except AttributeError as exc:
             raise _not_a_request(request, exc) from None
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
-        if not request.cache.no_cache:
-            entry = await self._read(key)
-            if entry is not None:
-                self._counters.hits += 1
-                self._counters.tokens_saved += entry.response.usage.total_tokens
-                age = max(0.0, self._clock() - entry.stored_at)
-                return CacheResult(entry.response, "hit", key, age)
-        return await self._serve_uncached(request, key)
-
-    async def _serve_uncached(self, request: LLMRequest, key: str) -> CacheResult:
         control = request.cache
-        if control.no_cache:
-            # A caller asking for a fresh sample gets its own call, never a shared one.
-            self._counters.bypasses += 1
-            return CacheResult(await self._fetch_and_store(request, key), "bypass", key)
-        if control.only_if_cached:
+        entry = None
+        if reads_store(control):
+            get_now = self._get_now
+            entry = get_now(key) if get_now is not None else await self._read(key)
+        decision = decide(
+            control,
+            "unread" if control.no_cache else "absent" if entry is None else "fresh",
+            entry is None and self._flights.get(key) is not None,
+        )
+        if decision is HIT:
+            assert entry is not None
+            self._count_hit(entry)
+        elif decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        shared_call = self._flight.run(key, lambda: self._fetch_shared(request, key))
-        if request.timeout is None:
-            (response, shared), joined = await shared_call
-        else:
-            # The call may be another request's (timeout is not in the key), or wait on
-            # another process's lease: this caller's own timeout still bounds its wait.
-            try:
-                async with asyncio.timeout(request.timeout):
-                    (response, shared), joined = await shared_call
-            except TimeoutError:
-                raise Timeout(f"no answer within {request.timeout:g} s") from None
-        if joined or shared:
-            self._counters.coalesced += 1
-            self._counters.tokens_saved += response.usage.total_tokens
-            return CacheResult(response, "coalesced", key)
-        return CacheResult(response, "miss", key)
+        return key, decision, entry
 
-    async def _fetch_and_store(self, request: LLMRequest, key: str) -> LLMResponse:
-        if not request.cache.no_cache:
-            self._counters.misses += 1
+    def _count_hit(self, entry: CacheEntry) -> None:
+        counters = self._counters
+        counters.hits += 1
+        counters.tokens_saved += entry.response.usage.total_tokens
+
+    def _age(self, entry: CacheEntry) -> float:
+        return max(0.0, self._clock() - entry.stored_at)
+
+    @staticmethod
+    def _deadline(request: LLMRequest) -> float | None:
+        if request.timeout is None:
+            return None
+        return asyncio.get_running_loop().time() + request.timeout
+
+    def _outcome(self, decision: Decision, joined: bool, flight: Flight) -> CacheOutcome:
+        """How a caller that went the flight way was served, counted once per caller."""
+        if decision.action == "bypass":
+            self._counters.bypasses += 1
+            return "bypass"
+        if joined or flight.origin == "shared":
+            self._counters.coalesced += 1
+            return "coalesced"
+        return "miss"
+
+    def _saved_by_stream(self, final: Chunk) -> None:
+        if final.usage is not None:
+            self._counters.tokens_saved += final.usage.total_tokens
+
+    async def _complete_via_flight(
+        self, request: LLMRequest, key: str, decision: Decision
+    ) -> CacheResult:
+        if decision.action == "only_if_cached_miss":
+            self._counters.only_if_cached_misses += 1
+            raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
+        flight, joined = self._board(request, key, decision, streamed=False)
         try:
-            response = await self.inner.complete(request)
+            response = await flight.result(self._deadline(request))
+        except DeadlinePassed:
+            raise Timeout(f"no answer within {request.timeout:g} s") from None
+        finally:
+            flight.leave()
+        outcome = self._outcome(decision, joined, flight)
+        if outcome == "coalesced":
+            self._counters.tokens_saved += response.usage.total_tokens
+        return CacheResult(response, outcome, key)
+
+    # -- flights: the one in-flight unit ----------------------------------------------------
+
+    def _board(
+        self, request: LLMRequest, key: str, decision: Decision, *, streamed: bool
+    ) -> tuple[Flight, bool]:
+        """The flight this caller rides, as a member: ``(flight, joined another's)``.
+
+        No await between the decision and this: a flight that was in flight still is.
+        """
+        if decision.action == "join":
+            joined = self._flights.get(key)
+            assert joined is not None
+            joined.join()
+            return joined, True
+        flight = self._flights.start(
+            key,
+            lambda f: self._fly(f, request, key, decision, streamed),
+            shared=decision.action == "lead",
+        )
+        flight.join()
+        if not (decision.lease and self._lease_store is not None):
+            flight.set_origin("upstream")  # no lease to wait for
+        return flight, False
+
+    async def _fly(
+        self, flight: Flight, request: LLMRequest, key: str, decision: Decision, streamed: bool
+    ) -> None:
+        """The flight's task: the lease (when the store has them), the call, the store write."""
+        try:
+            if decision.lease and self._lease_store is not None:
+                entry = await fetch_with_lease(
+                    self._lease_store,
+                    key,
+                    self._lease_owner,
+                    self._lease,
+                    read=self._read,
+                    fetch=lambda: self._call_upstream(flight, request, key, decision, streamed),
+                    on_error=self._store_failed,
+                )
+                if entry is not None:  # another process answered while we waited
+                    flight.set_origin("shared")
+                    for chunk in replay_chunks(entry):
+                        flight.publish(chunk)
+                    flight.answered(entry.response)
+            else:
+                await self._call_upstream(flight, request, key, decision, streamed)
+        except asyncio.CancelledError:
+            flight.end(LLMError("the upstream call was cancelled"))
+            raise
+        except Exception as exc:  # every member gets it (upstream failure, or a bug)
+            flight.end(exc)
+            return
+        flight.end()
+
+    async def _call_upstream(
+        self, flight: Flight, request: LLMRequest, key: str, decision: Decision, streamed: bool
+    ) -> None:
+        flight.set_origin("upstream")
+        if decision.action == "lead":
+            self._counters.misses += 1
+        started = time.perf_counter()
+        try:
+            if streamed:
+                await self._relay(flight, request)
+            else:
+                response = await self.inner.complete(request)
         except Exception:
             self._counters.errors += 1
             raise
-        if not request.cache.no_store:
-            await self._store_answer(key, request, response)
-        return response
+        chunks: tuple[Chunk, ...] | None = None
+        if streamed:
+            chunks = tuple(flight.chunks)
+            model = request.model or self.inner.name()
+            response = joined_response(chunks, model, (time.perf_counter() - started) * 1000)
+        else:
+            # Stream members of a JSON-led flight get the answer as a replay.
+            for chunk in replay_chunks(CacheEntry(response, 0.0)):
+                flight.publish(chunk)
+        flight.answered(response)
+        if decision.store:
+            await self._store_answer(key, request, response, chunks)
 
-    async def _fetch_shared(self, request: LLMRequest, key: str) -> tuple[LLMResponse, bool]:
-        """A miss, folded across processes when the store can arbitrate (else just fetch).
+    async def _relay(self, flight: Flight, request: LLMRequest) -> None:
+        """Pass the upstream stream's chunks to the flight, up to the terminal one."""
+        upstream = self.inner.stream(request)
+        terminal = False
+        try:
+            async for chunk in upstream:
+                flight.publish(chunk)
+                if chunk.is_final:
+                    terminal = True
+                    break
+        finally:
+            aclose = getattr(upstream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not terminal:
+            raise InvalidResponse(f"{self.inner.name()} stream ended without a final chunk")
 
-        ``no_store`` answers are never written, so other processes could only wait in vain:
-        those requests take no lease.
-        """
-        if self._lease_store is None or request.cache.no_store:
-            return await self._fetch_and_store(request, key), False
-        return await fetch_with_lease(
-            self._lease_store,
-            key,
-            self._lease_owner,
-            self._lease,
-            read=self._read,
-            fetch=lambda: self._fetch_and_store(request, key),
-            on_error=self._store_failed,
-        )
+    # -- the store, fail-open ---------------------------------------------------------------
 
     async def _read(self, key: str) -> CacheEntry | None:
         """The one place the request path reads the store; a failing store reads as a miss."""
@@ -287,22 +442,10 @@ class CachedProvider(LLMProvider):
         entry = CacheEntry.of(response, self._clock(), chunks)
         await self._write(key, entry, ttl, tti)
 
-    async def open_stream(self, request: LLMRequest) -> CachedStream:
-        """Decide how a stream request is served, then return it to iterate.
+    # -- contents and counters --------------------------------------------------------------
 
-        Validation, ``CacheMiss`` (``only_if_cached``) and the hit/miss/coalesced/bypass
-        decision happen here, before the first chunk; see ``vex_llm.cache.streaming``.
-        """
-        return await self._streams.open(request)
-
-    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        """Stream from the cache: replay a hit, attach to an identical running stream, or
-        stream from the wrapped provider while recording (stored after the terminal chunk)."""
-        async for chunk in iterate(await self.open_stream(request)):
-            yield chunk
-
-    def _sync_store(self, what: str) -> SyncCacheStore:
-        if not isinstance(self.store, SyncCacheStore):
+    def _sync_store(self, what: str) -> CacheStoreWithSyncOps:
+        if not isinstance(self.store, CacheStoreWithSyncOps):
             raise TypeError(
                 f"{type(self.store).__name__} cannot {what} without I/O; "
                 f"use the async variant (a{what.split()[0]}())"
@@ -334,13 +477,24 @@ class CachedProvider(LLMProvider):
         """:meth:`stats` for any store, including ones that need I/O to count."""
         return self._snapshot(await self.store.count(), await self.store.total_bytes())
 
+    def count(self) -> int:
+        """The number of live entries (``CacheStats.entries``; expired and evicted ones are
+        not counted). Stores that need I/O to count: :meth:`acount`."""
+        return self._sync_store("count").count_now()
+
+    async def acount(self) -> int:
+        """:meth:`count` for any store."""
+        return await self.store.count()
+
     def size(self) -> int:
-        """The exact number of live entries (expired and evicted ones are not counted)."""
-        return self._sync_store("size").count_now()
+        """Deprecated name of :meth:`count` (a number of entries, not bytes)."""
+        warnings.warn("CachedProvider.count() is now count()", DeprecationWarning, stacklevel=2)
+        return self.count()
 
     async def asize(self) -> int:
-        """:meth:`size` for any store."""
-        return await self.store.count()
+        """Deprecated name of :meth:`acount`."""
+        warnings.warn("CachedProvider.acount() is now acount()", DeprecationWarning, stacklevel=2)
+        return await self.acount()
 
     def clear(self) -> None:
         """Remove every entry (counters are kept; they describe the cache's history)."""
@@ -351,8 +505,10 @@ class CachedProvider(LLMProvider):
         await self.store.clear()
 
     async def aclose(self) -> None:
-        """Close the store and the wrapped provider."""
+        """Close the wrapped provider, and the store if this cache made it (a store passed in
+        is the caller's, and may be shared)."""
         try:
-            await self.store.aclose()
+            if self._owns_store:
+                await self.store.aclose()
         finally:
             await self.inner.aclose()

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from vex_llm.cache.provider import CachedProvider, CacheResult
@@ -27,6 +27,14 @@ from vex_llm.cache.streaming import CachedStream
 from vex_llm.errors import LLMError
 from vex_llm.models import Chunk, LLMRequest
 from vex_llm.provider import LLMProvider
+from vex_llm.server.admin import (
+    admin_figures,
+    one_tenant,
+    refuse_body,
+    strict_query,
+    tenant_figures,
+)
+from vex_llm.server.cache_control import cache_control
 from vex_llm.server.encode import (
     DONE_LINE,
     chunk_json,
@@ -40,6 +48,7 @@ from vex_llm.server.encode import (
 from vex_llm.server.failures import Failure, failure_for
 from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
+    OneAuthorization,
     SSEResponse,
     cache_headers,
     error_response,
@@ -52,12 +61,13 @@ from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
 from vex_llm.server.upstreams import build_provider, upstream_secret
-from vex_llm.server.wire import ChatRequest, WireError, cache_control, parse_chat_request
+from vex_llm.server.wire import ChatRequest, WireError, parse_chat_request
 
 try:
     import anyio
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
@@ -126,9 +136,12 @@ class _Proxy:
             self.metrics.watch_breaker(store.breaker)
 
     async def aclose(self) -> None:
+        # Each cache closes its upstream; the store they share is closed once, here.
         for cached in self.cached.values():
             with contextlib.suppress(Exception):
                 await cached.aclose()
+        with contextlib.suppress(Exception):
+            await self.store.aclose()
 
     # -- chat completions ------------------------------------------------------------------
 
@@ -141,7 +154,7 @@ class _Proxy:
         """The answer from ``model``'s upstream or, failing that, its fallbacks; who answered."""
         chain = self.chains[model]
         result, index = await chain.first_answer(
-            request, lambda cached, r: cached.lookup(self._for_member(cached, r))
+            request, lambda cached, r: cached.complete_result(self._for_member(cached, r))
         )
         return result, self.upstream_of[chain.providers[index]]
 
@@ -403,41 +416,32 @@ class _Proxy:
         return Response(body, headers={"content-type": content_type})
 
     async def cache_stats(self, request: Request) -> Response:
-        if self.directory.tenant(request.headers.get("authorization")) is None:
+        # The admin sees every figure; a tenant only its own (see server/admin.py).
+        authorization = request.headers.get("authorization")
+        is_admin = self.directory.is_admin(authorization)
+        tenant = None if is_admin else self.directory.tenant(authorization)
+        if not is_admin and tenant is None:
             return error_response(unauthorized())
-        totals: dict[str, Any] = {}
-        per_model = {}
-        entries = nbytes = 0
-        evictions: Mapping[str, int] = {}
+        try:
+            strict_query(request.url.query)
+            refuse_body(request.headers)
+        except WireError as err:
+            return error_response(err)
+        tenants = tenant_figures(self._samples())
+        if tenant is not None:
+            return json_response(one_tenant(tenants, tenant))
+        stats = {}
         for name, cached in self.cached.items():
             try:
-                stats = await cached.astats()
+                stats[name] = await cached.astats()
             except STORE_FAILURES as exc:
                 return _store_unavailable("reading the cache stats", exc)
-            entries, nbytes, evictions = stats.entries, stats.bytes, stats.evictions
-            counters = {
-                "hits": stats.hits,
-                "misses": stats.misses,
-                "coalesced": stats.coalesced,
-                "bypasses": stats.bypasses,
-                "errors": stats.errors,
-                "store_errors": stats.store_errors,
-                "only_if_cached_misses": stats.only_if_cached_misses,
-                "tokens_saved": stats.tokens_saved,
-            }
-            per_model[name] = counters
-            for field, value in counters.items():
-                totals[field] = totals.get(field, 0) + value
-        lookups = totals.get("hits", 0) + totals.get("misses", 0) + totals.get("coalesced", 0)
-        totals["hit_rate"] = totals.get("hits", 0) / lookups if lookups else 0.0
-        body = {
-            **totals,
-            "entries": entries,
-            "bytes": nbytes,
-            "evictions": dict(evictions),
-            "models": per_model,
-        }
-        return json_response(body)
+        return json_response(admin_figures(stats, tenants))
+
+    def _samples(self) -> Iterator[tuple[str, Mapping[str, str], float]]:
+        for metric in self.metrics.registry.collect():
+            for sample in metric.samples:
+                yield sample.name, sample.labels, sample.value
 
     async def cache_clear(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
@@ -451,7 +455,13 @@ class _Proxy:
             )
         if not self.directory.is_admin(authorization):
             return error_response(unauthorized("clearing the cache needs the admin key"))
-        if request.query_params.get("tenant") is not None:
+        try:
+            # Strict: a parameter not understood must never fall through to "clear all".
+            params = strict_query(request.url.query, allowed=("tenant",))
+            refuse_body(request.headers)
+        except WireError as err:
+            return error_response(err)
+        if "tenant" in params:
             return error_response(
                 WireError(
                     "clearing one tenant is not supported: cache keys are one-way hashes, so "
@@ -524,6 +534,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: http_error},
+        middleware=[Middleware(OneAuthorization)],
     )
     app.state.proxy = proxy
     return app

@@ -16,11 +16,12 @@ try:
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import Response, StreamingResponse
-    from starlette.types import Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the proxy needs the server extra: pip install 'vex-llm[server]'") from exc
 
 __all__ = [
+    "OneAuthorization",
     "SSEResponse",
     "cache_headers",
     "error_response",
@@ -108,3 +109,26 @@ async def http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     kind = "not_found_error" if status == 404 else "invalid_request_error"
     return json_response(error_json(str(detail), kind if status < 500 else "server_error"), status)
+
+
+class OneAuthorization:
+    """ASGI middleware: a request with more than one ``Authorization`` header is refused (400)
+    before any handler sees it. Picking one of them would let a client and whatever sits in
+    front of the proxy disagree on who is asking."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            count = sum(1 for name, _ in scope["headers"] if name == b"authorization")
+            if count > 1:
+                err = WireError(
+                    "more than one Authorization header; send exactly one",
+                    param="Authorization",
+                    status=400,
+                )
+                response = error_response(err, {"connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -9,7 +9,7 @@ tools, ``response_format``, ``n``, logprobs), and every other field — ``max_co
 invented next month — travels in ``LLMRequest.extra`` exactly as it came. A *known* field
 with the wrong type or out of range is a 400 naming it; an unknown one never is. A lone
 surrogate (``"\\ud800"``, which JSON can carry and UTF-8 cannot) is a 400 naming its field.
-A ``Cache-Control`` request header becomes a :class:`CacheControl`. The way out is
+The ``Cache-Control`` header is :mod:`vex_llm.server.cache_control`'s; the way out is
 :mod:`vex_llm.server.encode`.
 """
 
@@ -35,7 +35,6 @@ from vex_llm.models import (
 __all__ = [
     "ChatRequest",
     "WireError",
-    "cache_control",
     "error_json",
     "parse_chat_request",
 ]
@@ -387,40 +386,3 @@ def parse_chat_request(
         bool(doc.get("stream")),
         bool(options.get("include_usage")),
     )
-
-
-def cache_control(header: str | None) -> CacheControl:
-    """Map a request's ``Cache-Control`` header onto :class:`CacheControl`.
-
-    ``no-cache`` (and ``max-age=0``, HTTP's "nothing stored will do") asks for a fresh answer
-    that refreshes the entry; ``no-store`` keeps the answer out of the cache; ``max-age=N``
-    stores the answer for at most N seconds; ``only-if-cached`` answers from the cache or
-    fails. Unknown directives are ignored, as HTTP asks.
-    """
-    if not header:
-        return CacheControl()
-    fields: dict[str, Any] = {}
-    for raw in header.split(","):
-        name, _, value = raw.strip().partition("=")
-        name = name.strip().lower()
-        value = value.strip().strip('"')
-        if name == "no-cache":
-            fields["no_cache"] = True
-        elif name == "no-store":
-            fields["no_store"] = True
-        elif name == "only-if-cached":
-            fields["only_if_cached"] = True
-        elif name == "max-age":
-            if not value.isdigit():
-                raise WireError(
-                    f"Cache-Control max-age must be a whole number of seconds, got {value!r}",
-                    param="Cache-Control",
-                )
-            if int(value) == 0:
-                fields["no_cache"] = True
-            else:
-                fields["ttl"] = float(int(value))
-    try:
-        return CacheControl(**fields)
-    except ValueError as exc:
-        raise WireError(f"Cache-Control: {exc}", param="Cache-Control") from None

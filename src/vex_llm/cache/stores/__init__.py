@@ -10,9 +10,9 @@ from vex_llm.cache.stores.base import (
     EVICTION_CAUSES,
     STORE_FAILURES,
     CacheStore,
+    CacheStoreWithSyncOps,
     LeaseStore,
     StoreError,
-    SyncCacheStore,
 )
 from vex_llm.cache.stores.breaker import BreakerStore, StoreBreakerPolicy, guard_store
 from vex_llm.cache.stores.memory import MemoryStore
@@ -25,13 +25,22 @@ __all__ = [
     "STORE_FAILURES",
     "BreakerStore",
     "CacheStore",
+    "CacheStoreWithSyncOps",
     "LeaseStore",
     "MemoryStore",
     "RedisStore",
     "SQLiteStore",
     "StoreBreakerPolicy",
     "StoreError",
-    "SyncCacheStore",
     "guard_store",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated names, resolved (with a DeprecationWarning) where they are defined.
+    if name == "SyncCacheStore":
+        from vex_llm.cache.stores import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,15 +1,18 @@
 """The ``CacheStore`` protocol: where cache entries live, behind one async interface.
 
 A store keeps ``CacheEntry`` values under string keys with a time-to-live and a time-to-idle
-each, enforces its own size bounds, and counts evictions by cause. Stores that can answer
-without I/O (memory) also implement ``SyncCacheStore`` so the cache's plain ``size()`` and
-``clear()`` work without an event loop.
+each, enforces its own size bounds, and counts evictions by cause. Every store is async;
+stores that can also count and clear synchronously (memory, SQLite) implement
+``CacheStoreWithSyncOps`` as well, so the cache's plain ``count()``, ``stats()`` and ``clear()``
+work without an event loop. (It was called ``SyncCacheStore``, which read as "not async"; the
+old name still works, with a ``DeprecationWarning``.)
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.models import seconds
@@ -18,9 +21,9 @@ __all__ = [
     "EVICTION_CAUSES",
     "STORE_FAILURES",
     "CacheStore",
+    "CacheStoreWithSyncOps",
     "LeaseStore",
     "StoreError",
-    "SyncCacheStore",
     "check_bounds",
 ]
 
@@ -98,8 +101,8 @@ class CacheStore(Protocol):
 
 
 @runtime_checkable
-class SyncCacheStore(CacheStore, Protocol):
-    """A store that can also count and clear without I/O waits."""
+class CacheStoreWithSyncOps(CacheStore, Protocol):
+    """An async ``CacheStore`` that can also count and clear synchronously (no event loop)."""
 
     def count_now(self) -> int:
         """The exact number of live entries."""
@@ -138,3 +141,14 @@ class LeaseStore(Protocol):
     async def lease_held(self, key: str) -> bool:
         """True while anybody holds a live lease on ``key``."""
         ...
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SyncCacheStore":
+        warnings.warn(
+            "SyncCacheStore is now CacheStoreWithSyncOps (it is an async store with sync extras)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return CacheStoreWithSyncOps
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ recently used first, atomically across all clients sharing the prefix. Every key
 policy remains the server's business: configure it so Redis itself never evicts more than
 you expect. Redis errors are raised as ``StoreError`` (the cache then fails open).
 
-Redis is async only: this store does not implement ``SyncCacheStore`` (use ``astats``,
+Redis is async only: this store does not implement ``CacheStoreWithSyncOps`` (use ``astats``,
 ``asize`` and ``aclear`` on the cache).
 """
 
@@ -23,6 +23,7 @@ from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
 from vex_llm.cache.stores import redis_scripts as lua
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
+from vex_llm.redaction import redact_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -79,8 +80,6 @@ class RedisStore:
             raise ValueError("prefix must be a non-empty string")
         ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
         aioredis = _import_redis()
-        from vex_llm.cache.stores.url import redact_url
-
         if isinstance(client_or_url, str):
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff

@@ -9,7 +9,10 @@ decode reads as a miss and is deleted. ``set`` commits before it returns: with W
 loss may drop the last few commits; pass ``synchronous="FULL"`` if that matters).
 
 Lifetimes use the wall clock, shared by every process on the machine. LRU order is a sequence
-number bumped on every read and write, so eviction order is exact across processes.
+number bumped on every read and write, so eviction order is exact across processes. A read
+bumps it (and refreshes the idle deadline) in a small ``usage`` row, never in the entry's own
+row, whose rewrite would copy the whole value; and a read of the entry that is already the
+most recent writes nothing at all.
 """
 
 from __future__ import annotations
@@ -28,15 +31,17 @@ from typing import Any, Literal, TypeVar
 from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
-from vex_llm.cache.stores.sqlite_schema import migrate
+from vex_llm.cache.stores.sqlite_file import CacheFile
 
 __all__ = ["SQLiteStore", "idle_deadline"]
 
 T = TypeVar("T")
 log = logging.getLogger("vex_llm.cache")
 
-_LIVE = "(deadline IS NULL OR deadline > ?)"
-_NEXT_LRU = "(SELECT IFNULL(MAX(lru), 0) + 1 FROM entries)"
+_NEXT_LRU = "(SELECT IFNULL(MAX(lru), 0) + 1 FROM usage)"
+#: How far (s) a read may leave an idle deadline behind before it is written (at most a tenth
+#: of the entry's tti): the price of hits on the most recent entry writing nothing.
+_TOUCH_SLACK = 1.0
 
 
 def idle_deadline(now: float, expires_at: float | None, tti: float | None) -> float | None:
@@ -54,6 +59,12 @@ class SQLiteStore:
     least recently used first; ``ttl``/``tti`` (seconds) bound every entry's lifetimes.
     ``busy_timeout`` is how long a write waits for another process's transaction.
     Eviction counts are this process's own (another process's evictions are its own).
+
+    A file that cannot be used (not a database, corrupt, truncated, read-only, from a newer
+    vex-llm) raises :class:`BadCacheFile`, one line saying what to do; with
+    ``bad_file="move_aside"`` a corrupt file is renamed ``<name>.bad-<time>`` and the store
+    starts empty. A file deleted or replaced while the store is open is noticed at the next
+    write (or read, at most once a second), logged, and recreated or followed.
     """
 
     def __init__(
@@ -66,6 +77,7 @@ class SQLiteStore:
         tti: float | None = None,
         busy_timeout: float = 5.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        bad_file: Literal["fail", "move_aside"] = "fail",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
@@ -75,17 +87,20 @@ class SQLiteStore:
             raise ValueError("busy_timeout must be >= 0")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+        if bad_file not in ("fail", "move_aside"):
+            raise ValueError("bad_file must be 'fail' or 'move_aside'")
         self.path = Path(path)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.tti = tti
-        self._busy_timeout = busy_timeout
-        self._synchronous = synchronous
+        self._file = CacheFile(self.path, busy_timeout, synchronous, bad_file)
+        self._checked_at = 0.0  # monotonic time of the last look at the file (reads)
         self._clock = clock
         self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._touch_failing = False
         self._pid = os.getpid()
         # What a forked child inherited from its parent: kept referenced, never used or
         # closed (a connection must not cross a fork; closing it could disturb the parent's).
@@ -105,16 +120,18 @@ class SQLiteStore:
     # -- plumbing: everything below runs on the worker thread -------------------------------
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = self._file.open()
+
+    def _follow_file(self, *, reading: bool = False) -> None:
+        """Reopen when the file was deleted or replaced (see ``CacheFile.follow``): each
+        write looks (one ``stat``), reads at most once a second."""
+        if reading:
+            now = time.monotonic()
+            if now - self._checked_at < 1.0:
+                return
+            self._checked_at = now
+        if self._conn is not None:
+            self._conn = self._file.follow(self._conn)
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -180,48 +197,95 @@ class SQLiteStore:
         conn.execute("COMMIT")
 
     def _reap(self, conn: sqlite3.Connection, now: float) -> int:
-        return conn.execute("DELETE FROM entries WHERE deadline <= ?", (now,)).rowcount
+        return conn.execute(
+            "DELETE FROM entries WHERE key IN (SELECT key FROM usage WHERE deadline <= ?)",
+            (now,),
+        ).rowcount
 
     def _get(self, key: str) -> CacheEntry | None:
+        self._follow_file(reading=True)
         now = self._clock()
         conn = self._db
-        # One statement: find the live row, mark it most recent, refresh its idle deadline.
-        rows = conn.execute(
-            f"UPDATE entries SET lru = {_NEXT_LRU}, deadline = CASE WHEN tti IS NULL "
-            "THEN deadline ELSE MIN(IFNULL(expires_at, ? + tti), ? + tti) END "
-            f"WHERE key = ? AND {_LIVE} RETURNING value",
-            (now, now, key, now),
-        ).fetchall()
-        if not rows:
+        # A read: the value, its lifetimes, its LRU rank and the top rank (from the index).
+        row = conn.execute(
+            "SELECT e.value, e.expires_at, e.tti, u.lru, u.deadline, "
+            "(SELECT MAX(lru) FROM usage) FROM entries AS e JOIN usage AS u ON u.key = e.key "
+            "WHERE e.key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        value, expires_at, tti, lru, deadline, top = row
+        if deadline is not None and deadline <= now:
             if conn.execute(
-                "DELETE FROM entries WHERE key = ? AND deadline <= ?", (key, now)
+                "DELETE FROM entries WHERE key = ? AND key IN "
+                "(SELECT key FROM usage WHERE key = ? AND deadline <= ?)",
+                (key, key, now),
             ).rowcount:
                 self._evictions["expired"] += 1
             return None
         try:
-            return decode_entry(rows[0][0])
+            entry = decode_entry(value)
         except ValueError as exc:
             log.warning("sqlite cache %s: dropping an unreadable entry (%s)", self.path, exc)
             conn.execute("DELETE FROM entries WHERE key = ?", (key,))
             return None
+        refreshed = deadline if tti is None else idle_deadline(now, expires_at, tti)
+        # Already the most recent and the idle deadline barely moves: nothing to write (a
+        # key hit again and again, the common case, costs no disk write at all).
+        slack = _TOUCH_SLACK if tti is None else min(_TOUCH_SLACK, tti / 10)
+        if lru != top or (refreshed or 0.0) - (deadline or 0.0) > slack:
+            self._touch(conn, key, refreshed)
+        return entry
+
+    def _touch(self, conn: sqlite3.Connection, key: str, deadline: float | None) -> None:
+        """Mark ``key`` most recently used, with its refreshed idle deadline: a small row of
+        its own, never the value. Best effort: a full disk or a long lock does not fail a
+        hit, it only leaves the LRU rank and idle time as they were (logged once)."""
+        try:
+            conn.execute(
+                "UPDATE usage SET lru = (SELECT MAX(lru) FROM usage) + 1, deadline = ? "
+                "WHERE key = ?",
+                (deadline, key),
+            )
+        except sqlite3.OperationalError as exc:
+            if not self._touch_failing:
+                log.warning(
+                    "sqlite cache %s: cannot record reads (%s); hits are still served, but "
+                    "their LRU rank and idle time are not refreshed until writes work again",
+                    self.path,
+                    exc,
+                )
+            self._touch_failing = True
+            return
+        if self._touch_failing:
+            self._touch_failing = False
+            log.info("sqlite cache %s: reads are recorded again", self.path)
 
     def _set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
         blob = encode_entry(entry)
         if self.max_bytes is not None and len(blob) > self.max_bytes:
             self._evictions["size"] += 1
             return False
+        self._follow_file()
         now = self._clock()
         ttl, tti = shorter_lifetime(self.ttl, ttl), shorter_lifetime(self.tti, tti)
         expires_at = None if ttl is None else now + ttl
         with self._transaction() as conn:
             expired = self._reap(conn, now)
+            # entries.lru and entries.deadline are unused since migration 3 (see usage).
             conn.execute(
                 "INSERT INTO entries (key, value, nbytes, expires_at, tti, deadline, lru) "
-                f"VALUES (?, ?, ?, ?, ?, ?, {_NEXT_LRU}) ON CONFLICT (key) DO UPDATE SET "
+                "VALUES (?, ?, ?, ?, ?, NULL, 0) ON CONFLICT (key) DO UPDATE SET "
                 "value = excluded.value, nbytes = excluded.nbytes, "
-                "expires_at = excluded.expires_at, tti = excluded.tti, "
-                "deadline = excluded.deadline, lru = excluded.lru",
-                (key, blob, len(blob), expires_at, tti, idle_deadline(now, expires_at, tti)),
+                "expires_at = excluded.expires_at, tti = excluded.tti",
+                (key, blob, len(blob), expires_at, tti),
+            )
+            conn.execute(
+                "INSERT INTO usage (key, lru, deadline) VALUES "
+                f"(?, {_NEXT_LRU}, ?) ON CONFLICT (key) DO UPDATE SET "
+                "lru = excluded.lru, deadline = excluded.deadline",
+                (key, idle_deadline(now, expires_at, tti)),
             )
             evicted = self._evict_lru(conn, key)
         self._evictions["expired"] += expired
@@ -236,7 +300,9 @@ class SQLiteStore:
             return 0
         victims: list[tuple[str]] = []
         for victim, size in conn.execute(
-            "SELECT key, nbytes FROM entries WHERE key != ? ORDER BY lru", (keep,)
+            "SELECT u.key, e.nbytes FROM usage AS u JOIN entries AS e ON e.key = u.key "
+            "WHERE u.key != ? ORDER BY u.lru",
+            (keep,),
         ):
             victims.append((victim,))
             excess_n -= 1
@@ -248,21 +314,22 @@ class SQLiteStore:
 
     def _delete(self, key: str) -> bool:
         now = self._clock()
-        rows = self._db.execute(
-            "DELETE FROM entries WHERE key = ? RETURNING deadline", (key,)
-        ).fetchall()
-        if not rows:
+        with self._transaction() as conn:
+            row = conn.execute("SELECT deadline FROM usage WHERE key = ?", (key,)).fetchone()
+            removed = conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount
+        if not removed:
             return False
-        deadline = rows[0][0]
-        live = deadline is None or deadline > now
+        live = row is None or row[0] is None or row[0] > now
         self._evictions["explicit" if live else "expired"] += 1
         return live
 
     def _clear(self) -> None:
+        self._follow_file()
         now = self._clock()
         with self._transaction() as conn:
             expired = self._reap(conn, now)
             removed = conn.execute("DELETE FROM entries").rowcount
+            conn.execute("DELETE FROM usage")
             conn.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
         self._evictions["expired"] += expired
         self._evictions["explicit"] += removed
@@ -281,6 +348,7 @@ class SQLiteStore:
     # -- leases (LeaseStore) ------------------------------------------------------------------
 
     def _acquire(self, key: str, owner: str, ttl: float) -> bool:
+        self._follow_file()
         now = self._clock()
         # Insert, or take over a lease whose holder let it run out; one atomic statement.
         return (
@@ -311,7 +379,7 @@ class SQLiteStore:
         ).fetchone()
         return row is not None
 
-    # -- the CacheStore / SyncCacheStore / LeaseStore API -------------------------------------
+    # -- the CacheStore / CacheStoreWithSyncOps / LeaseStore API ---------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
         """The live entry for ``key`` (marking it recently used), or None."""

@@ -53,6 +53,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at REAL NOT NULL
         )""",
     ),
+    # 3: what a read changes (the LRU rank and the idle deadline) moves to small rows of its
+    #    own. Updating those columns in ``entries`` rewrote the whole row, value included: a
+    #    hit on a 10 MB entry wrote 17 MB. ``entries.lru`` and ``entries.deadline`` stay (the
+    #    schema is append-only) but are no longer read or kept up to date.
+    (
+        """CREATE TABLE usage (
+            key      TEXT PRIMARY KEY,
+            lru      INTEGER NOT NULL,  -- larger = used more recently
+            deadline REAL               -- when it dies: min(expires_at, last read + tti)
+        ) WITHOUT ROWID""",
+        "INSERT INTO usage (key, lru, deadline) SELECT key, lru, deadline FROM entries",
+        "DROP INDEX entries_lru",
+        "DROP INDEX entries_deadline",
+        "CREATE INDEX usage_lru ON usage (lru)",
+        "CREATE INDEX usage_deadline ON usage (deadline) WHERE deadline IS NOT NULL",
+        """CREATE TRIGGER entries_forget AFTER DELETE ON entries BEGIN
+            DELETE FROM usage WHERE key = old.key;
+        END""",
+    ),
 )
 
 

@@ -4,7 +4,9 @@
     memory://?policy=lru                        option: policy (w-tinylfu, the default, or lru)
     sqlite:///absolute/path/cache.db            a SQLite file (three slashes: absolute path;
                                                 four, as SQLAlchemy writes it, work too)
-    sqlite:///var/cache/x.db?busy_timeout=10    options: busy_timeout (s), synchronous
+    sqlite:///var/cache/x.db?busy_timeout=10    options: busy_timeout (s), synchronous,
+                                                bad_file=fail|move_aside (a corrupt file:
+                                                refuse it, or rename it and start empty)
     redis://[user:password@]host[:port][/db]    Redis; rediss:// for TLS
     valkey://... / valkeys://...                the same, spelled for Valkey
     redis://host/0?prefix=team-a:               options: prefix, socket_timeout,
@@ -27,7 +29,7 @@ __all__ = ["open_store", "redact_url"]
 
 _REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 _REDIS_OPTIONS = {"socket_timeout", "socket_connect_timeout"}
-_SQLITE_OPTIONS = {"busy_timeout", "synchronous"}
+_SQLITE_OPTIONS = {"busy_timeout", "synchronous", "bad_file"}
 
 
 def _options(query: str, allowed: set[str], scheme: str) -> dict[str, str]:
@@ -126,12 +128,16 @@ def _sqlite(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore
     synchronous = options.get("synchronous", "NORMAL").upper()
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError("store URL option synchronous must be NORMAL or FULL")
+    bad_file = options.get("bad_file", "fail")
+    if bad_file not in ("fail", "move_aside"):
+        raise ValueError("store URL option bad_file must be fail or move_aside")
     return SQLiteStore(
         # sqlite:////abs (SQLAlchemy's spelling) means the same file as sqlite:///abs.
         "/" + unquote(path).lstrip("/"),
         **bounds,
         busy_timeout=_seconds("busy_timeout", options.get("busy_timeout", "5")),
         synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+        bad_file="move_aside" if bad_file == "move_aside" else "fail",
     )
 
 

@@ -1,0 +1,138 @@
+"""The admin side of the proxy: who sees which cache figures, and parameters taken strictly.
+
+Access rule of ``GET /v1/cache/stats``: the admin key sees everything — the store's entries,
+bytes and evictions, every model's cache counters and every tenant's figures; a tenant key
+sees only its own figures (lookups by outcome, tokens saved and upstream errors, by model),
+never the store-wide numbers, which tell of the other tenants' traffic.
+
+Admin endpoints refuse what they do not understand with a 400: an unknown, misspelt
+(``TENANT``), decorated (``tenant[]``, ``tenant%00``), repeated or malformed query parameter,
+and any request body. A request that is not understood must never fall through to the
+broadest action (clearing the whole cache). Pure functions over values: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from vex_llm.cache.stats import CacheStats
+from vex_llm.server.wire import WireError
+
+__all__ = ["admin_figures", "one_tenant", "refuse_body", "strict_query", "tenant_figures"]
+
+_OUTCOMES = ("hit", "miss", "coalesced", "bypass")
+_COUNTER_NAMES = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "bypass": "bypasses"}
+
+
+def strict_query(query: str, allowed: Iterable[str] = ()) -> dict[str, str]:
+    """The query parameters, each one of ``allowed`` and given once; else a 400 ``WireError``."""
+    if not query:
+        return {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise WireError("the query string is malformed", param="query") from None
+    allowed = set(allowed)
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise WireError(f"unknown query parameter {name!r} (known: {known})", param=name)
+        if name in params:
+            raise WireError(f"query parameter {name!r} is given twice", param=name)
+        params[name] = value
+    return params
+
+
+def refuse_body(headers: Mapping[str, str]) -> None:
+    """A 400 ``WireError`` when the request carries a body (the endpoint takes none)."""
+    length = headers.get("content-length")
+    if "transfer-encoding" in headers or (length is not None and length.strip() != "0"):
+        raise WireError("this endpoint takes no request body", param="body")
+
+
+def _lookups(counters: Mapping[str, float]) -> float:
+    return sum(counters.get(_COUNTER_NAMES[o], 0) for o in ("hit", "miss", "coalesced"))
+
+
+def _with_rate(counters: dict[str, Any]) -> dict[str, Any]:
+    lookups = _lookups(counters)
+    counters["hit_rate"] = counters.get("hits", 0) / lookups if lookups else 0.0
+    return counters
+
+
+def _blank() -> dict[str, Any]:
+    return {"hits": 0, "misses": 0, "coalesced": 0, "bypasses": 0, "tokens_saved": 0, "errors": 0}
+
+
+def tenant_figures(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> dict[str, Any]:
+    """Per tenant, per model: lookups by outcome, tokens saved and upstream errors.
+
+    ``samples`` are the proxy's Prometheus samples ``(name, labels, value)``.
+    """
+    per: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def slot(labels: Mapping[str, str]) -> dict[str, Any] | None:
+        tenant, model = labels.get("tenant"), labels.get("model")
+        if tenant is None or model is None:
+            return None
+        return per.setdefault(tenant, {}).setdefault(model, _blank())
+
+    for name, labels, value in samples:
+        counters = slot(labels) if name.endswith("_total") else None
+        if counters is None:
+            continue
+        if name == "vex_llm_cache_lookups_total" and labels.get("outcome") in _OUTCOMES:
+            counters[_COUNTER_NAMES[labels["outcome"]]] += int(value)
+        elif name == "vex_llm_tokens_saved_total":
+            counters["tokens_saved"] += int(value)
+        elif name == "vex_llm_upstream_errors_total":
+            counters["errors"] += int(value)
+    figures: dict[str, Any] = {}
+    for tenant, models in sorted(per.items()):
+        totals = _blank()
+        for counters in models.values():
+            for field in totals:
+                totals[field] += counters[field]
+            _with_rate(counters)
+        figures[tenant] = {**_with_rate(totals), "models": dict(sorted(models.items()))}
+    return figures
+
+
+def one_tenant(figures: Mapping[str, Any], tenant: str) -> dict[str, Any]:
+    """What ``tenant`` may see: its own figures (zeros when it has made no request yet)."""
+    own = figures.get(tenant) or {**_with_rate(_blank()), "models": {}}
+    return {"tenant": tenant, **own}
+
+
+def admin_figures(stats: Mapping[str, CacheStats], tenants: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything: the store, each model's cache counters, and every tenant's figures."""
+    totals: dict[str, Any] = {}
+    per_model = {}
+    entries = nbytes = 0
+    evictions: Mapping[str, int] = {}
+    for name, s in stats.items():
+        entries, nbytes, evictions = s.entries, s.bytes, s.evictions  # one store behind all
+        counters = {
+            "hits": s.hits,
+            "misses": s.misses,
+            "coalesced": s.coalesced,
+            "bypasses": s.bypasses,
+            "errors": s.errors,
+            "store_errors": s.store_errors,
+            "only_if_cached_misses": s.only_if_cached_misses,
+            "tokens_saved": s.tokens_saved,
+        }
+        per_model[name] = counters
+        for field, value in counters.items():
+            totals[field] = totals.get(field, 0) + value
+    return {
+        **_with_rate(totals),
+        "entries": entries,
+        "bytes": nbytes,
+        "evictions": dict(evictions),
+        "models": per_model,
+        "tenants": dict(tenants),
+    }
