@@ -231,7 +231,7 @@ async def _serve(
         if local is not None:
             await local.start()
         _announce(settings, OPEN_TENANT)
-        await serve_app(app, settings.host, settings.port, signals=signals)
+        await serve_app(app, settings.host, settings.port, signals=signals, limits=settings.limits)
     except asyncio.CancelledError:
         if not signals.received:
             raise

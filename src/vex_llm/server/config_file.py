@@ -48,6 +48,9 @@ The file::
 Environment overrides (the server reads them; library code never does): ``VEX_LLM_HOST``,
 ``VEX_LLM_PORT``, ``VEX_LLM_STORE``, ``VEX_LLM_MAX_BODY_BYTES``, ``VEX_LLM_METRICS_AUTH``,
 ``VEX_LLM_RETRY_AFTER_CAP`` and ``VEX_LLM_ADMIN_KEY`` (a raw admin key, hashed at load).
+The connection and answer limits of ``[server]`` (``max_header_bytes``, ``header_timeout``,
+``body_timeout``, ``keepalive_timeout``, ``max_connections``, ``max_answer_bytes``,
+``max_line_bytes``: see :mod:`vex_llm.server.limits`) each have ``VEX_LLM_<NAME>``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from typing import Any
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.server.config_resilience import RESILIENCE_SETTINGS, read_resilience
+from vex_llm.server.limits import LIMIT_TYPES, ServerLimits
 from vex_llm.server.settings import (
     DEFAULT_MAX_BODY_BYTES,
     UPSTREAM_KINDS,
@@ -274,7 +278,20 @@ _ENV: Mapping[str, tuple[str, str, Callable[[str], Any]]] = {
     "VEX_LLM_RETRY_AFTER_CAP": ("server", "retry_after_cap", float),
     "VEX_LLM_METRICS_AUTH": ("server", "metrics_auth", lambda v: _parse_bool(v)),
     "VEX_LLM_STORE": ("cache", "store", str),
+    **{f"VEX_LLM_{name.upper()}": ("server", name, kind) for name, kind in LIMIT_TYPES.items()},
 }
+
+
+def _read_limits(r: _Reader, server: Mapping[str, Any]) -> ServerLimits:
+    base = ServerLimits()
+    values = {
+        name: r.get(server, name, int if kind is int else _NUMBER, "server", getattr(base, name))
+        for name, kind in LIMIT_TYPES.items()
+    }
+    limits = ServerLimits(**values)
+    for name, message in limits.problems():
+        r.problem(f"server.{name}", message)
+    return limits if not limits.problems() else base
 
 
 def _parse_bool(value: str) -> bool:
@@ -314,7 +331,8 @@ def settings_from_document(
     server = r.table(doc, "server", "server")
     r.unknown(
         server,
-        {"host", "port", "max_body_bytes", "metrics_auth", "retry_after_cap", "open_tenant"},
+        {"host", "port", "max_body_bytes", "metrics_auth", "retry_after_cap", "open_tenant"}
+        | set(LIMIT_TYPES),
         "server",
     )
     store, cache = _read_cache(r, doc)
@@ -344,6 +362,7 @@ def settings_from_document(
         "store_url": store,
         "cache": cache,
         "store_breaker": _read_breaker(r, doc),
+        "limits": _read_limits(r, server),
         **fields,
     }
     # The cross-field rules run even when single settings were wrong, so that one run of

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
+from vex_llm.server.limits import ServerLimits
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -124,6 +125,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     metrics_auth: bool = False
     retry_after_cap: float = 60.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     def __post_init__(self) -> None:
         problems = check_settings(self)
@@ -154,6 +156,7 @@ class SettingsDraft:
     metrics_auth: bool
     retry_after_cap: float
     store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 def _fallback_problems(u: UpstreamSettings, names: list[str]) -> list[Problem]:
@@ -210,6 +213,8 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
         problems.append(Problem("server.port", "must be between 0 and 65535"))
     if s.max_body_bytes < 1:
         problems.append(Problem("server.max_body_bytes", "must be positive"))
+    for name, message in s.limits.problems():
+        problems.append(Problem(f"server.{name}", message))
     if s.retry_after_cap <= 0:
         problems.append(Problem("server.retry_after_cap", "must be positive"))
     return problems

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 
 from vex_llm.provider import LLMProvider
+from vex_llm.providers.base import AnswerLimits, HTTPProvider
 from vex_llm.server.settings import UpstreamSettings
 
 __all__ = ["build_provider", "upstream_secret"]
@@ -22,8 +23,21 @@ def upstream_secret(upstream: UpstreamSettings, env: Mapping[str, str] | None = 
     return (os.environ if env is None else env).get(upstream.api_key_env) or None
 
 
-def build_provider(upstream: UpstreamSettings, env: Mapping[str, str] | None = None) -> LLMProvider:
-    """The provider for ``upstream`` (its kind's class, its key from the environment)."""
+def build_provider(
+    upstream: UpstreamSettings,
+    env: Mapping[str, str] | None = None,
+    *,
+    answer_limits: AnswerLimits | None = None,
+) -> LLMProvider:
+    """The provider for ``upstream`` (its kind's class, its key from the environment), reading
+    answers within ``answer_limits`` when given."""
+    provider = _build(upstream, env)
+    if answer_limits is not None and isinstance(provider, HTTPProvider):
+        provider.answer_limits = answer_limits
+    return provider
+
+
+def _build(upstream: UpstreamSettings, env: Mapping[str, str] | None) -> LLMProvider:
     key = upstream_secret(upstream, env)
     if upstream.kind == "openai":
         from vex_llm.providers.openai_compat import OpenAICompatibleProvider
