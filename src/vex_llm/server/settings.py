@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
+from vex_llm.providers.kinds import KIND_NAMES
+from vex_llm.providers.kinds import UPSTREAM_KINDS as UPSTREAM_KIND_TABLE
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
 from vex_llm.server.limits import ServerLimits
 
@@ -32,7 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-UPSTREAM_KINDS = ("openai", "ollama", "anthropic")
+#: The upstream kind names (the table is ``vex_llm.providers.kinds.UPSTREAM_KINDS``).
+UPSTREAM_KINDS = KIND_NAMES
 _STORE_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "valkey://", "valkeys://")
 
 
@@ -189,8 +192,9 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
             )
         if not u.base_url.startswith(("http://", "https://")):
             problems.append(Problem(f"upstreams.{u.name}.base_url", "must be an http(s) URL"))
-        if u.kind == "anthropic" and u.api_key_env is None:
-            problems.append(Problem(f"upstreams.{u.name}.api_key_env", "anthropic needs a key"))
+        kind = UPSTREAM_KIND_TABLE.get(u.kind)
+        if kind is not None and kind.needs_key and u.api_key_env is None:
+            problems.append(Problem(f"upstreams.{u.name}.api_key_env", f"{u.kind} needs a key"))
         problems += _fallback_problems(u, names)
     if not s.tenants and s.open_tenant is None:
         problems.append(

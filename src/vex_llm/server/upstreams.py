@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from vex_llm.provider import LLMProvider
 from vex_llm.providers.base import AnswerLimits, HTTPProvider
+from vex_llm.providers.kinds import build_upstream
 from vex_llm.server.settings import UpstreamSettings
 
 __all__ = ["build_provider", "upstream_secret"]
@@ -31,31 +32,16 @@ def build_provider(
 ) -> LLMProvider:
     """The provider for ``upstream`` (its kind's class, its key from the environment), reading
     answers within ``answer_limits`` when given."""
-    provider = _build(upstream, env)
+    try:
+        provider = build_upstream(
+            upstream.kind,
+            base_url=upstream.base_url,
+            model=upstream.model,
+            api_key=upstream_secret(upstream, env),
+            timeout=upstream.timeout,
+        )
+    except ValueError as exc:
+        raise ValueError(f"upstream {upstream.name!r}: {exc}") from None
     if answer_limits is not None and isinstance(provider, HTTPProvider):
         provider.answer_limits = answer_limits
     return provider
-
-
-def _build(upstream: UpstreamSettings, env: Mapping[str, str] | None) -> LLMProvider:
-    key = upstream_secret(upstream, env)
-    if upstream.kind == "openai":
-        from vex_llm.providers.openai_compat import OpenAICompatibleProvider
-
-        return OpenAICompatibleProvider(
-            base_url=upstream.base_url,
-            api_key=key,
-            model=upstream.model,
-            timeout=upstream.timeout,
-        )
-    if upstream.kind == "ollama":
-        from vex_llm.providers.ollama import OllamaProvider
-
-        return OllamaProvider(base_url=upstream.base_url, model=upstream.model)
-    if upstream.kind == "anthropic":
-        from vex_llm.providers.anthropic import AnthropicProvider
-
-        if key is None:
-            raise ValueError(f"upstream {upstream.name!r}: anthropic needs api_key_env set")
-        return AnthropicProvider(api_key=key, model=upstream.model, base_url=upstream.base_url)
-    raise ValueError(f"unknown upstream kind {upstream.kind!r}")
