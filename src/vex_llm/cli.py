@@ -103,7 +103,7 @@ def _upstream_provider(
 ) -> tuple[Any, str]:
     """The provider and model name for ``--upstream``, or the embedded local model."""
     if upstream is None:
-        from vex_llm.server.local import LOCAL_MODEL, LocalModelProvider
+        from vex_llm.local.provider import LOCAL_MODEL, LocalModelProvider
 
         return LocalModelProvider(progress=lambda line: err.print(line, style="dim")), LOCAL_MODEL
     if not model:
@@ -231,7 +231,7 @@ async def _serve(
         if local is not None:
             await local.start()
         _announce(settings, OPEN_TENANT)
-        await serve_app(app, settings.host, settings.port, signals=signals)
+        await serve_app(app, settings.host, settings.port, signals=signals, limits=settings.limits)
     except asyncio.CancelledError:
         if not signals.received:
             raise

@@ -9,21 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from vex_llm.models import CacheControl, InputLimits, seconds
+from vex_llm.models import CacheControl, InputLimits
+from vex_llm.validation import positive_int, seconds
 
 __all__ = ["LLMCacheConfig", "effective_expiry", "shorter_lifetime"]
 
 _MIB = 1024 * 1024
-
-
-def _opt_size(name: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive int or None, not {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +36,8 @@ class LLMCacheConfig:
     limits: InputLimits | None = None
 
     def __post_init__(self) -> None:
-        _opt_size("max_entries", self.max_entries)
-        _opt_size("max_bytes", self.max_bytes)
+        positive_int("max_entries", self.max_entries, optional=True)
+        positive_int("max_bytes", self.max_bytes, optional=True)
         if self.max_entries is None and self.max_bytes is None:
             raise ValueError(
                 "set max_entries or max_bytes (or both): an unbounded cache grows until the "

@@ -18,6 +18,7 @@ hold the request that owned it.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,6 +27,7 @@ from typing import Any
 
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores.base import STORE_FAILURES, LeaseStore
+from vex_llm.validation import is_number, seconds
 
 __all__ = [
     "LeasePolicy",
@@ -55,8 +57,15 @@ class LeasePolicy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if not (self.ttl > 0 and self.max_wait >= 0 and self.first_poll > 0):
-            raise ValueError("lease ttl and first_poll must be > 0, max_wait >= 0")
+        for name in ("ttl", "first_poll", "max_poll"):
+            object.__setattr__(
+                self, name, seconds(f"lease {name}", getattr(self, name), optional=False)
+            )
+        object.__setattr__(
+            self, "max_wait", seconds("lease max_wait", self.max_wait, optional=False, zero=True)
+        )
+        if not is_number(self.factor) or not math.isfinite(self.factor):
+            raise TypeError(f"lease factor must be a finite number, got {self.factor!r}")
         if self.max_poll < self.first_poll or self.factor < 1:
             raise ValueError("lease max_poll must be >= first_poll and factor >= 1")
 

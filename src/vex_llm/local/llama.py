@@ -27,6 +27,7 @@ from typing import Self
 import httpx
 
 from vex_llm.local.install import MODEL_FILE, model_file
+from vex_llm.validation import positive_int
 
 __all__ = ["LlamaServer", "LlamaServerError", "NotInstalled"]
 
@@ -103,9 +104,8 @@ class LlamaServer:
         threads: int = 2,
     ) -> None:
         for name, value in (("ctx", ctx), ("parallel", parallel), ("threads", threads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+            positive_int(name, value)
+        if positive_int("port", port, low=0) >= 65536:  # type: ignore[operator]
             raise ValueError(f"port must be 0 (any free port) or 1..65535, got {port!r}")
         self.model_path = None if model_path is None else Path(model_path)
         self.host = host

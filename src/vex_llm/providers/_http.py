@@ -31,7 +31,7 @@ import json
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, aclosing, contextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Protocol
@@ -317,6 +317,38 @@ def _headers(headers: dict[str, str]) -> dict[str, str]:
     return {"accept-encoding": ACCEPT_ENCODING, **headers}
 
 
+@asynccontextmanager
+async def sent(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    time_limit: float,
+) -> AsyncIterator[httpx.Response]:
+    """POST ``payload`` and yield the (streamed) response, closed on leaving.
+
+    A server may close an idle keep-alive connection just as a request goes out on it
+    (llama-server closes after every streamed answer without saying so): the request then
+    gets no response at all. That one case is sent again, once, on a new connection; a
+    response that started and broke off is never resent.
+    """
+    request = client.build_request(
+        "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.RemoteProtocolError as exc:
+        # httpcore's one way of saying "the connection closed before any response"; every
+        # other protocol error is a broken response and is not resent.
+        if "without sending a response" not in str(exc):
+            raise
+        response = await client.send(request, stream=True)
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -335,10 +367,10 @@ async def post_json(
     ``on_headers`` is handed the response headers of a successful answer.
     """
     with mapped_errors(what, time_limit, redactor):
-        request = client.stream(
-            "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
-        )
-        async with asyncio.timeout(time_limit), request as response:
+        async with (
+            asyncio.timeout(time_limit),
+            sent(client, url, payload, headers, time_limit) as response,
+        ):
             await raise_for_status(response, redactor)
             if on_headers is not None:
                 on_headers(response.headers)
@@ -372,9 +404,7 @@ async def stream_lines(
         async with AsyncExitStack() as stack:
             async with asyncio.timeout_at(deadline):
                 response = await stack.enter_async_context(
-                    client.stream(
-                        "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
-                    )
+                    sent(client, url, payload, headers, time_limit)
                 )
                 await raise_for_status(response, redactor)
                 if on_headers is not None:

@@ -48,6 +48,7 @@ from vex_llm.server.encode import (
 from vex_llm.server.failures import Failure, failure_for
 from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
+    BodyDeadline,
     OneAuthorization,
     SSEResponse,
     cache_headers,
@@ -497,7 +498,8 @@ def create_app(
     """
     secrets: tuple[str, ...] = ()
     if providers is None:
-        providers = {u.name: build_provider(u) for u in settings.upstreams}
+        bounds = settings.limits.answer_limits()
+        providers = {u.name: build_provider(u, answer_limits=bounds) for u in settings.upstreams}
         secrets = tuple(filter(None, (upstream_secret(u) for u in settings.upstreams)))
     if store is None:
         from vex_llm.cache.stores.url import open_store
@@ -534,7 +536,10 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: http_error},
-        middleware=[Middleware(OneAuthorization)],
+        middleware=[
+            Middleware(OneAuthorization),
+            Middleware(BodyDeadline, timeout=settings.limits.body_timeout),
+        ],
     )
     app.state.proxy = proxy
     return app

@@ -51,6 +51,9 @@ Environment overrides (the server reads them; library code never does): ``VEX_LL
 ``VEX_LLM_PORT``, ``VEX_LLM_STORE``, ``VEX_LLM_MAX_BODY_BYTES``, ``VEX_LLM_MAX_PROMPT_BYTES``,
 ``VEX_LLM_MAX_SYSTEM_BYTES``, ``VEX_LLM_METRICS_AUTH``,
 ``VEX_LLM_RETRY_AFTER_CAP`` and ``VEX_LLM_ADMIN_KEY`` (a raw admin key, hashed at load).
+The connection and answer limits of ``[server]`` (``max_header_bytes``, ``header_timeout``,
+``body_timeout``, ``keepalive_timeout``, ``max_connections``, ``max_answer_bytes``,
+``max_line_bytes``: see :mod:`vex_llm.server.limits`) each have ``VEX_LLM_<NAME>``.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.models import InputLimits
 from vex_llm.server.config_resilience import RESILIENCE_SETTINGS, read_resilience
+from vex_llm.server.limits import LIMIT_TYPES, ServerLimits
 from vex_llm.server.settings import (
     DEFAULT_MAX_BODY_BYTES,
     UPSTREAM_KINDS,
@@ -195,7 +199,9 @@ def _read_cache(r: _Reader, doc: Mapping[str, Any]) -> tuple[str, LLMCacheConfig
     return store, config
 
 
-def _read_limits(r: _Reader, server: Mapping[str, Any], cache: LLMCacheConfig) -> LLMCacheConfig:
+def _read_input_limits(
+    r: _Reader, server: Mapping[str, Any], cache: LLMCacheConfig
+) -> LLMCacheConfig:
     """``[server] max_prompt_bytes`` / ``max_system_bytes`` into the cache's input limits."""
     default = InputLimits()
     try:
@@ -299,7 +305,20 @@ _ENV: Mapping[str, tuple[str, str, Callable[[str], Any]]] = {
     "VEX_LLM_RETRY_AFTER_CAP": ("server", "retry_after_cap", float),
     "VEX_LLM_METRICS_AUTH": ("server", "metrics_auth", lambda v: _parse_bool(v)),
     "VEX_LLM_STORE": ("cache", "store", str),
+    **{f"VEX_LLM_{name.upper()}": ("server", name, kind) for name, kind in LIMIT_TYPES.items()},
 }
+
+
+def _read_limits(r: _Reader, server: Mapping[str, Any]) -> ServerLimits:
+    base = ServerLimits()
+    values = {
+        name: r.get(server, name, int if kind is int else _NUMBER, "server", getattr(base, name))
+        for name, kind in LIMIT_TYPES.items()
+    }
+    limits = ServerLimits(**values)
+    for name, message in limits.problems():
+        r.problem(f"server.{name}", message)
+    return limits if not limits.problems() else base
 
 
 def _parse_bool(value: str) -> bool:
@@ -348,11 +367,12 @@ def settings_from_document(
             "metrics_auth",
             "retry_after_cap",
             "open_tenant",
-        },
+        }
+        | set(LIMIT_TYPES),
         "server",
     )
     store, cache = _read_cache(r, doc)
-    cache = _read_limits(r, server, cache)
+    cache = _read_input_limits(r, server, cache)
     admin = r.table(doc, "admin", "admin")
     r.unknown(admin, {"key_sha256", "key_env"}, "admin")
     admin_hashes = r.key_hashes(admin, "admin", env)
@@ -379,6 +399,7 @@ def settings_from_document(
         "store_url": store,
         "cache": cache,
         "store_breaker": _read_breaker(r, doc),
+        "limits": _read_limits(r, server),
         **fields,
     }
     # The cross-field rules run even when single settings were wrong, so that one run of

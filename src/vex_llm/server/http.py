@@ -6,6 +6,7 @@ Kept apart from the handlers so that ``app.py`` reads as the request path and no
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -14,13 +15,16 @@ from vex_llm.server.wire import WireError, error_json
 try:
     import anyio
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response, StreamingResponse
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the proxy needs the server extra: pip install 'vex-llm[server]'") from exc
 
+log = logging.getLogger("vex_llm.server")
+
 __all__ = [
+    "BodyDeadline",
     "OneAuthorization",
     "SSEResponse",
     "cache_headers",
@@ -91,11 +95,19 @@ async def read_body(request: Request, cap: int) -> bytes:
     parts = []
     total = 0
     # Counted while reading: a chunked or lying body cannot get past the cap either.
-    async for part in request.stream():
-        total += len(part)
-        if total > cap:
-            raise too_large
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            total += len(part)
+            if total > cap:
+                raise too_large
+            parts.append(part)
+    except ClientDisconnect:
+        # The client left (or BodyDeadline gave up on it): one line, not a traceback. The
+        # status is for the metrics only; nobody is left to read it.
+        log.info("request body incomplete: the client left or was too slow (%d bytes)", total)
+        raise WireError(
+            "the request body was not received in full", status=499, code="client_closed"
+        ) from None
     return b"".join(parts)
 
 
@@ -132,3 +144,54 @@ class OneAuthorization:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class BodyDeadline:
+    """ASGI middleware: the request body must arrive within ``timeout`` seconds of the request's
+    start, or the client gets a 408 (``connection: close``) and the handler a disconnect.
+
+    Only reads of the body are bounded; once it is complete, ``receive`` is passed through
+    untouched (a streaming response waits on it to notice a client leaving).
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = anyio.current_time() + self.timeout
+        body_done = False
+        started = timed_out = False
+
+        async def bounded_receive() -> Message:
+            nonlocal body_done, timed_out
+            if body_done:
+                return await receive()
+            with anyio.move_on_after(deadline - anyio.current_time()) as scope_:
+                message = await receive()
+            if scope_.cancelled_caught:
+                if not started and not timed_out:
+                    timed_out = True
+                    err = WireError(
+                        f"the request body did not arrive within {self.timeout:g} s",
+                        status=408,
+                        code="request_timeout",
+                    )
+                    await error_response(err, {"connection": "close"})(scope, receive, send)
+                return {"type": "http.disconnect"}
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out:  # the 408 went out instead
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, bounded_receive, guarded_send)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vex_llm.server.limits import ServerLimits
 from vex_llm.server.settings import Settings, UpstreamSettings
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "quick_settings",
     "run_server",
     "serve_app",
+    "uvicorn_config",
 ]
 
 T = TypeVar("T")
@@ -145,6 +147,29 @@ class ShutdownSignals:
             self._task.cancel()
 
 
+def uvicorn_config(
+    app: Any, host: str, port: int, limits: ServerLimits, *, log_level: str = "info"
+) -> Any:
+    """uvicorn's ``Config`` for the proxy, with the connection limits of ``limits``.
+
+    uvicorn gives the keep-alive idle timeout; the header size cap, the header timeout and
+    the connection limit come from :mod:`vex_llm.server.protocol` (uvicorn's httptools
+    protocol has none of them); the body timeout is a middleware of the app.
+    """
+    from vex_llm.server.protocol import bounded_protocol
+
+    return _uvicorn().Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws="none",
+        lifespan="on",
+        http=bounded_protocol(limits),
+        timeout_keep_alive=limits.keepalive_timeout,
+    )
+
+
 async def serve_app(
     app: Any,
     host: str,
@@ -152,9 +177,11 @@ async def serve_app(
     *,
     signals: ShutdownSignals | None = None,
     log_level: str = "info",
+    limits: ServerLimits | None = None,
 ) -> None:
     """Serve ``app`` until asked to stop; return after a graceful stop.
 
+    ``limits`` bound every connection (see :func:`uvicorn_config`).
     With ``signals``, SIGINT/SIGTERM stop it; uvicorn's own signal handling is turned off
     either way, because after shutting down it re-raises the signal, which for SIGTERM kills
     the process before the caller can stop its child processes.
@@ -166,9 +193,7 @@ async def serve_app(
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, ws="none", lifespan="on"
-    )
+    config = uvicorn_config(app, host, port, limits or ServerLimits(), log_level=log_level)
     server = _Server(config)
     if signals is not None:
         signals.server = server

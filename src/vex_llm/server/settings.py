@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
+from vex_llm.providers.kinds import KIND_NAMES
+from vex_llm.providers.kinds import UPSTREAM_KINDS as UPSTREAM_KIND_TABLE
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
+from vex_llm.server.limits import ServerLimits
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -31,7 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-UPSTREAM_KINDS = ("openai", "ollama", "anthropic")
+#: The upstream kind names (the table is ``vex_llm.providers.kinds.UPSTREAM_KINDS``).
+UPSTREAM_KINDS = KIND_NAMES
 _STORE_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "valkey://", "valkeys://")
 
 
@@ -124,6 +128,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     metrics_auth: bool = False
     retry_after_cap: float = 60.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     def __post_init__(self) -> None:
         problems = check_settings(self)
@@ -154,6 +159,7 @@ class SettingsDraft:
     metrics_auth: bool
     retry_after_cap: float
     store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 def _fallback_problems(u: UpstreamSettings, names: list[str]) -> list[Problem]:
@@ -186,8 +192,9 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
             )
         if not u.base_url.startswith(("http://", "https://")):
             problems.append(Problem(f"upstreams.{u.name}.base_url", "must be an http(s) URL"))
-        if u.kind == "anthropic" and u.api_key_env is None:
-            problems.append(Problem(f"upstreams.{u.name}.api_key_env", "anthropic needs a key"))
+        kind = UPSTREAM_KIND_TABLE.get(u.kind)
+        if kind is not None and kind.needs_key and u.api_key_env is None:
+            problems.append(Problem(f"upstreams.{u.name}.api_key_env", f"{u.kind} needs a key"))
         problems += _fallback_problems(u, names)
     if not s.tenants and s.open_tenant is None:
         problems.append(
@@ -210,6 +217,8 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
         problems.append(Problem("server.port", "must be between 0 and 65535"))
     if s.max_body_bytes < 1:
         problems.append(Problem("server.max_body_bytes", "must be positive"))
+    for name, message in s.limits.problems():
+        problems.append(Problem(f"server.{name}", message))
     if s.retry_after_cap <= 0:
         problems.append(Problem("server.retry_after_cap", "must be positive"))
     return problems

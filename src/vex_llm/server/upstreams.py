@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 
 from vex_llm.provider import LLMProvider
+from vex_llm.providers.base import AnswerLimits, HTTPProvider
+from vex_llm.providers.kinds import build_upstream
 from vex_llm.server.settings import UpstreamSettings
 
 __all__ = ["build_provider", "upstream_secret"]
@@ -22,26 +24,24 @@ def upstream_secret(upstream: UpstreamSettings, env: Mapping[str, str] | None = 
     return (os.environ if env is None else env).get(upstream.api_key_env) or None
 
 
-def build_provider(upstream: UpstreamSettings, env: Mapping[str, str] | None = None) -> LLMProvider:
-    """The provider for ``upstream`` (its kind's class, its key from the environment)."""
-    key = upstream_secret(upstream, env)
-    if upstream.kind == "openai":
-        from vex_llm.providers.openai_compat import OpenAICompatibleProvider
-
-        return OpenAICompatibleProvider(
+def build_provider(
+    upstream: UpstreamSettings,
+    env: Mapping[str, str] | None = None,
+    *,
+    answer_limits: AnswerLimits | None = None,
+) -> LLMProvider:
+    """The provider for ``upstream`` (its kind's class, its key from the environment), reading
+    answers within ``answer_limits`` when given."""
+    try:
+        provider = build_upstream(
+            upstream.kind,
             base_url=upstream.base_url,
-            api_key=key,
             model=upstream.model,
+            api_key=upstream_secret(upstream, env),
             timeout=upstream.timeout,
         )
-    if upstream.kind == "ollama":
-        from vex_llm.providers.ollama import OllamaProvider
-
-        return OllamaProvider(base_url=upstream.base_url, model=upstream.model)
-    if upstream.kind == "anthropic":
-        from vex_llm.providers.anthropic import AnthropicProvider
-
-        if key is None:
-            raise ValueError(f"upstream {upstream.name!r}: anthropic needs api_key_env set")
-        return AnthropicProvider(api_key=key, model=upstream.model, base_url=upstream.base_url)
-    raise ValueError(f"unknown upstream kind {upstream.kind!r}")
+    except ValueError as exc:
+        raise ValueError(f"upstream {upstream.name!r}: {exc}") from None
+    if answer_limits is not None and isinstance(provider, HTTPProvider):
+        provider.answer_limits = answer_limits
+    return provider

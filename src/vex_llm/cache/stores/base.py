@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.models import seconds
+from vex_llm.validation import positive_int, seconds
 
 __all__ = [
     "EVICTION_CAUSES",
@@ -53,13 +53,8 @@ def check_bounds(
     Sizes are positive ints or None; lifetimes positive, finite seconds (or ``timedelta``)
     or None. A zero or negative one would otherwise keep nothing, silently.
     """
-    for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be a positive int or None, not {type(value).__name__}")
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    positive_int("max_entries", max_entries, optional=True)
+    positive_int("max_bytes", max_bytes, optional=True)
     return seconds("ttl", ttl), seconds("tti", tti)
 
 

@@ -1,0 +1,54 @@
+"""The argument checks every constructor needs, once: counts, durations and numbers.
+
+A bad value fails where it enters, with a ``TypeError`` (wrong type: ``True`` is not a size,
+``"5"`` is not a duration) or a ``ValueError`` (right type, impossible value: zero, negative,
+NaN or infinite), and the message names the argument. Library code checks with these instead of
+spelling the same tests again (the review found them five times, each a little different).
+A leaf module: it imports nothing from ``vex_llm``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+__all__ = ["is_number", "positive_int", "seconds"]
+
+
+def is_number(value: object) -> bool:
+    """An int or float, but not a bool (``True`` as a temperature is a caller's bug, not 1.0)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value: object, *, optional: bool = False, low: int = 1) -> int | None:
+    """``value`` as an int of at least ``low`` (1 unless given); None too when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        wanted = "an int or None" if optional else "an int"
+        raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value!r}")
+    return value
+
+
+def seconds(name: str, value: object, *, optional: bool = True, zero: bool = False) -> float | None:
+    """A duration given as seconds (int/float) or a ``timedelta``, as float seconds.
+
+    It must be finite and positive (or zero, when ``zero``); None passes when ``optional``.
+    A zero or negative time-to-live or timeout is a caller's mistake, not "no limit".
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, timedelta):
+        number = value.total_seconds()
+    elif is_number(value):
+        number = float(value)  # type: ignore[arg-type]
+    else:
+        raise TypeError(
+            f"{name} must be seconds (int or float) or a timedelta, not {type(value).__name__}"
+        )
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        bound = ">= 0" if zero else "positive"
+        raise ValueError(f"{name} must be a {bound}, finite duration, got {value!r}")
+    return number
