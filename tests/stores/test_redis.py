@@ -159,6 +159,7 @@ async def test_many_concurrent_calls_wait_for_a_connection_instead_of_failing(
     assert caplog.records == []
     await store.clear()
     await cached.aclose()
+    await store.aclose()  # a store passed in is the caller's to close
 
 
 def _request(i: int) -> Any:
