@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cache_hit.py
 	$(BIN)/python benchmarks/hit_ratio.py
 	$(BIN)/python benchmarks/proxy.py
+	$(BIN)/python benchmarks/resilience.py
+	$(BIN)/python benchmarks/workers.py
 	sh scripts/install-redis.sh
 	$(BIN)/python benchmarks/stores.py
 	$(BIN)/python -m vex_llm.local.install

@@ -44,6 +44,9 @@ def expected(flags: Flags, stored: Stored, in_flight: bool) -> Decision:
         action,
         store=goes_upstream and not flags.no_store,
         lease=action == "lead" and not flags.no_store,
+        # A stale entry answers if the upstream fails, for shared calls only: no_cache
+        # (bypass) asked for a fresh answer and never gets a stale one.
+        stale_on_error=stored == "stale" and action in ("lead", "join"),
     )
 
 
@@ -89,3 +92,11 @@ def test_no_cache_never_joins_and_skips_the_read() -> None:
     assert reads_store(CacheControl())
     assert decide(control, "unread", True).action == "bypass"
     assert decide(control, "unread", True).store
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=repr)
+@pytest.mark.parametrize("in_flight", [False, True])
+def test_no_cache_never_gets_a_stale_answer(flags: Flags, in_flight: bool) -> None:
+    if flags.no_cache:
+        for stored in STORED:
+            assert not decide(flags, stored, in_flight).stale_on_error

@@ -2,4 +2,7 @@
 
 from vex_llm.cli import main
 
-main()
+# Guarded: `serve --workers N` starts workers with multiprocessing's spawn, which imports the
+# parent's __main__ module in each worker.
+if __name__ == "__main__":
+    main()

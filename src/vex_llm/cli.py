@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -136,6 +137,12 @@ def demo() -> None:
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML config.")
 @click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="[default: 8080]")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Processes serving the port; > 1 needs a SQLite or Redis store [default: 1].",
+)
 @_upstream_options
 @click.option(
     "--move-bad-cache",
@@ -147,6 +154,7 @@ def serve(
     config: Path | None,
     host: str | None,
     port: int | None,
+    workers: int | None,
     upstream: str | None,
     upstream_kind: str,
     upstream_key_env: str | None,
@@ -159,30 +167,34 @@ def serve(
     With --config, everything comes from the file. With --upstream, one upstream is served,
     open to any client key on a loopback address. With neither, the embedded defaults: the
     local SmolLM2 model (installed on first use) and a SQLite cache in the user cache dir.
+    With --workers N, N processes share the port, the store, the local model and the metrics.
     """
     if config is not None and upstream is not None:
         raise click.UsageError("use --config or --upstream, not both")
     from vex_llm.server.run import run_server
 
-    run_server(
+    code = run_server(
         _serve(
-            config, host, port, upstream, upstream_kind, upstream_key_env, model, store,
+            config, host, port, workers, upstream, upstream_kind, upstream_key_env, model, store,
             move_bad_cache,
         )
     )  # fmt: skip
+    if code:
+        sys.exit(code)
 
 
 async def _serve(
     config: Path | None,
     host: str | None,
     port: int | None,
+    workers: int | None,
     upstream: str | None,
     kind: str,
     key_env: str | None,
     model: str | None,
     store: str | None,
     move_bad_cache: bool = False,
-) -> None:
+) -> int:
     from vex_llm.server.app import create_app
     from vex_llm.server.run import OPEN_TENANT, ShutdownSignals, quick_settings, serve_app
 
@@ -213,12 +225,16 @@ async def _serve(
             providers = {model: provider}
             if upstream is None:
                 local = provider
+        if workers is not None:
+            settings = dataclasses.replace(settings, workers=workers)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]config:[/] {problem}", markup=True, highlight=False)
         raise click.ClickException("invalid configuration") from None
     if move_bad_cache:
         settings = dataclasses.replace(settings, store_url=_move_bad_file(settings.store_url))
+    if settings.workers > 1:
+        return await _serve_workers(settings, local)
     try:
         app = create_app(settings, providers=providers)
     except StoreError as exc:  # a bad SQLite file: one line saying which and what to do
@@ -240,11 +256,43 @@ async def _serve(
         signals.remove()
         if local is not None:
             await local.aclose()
+    return 0
+
+
+async def _serve_workers(settings: Any, local: Any) -> int:
+    """``serve --workers N``: start the local model once, then supervise N workers."""
+    from vex_llm.server.run import OPEN_TENANT, ShutdownSignals
+    from vex_llm.server.workers import Supervisor
+
+    signals = ShutdownSignals()
+    signals.install()
+    try:
+        if local is not None:
+            await local.start()
+        signals.remove()
+        supervisor = Supervisor(settings, local_base_url=local.base_url if local else None)
+        try:
+            code = await supervisor.run(lambda real: _announce(real, OPEN_TENANT))
+        except OSError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            return 1
+        err.print(f"stopped {settings.workers} workers", highlight=False)
+        return code
+    except asyncio.CancelledError:
+        if not signals.received:
+            raise
+        err.print("interrupted during start-up", highlight=False)
+        return 0
+    finally:
+        signals.remove()
+        if local is not None:
+            await local.aclose()
 
 
 def _announce(settings: Any, open_tenant: str) -> None:
     base = f"http://{settings.host}:{settings.port}/v1"
-    err.print(f"[bold green]vex-llm proxy[/] on {base}", highlight=False)
+    workers = f" ({settings.workers} workers)" if settings.workers > 1 else ""
+    err.print(f"[bold green]vex-llm proxy[/] on {base}{workers}", highlight=False)
     for u in settings.upstreams:
         err.print(f"  model [bold]{u.name}[/] -> {u.kind} upstream", highlight=False)
     err.print(f"  cache store: {redact_url(settings.store_url)}", highlight=False)

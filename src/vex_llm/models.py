@@ -244,6 +244,9 @@ class CacheControl:
     - ``ttl`` / ``tti``: seconds (or ``timedelta``); they can only shorten the configured ones.
     - ``only_if_cached``: answer from the cache or raise :class:`~vex_llm.errors.CacheMiss`.
     - ``namespace``: a label that partitions the cache within a tenant.
+    - ``stale_if_error``: seconds past its ttl an entry may be to answer this request when
+      the upstream fails (RFC 5861); 0 refuses stale answers. Only the configured grace
+      keeps entries that long; this can shorten it, not extend it.
     """
 
     no_cache: bool = False
@@ -252,6 +255,7 @@ class CacheControl:
     tti: float | timedelta | None = None
     only_if_cached: bool = False
     namespace: str | None = None
+    stale_if_error: float | None = None
 
     def __post_init__(self) -> None:
         for flag in ("no_cache", "no_store", "only_if_cached"):
@@ -263,6 +267,9 @@ class CacheControl:
             _text("CacheControl.namespace", self.namespace)
         if self.only_if_cached and self.no_cache:
             raise ValueError("CacheControl: only_if_cached and no_cache contradict each other")
+        if self.stale_if_error is not None:
+            grace = _opt_float("CacheControl.stale_if_error", self.stale_if_error, 0.0, math.inf)
+            object.__setattr__(self, "stale_if_error", grace)
 
     @property
     def ttl_seconds(self) -> float | None:

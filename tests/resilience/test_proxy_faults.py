@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from tests.conftest import ManualClock
 from tests.resilience.faulty_upstream import FaultyUpstream
 from tests.server.conftest import KEY_A, make_settings, serve
-from vex_llm import MemoryStore
+from vex_llm import LLMCacheConfig, MemoryStore
 from vex_llm.resilience import BreakerPolicy, RetryPolicy
 from vex_llm.server.app import create_app
 from vex_llm.server.settings import UpstreamSettings
@@ -28,14 +29,19 @@ from vex_llm.server.settings import UpstreamSettings
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
 FAST_RETRY = RetryPolicy(base_delay=0.005, max_delay=0.02)
 QUICK_BREAKER = BreakerPolicy(min_calls=4, failure_rate=0.5, window=10.0, open_for=0.4)
+CACHE = LLMCacheConfig(ttl=60, tti=None)
 
 
 @contextlib.asynccontextmanager
 async def proxied(
-    upstreams: Mapping[str, FaultyUpstream], **options: Mapping[str, Any]
+    upstreams: Mapping[str, FaultyUpstream],
+    *,
+    clock: Callable[[], float] = time.time,
+    **options: Mapping[str, Any],
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """The proxy serving each fake as an upstream of that name; ``options[name]`` sets more
-    of its ``UpstreamSettings``. Yields a client on ``/v1`` (tenant A) and the root URL."""
+    of its ``UpstreamSettings``; ``clock`` stamps cache entries. Yields a client on ``/v1``
+    (tenant A) and the root URL."""
     async with contextlib.AsyncExitStack() as stack:
         settings = []
         for name, fake in upstreams.items():
@@ -47,7 +53,11 @@ async def proxied(
                 **options.get(name, {}),
             }
             settings.append(UpstreamSettings(name, "openai", url + "/v1", name, **fields))
-        app = create_app(make_settings(upstreams=tuple(settings)), store=MemoryStore(1000))
+        app = create_app(
+            make_settings(upstreams=tuple(settings), cache=CACHE),
+            store=MemoryStore(1000),
+            clock=clock,
+        )
         root = await stack.enter_async_context(serve(app))
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=root + "/v1", headers=AUTH, timeout=10)
@@ -252,3 +262,67 @@ async def test_a_4xx_is_never_retried(retry: RetryPolicy | None) -> None:
         )  # refused by the proxy itself: 400, and nothing reaches the upstream
     assert response.status_code == 400
     assert fake.total == 0
+
+
+async def test_an_outage_is_answered_stale_where_allowed_and_fresh_after_it() -> None:
+    clock = ManualClock()
+    fake = FaultyUpstream(tag="v1")
+    async with proxied({"primary": fake}, clock=clock, primary={"stale_if_error": 3600}) as (
+        c,
+        root,
+    ):
+        questions = [f"q{i}" for i in range(5)]
+        for q in questions:
+            assert (await c.post("/chat/completions", json=ask(q))).status_code == 200
+        clock.advance(100)  # every entry is past its 60 s ttl, within the grace
+        fake.mode, fake.tag = "down", "v2"
+        during = [await c.post("/chat/completions", json=ask(q)) for q in questions * 3]
+        assert {r.status_code for r in during} == {200}
+        assert {r.headers["x-vex-cache"] for r in during} == {"stale"}
+        assert {r.headers["age"] for r in during} == {"100"}
+        assert during[0].json()["choices"][0]["message"]["content"] == "v1: q0"
+        # The breaker opened meanwhile: later stale answers did not even try the upstream.
+        assert fake.total < 5 + 15
+        # A client that refuses stale answers gets the failure; no-cache never gets stale.
+        for header in ("stale-if-error=0", "no-cache"):
+            refused = await c.post(
+                "/chat/completions", json=ask("q0"), headers={"Cache-Control": header}
+            )
+            assert refused.status_code in (502, 503)
+        async with c.stream("POST", "/chat/completions", json=ask("q1", stream=True)) as r:
+            lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+        assert r.headers["x-vex-cache"] == "stale"
+        assert lines[-1] == "data: [DONE]"
+        text = await metrics(root)
+        assert 'outcome="stale",tenant="tenant-a"} 16.0' in text
+        fake.mode = "ok"
+        await asyncio.sleep(0.45)  # the breaker's probe is due (open_for 0.4 s)
+        after = [await c.post("/chat/completions", json=ask(q)) for q in questions]
+        assert {r.status_code for r in after} == {200}
+        assert [r.headers["x-vex-cache"] for r in after] == ["miss"] * 5
+        assert after[0].json()["choices"][0]["message"]["content"] == "v2: q0"
+        again = await c.post("/chat/completions", json=ask("q0"))
+    assert again.headers["x-vex-cache"] == "hit"
+
+
+async def test_stale_with_the_official_openai_client() -> None:
+    clock = ManualClock()
+    fake = FaultyUpstream()
+    async with proxied({"primary": fake}, clock=clock, primary={"stale_if_error": 600}) as (
+        _,
+        root,
+    ):
+        client = openai.AsyncOpenAI(base_url=root + "/v1", api_key=KEY_A, max_retries=0)
+        messages = [{"role": "user", "content": "what is stale?"}]
+        await client.chat.completions.create(model="primary", messages=messages)  # type: ignore[arg-type]
+        clock.advance(61)
+        fake.mode = "down"
+        raw = await client.chat.completions.with_raw_response.create(
+            model="primary",
+            messages=messages,  # type: ignore[arg-type]
+            extra_headers={"Cache-Control": "stale-if-error=300"},
+        )
+        await client.close()
+    assert raw.headers["x-vex-cache"] == "stale"
+    assert raw.headers["age"] == "61"
+    assert raw.parse().choices[0].message.content == "v1: what is stale?"

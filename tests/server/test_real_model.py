@@ -63,3 +63,28 @@ async def test_embedded_defaults_answer_cache_and_clean_up(tmp_path: Path) -> No
     model_server = ("127.0.0.1", int(match[1]))
     with pytest.raises(ConnectionRefusedError), socket.create_connection(model_server, 1):
         pass  # the model's server is gone with vex-llm
+
+
+async def test_two_workers_share_one_local_model_and_stop_it(tmp_path: Path) -> None:
+    from tests.server.test_workers import ask_each_on_a_new_connection, children, workers_of
+
+    def is_llama(pid: int) -> bool:
+        return b"llama-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+    store = f"sqlite:///{tmp_path / 'cache.db'}"
+    async with serving("--store", store, "--workers", "2", ready_timeout=180) as proxy:
+        await workers_of(proxy, 2)
+        descendants = children(proxy.process.pid)
+        llama = [pid for pid in descendants if is_llama(pid)]
+        outcomes = await ask_each_on_a_new_connection(proxy.base, 4, model=MODEL)
+        code = await proxy.stop(signal.SIGINT)
+    assert len(llama) == 1  # one model server for both workers
+    assert outcomes == ["miss", "hit", "hit", "hit"]
+    assert code == 0, proxy.stderr
+    match = re.search(r"local model ready at http://127\.0\.0\.1:(\d+)/v1", proxy.stderr)
+    assert match, proxy.stderr
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", int(match[1])), 1),
+    ):
+        pass

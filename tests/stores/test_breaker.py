@@ -154,6 +154,7 @@ async def test_a_hung_store_costs_requests_nothing_once_open(
     assert len(warnings) == 2  # the cache's "store failed" and the breaker's "skipping it"
     assert "answers again" in caplog.text
     await cached.aclose()
+    await store.aclose()  # a store passed in is the caller's to close
 
 
 async def test_failures_that_are_not_timeouts_open_it_too() -> None:

@@ -139,3 +139,30 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_redis)
     with pytest.raises(ImportError, match=r"vex-llm\[redis\]"):
         RedisStore("redis://127.0.0.1/0")
+
+
+async def test_many_concurrent_calls_wait_for_a_connection_instead_of_failing(
+    redis_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # redis-py's pool refuses the 101st concurrent command (MaxConnectionsError): at 200
+    # concurrent requests, 300+ store operations failed and the log got 566 lines in 90 s.
+    store = RedisStore(redis_server.url, prefix=prefix())
+    await store.set("k", entry("v"), None, None)
+    results = await asyncio.gather(*(store.get("k") for _ in range(300)), return_exceptions=True)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    pool = store.client.connection_pool
+    assert pool.max_connections <= 64  # bounded, so 200 requests do not open 200 sockets
+    cached = CachedProvider(MockProvider.smart(), LLMCacheConfig(), store=store)
+    with caplog.at_level("WARNING", logger="vex_llm.cache"):
+        await asyncio.gather(*(cached.complete(_request(i)) for i in range(200)))
+    assert (await cached.astats()).store_errors == 0
+    assert caplog.records == []
+    await store.clear()
+    await cached.aclose()
+    await store.aclose()  # a store passed in is the caller's to close
+
+
+def _request(i: int) -> Any:
+    from vex_llm import LLMRequest
+
+    return LLMRequest(prompt=f"question {i}")

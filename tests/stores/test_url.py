@@ -49,6 +49,9 @@ async def test_sqlite_absolute_path_and_options(tmp_path: Path) -> None:
         ("redis://host/zero", "database number"),
         ("redis://host/0?pool=9", "unknown option 'pool'"),
         ("redis://host/0?socket_timeout=-1", "socket_timeout"),
+        ("redis://host/0?max_connections=0", "max_connections"),
+        ("redis://host/0?pool_timeout=x", "pool_timeout"),
+        ("sqlite:////tmp/x.db?bad_file=delete", "bad_file"),
     ],
 )
 def test_bad_urls_name_the_problem(url: str, message: str) -> None:
@@ -76,6 +79,19 @@ async def test_redis_family(scheme: str) -> None:
     tls = scheme in ("rediss", "valkeys")
     assert ("SSL" in store.client.connection_pool.connection_class.__name__) == tls
     assert "hunter2" not in repr(store)
+    await store.aclose()
+
+
+async def test_redis_pool_options() -> None:
+    store = open_store("redis://cache.internal/0")
+    assert isinstance(store, RedisStore)
+    pool = store.client.connection_pool
+    assert (pool.max_connections, pool.timeout) == (50, 1.0)  # blocking, bounded
+    await store.aclose()
+    store = open_store("redis://cache.internal/0?max_connections=7&pool_timeout=0.25")
+    assert isinstance(store, RedisStore)
+    pool = store.client.connection_pool
+    assert (pool.max_connections, pool.timeout) == (7, 0.25)
     await store.aclose()
 
 

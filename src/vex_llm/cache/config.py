@@ -34,6 +34,9 @@ class LLMCacheConfig:
     ttl: float | timedelta | None = 3600.0
     tti: float | timedelta | None = 1800.0
     limits: InputLimits | None = None
+    #: Stale-if-error (RFC 5861): entries are kept this long past their ttl, and answer when
+    #: the upstream fails (see ``vex_llm.cache.staleness``). None: off.
+    stale_if_error: float | timedelta | None = None
 
     def __post_init__(self) -> None:
         positive_int("max_entries", self.max_entries, optional=True)
@@ -45,6 +48,7 @@ class LLMCacheConfig:
             )
         object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
         object.__setattr__(self, "tti", seconds("tti", self.tti))
+        object.__setattr__(self, "stale_if_error", seconds("stale_if_error", self.stale_if_error))
         if self.limits is not None and not isinstance(self.limits, InputLimits):
             raise TypeError("limits must be an InputLimits or None")
 
@@ -57,6 +61,18 @@ class LLMCacheConfig:
     def tti_seconds(self) -> float | None:
         """``tti`` in seconds (normalised at construction)."""
         return self.tti  # type: ignore[return-value]
+
+    @property
+    def stale_if_error_seconds(self) -> float | None:
+        """``stale_if_error`` in seconds (normalised at construction)."""
+        return self.stale_if_error  # type: ignore[return-value]
+
+    @property
+    def kept_for(self) -> float | None:
+        """How long a store must keep an entry: ``ttl`` plus the stale-if-error grace."""
+        if self.ttl_seconds is None:
+            return None
+        return self.ttl_seconds + (self.stale_if_error_seconds or 0.0)
 
     @classmethod
     def default(cls) -> LLMCacheConfig:

@@ -5,15 +5,16 @@ identical call is in flight in this process) to one :class:`Decision`; it does n
 tested over every input (``tests/test_decision.py``). ``CachedProvider`` drives it: it reads
 the store when :func:`reads_store` says so, asks :func:`decide`, and carries the decision out.
 
-    only_if_cached, nothing stored  -> only_if_cached_miss   (never calls upstream)
+    only_if_cached, nothing fresh   -> only_if_cached_miss   (never calls upstream)
     no_cache                        -> bypass                (its own call; refreshes the entry)
     a fresh entry                   -> hit
     an identical call in flight     -> join                  (one upstream call for all)
     otherwise                       -> lead                  (the call others may join)
 
 A leader takes the cross-process lease (``Decision.lease``) unless its answer will not be
-stored (``no_store``): other processes could only wait for it in vain. Room is left for a
-``stale`` stored state (serve stale on upstream error), which ``Stored`` will then include.
+stored (``no_store``): other processes could only wait for it in vain. With a ``stale``
+entry (past its ttl, within the stale-if-error grace, see ``staleness``) a join or lead
+keeps it to answer with if the upstream fails (``Decision.stale_on_error``).
 
 This module and ``outcome`` are leaves: they import nothing else from ``vex_llm.cache``.
 """
@@ -29,8 +30,11 @@ __all__ = [
     "BYPASS_NO_STORE",
     "HIT",
     "JOIN",
+    "JOIN_STALE",
     "LEAD",
     "LEAD_NO_STORE",
+    "LEAD_NO_STORE_STALE",
+    "LEAD_STALE",
     "ONLY_IF_CACHED_MISS",
     "Action",
     "Controls",
@@ -44,9 +48,9 @@ __all__ = [
 Action = Literal["hit", "join", "lead", "bypass", "only_if_cached_miss"]
 ACTIONS: tuple[Action, ...] = ("hit", "join", "lead", "bypass", "only_if_cached_miss")
 
-#: What the store holds for the key: a usable entry, nothing, or "not read" (``no_cache``
-#: requests never read). Serving stale entries will add ``"stale"``.
-Stored = Literal["fresh", "absent", "unread"]
+#: What the store holds for the key: a usable entry, one usable only if the upstream fails,
+#: nothing, or "not read" (``no_cache`` requests never read).
+Stored = Literal["fresh", "stale", "absent", "unread"]
 
 
 class Controls(Protocol):
@@ -64,12 +68,14 @@ class Controls(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """``action``; for calls that go upstream, whether the answer is ``store``d and whether
-    the cross-process ``lease`` is taken first."""
+    """``action``; for calls that go upstream, whether the answer is ``store``d, whether
+    the cross-process ``lease`` is taken first, and whether the stale entry answers if the
+    upstream fails (``stale_on_error``)."""
 
     action: Action
     store: bool = False
     lease: bool = False
+    stale_on_error: bool = False
 
 
 HIT = Decision("hit")
@@ -79,6 +85,9 @@ LEAD = Decision("lead", store=True, lease=True)
 LEAD_NO_STORE = Decision("lead")
 BYPASS = Decision("bypass", store=True)
 BYPASS_NO_STORE = Decision("bypass")
+JOIN_STALE = Decision("join", stale_on_error=True)
+LEAD_STALE = Decision("lead", store=True, lease=True, stale_on_error=True)
+LEAD_NO_STORE_STALE = Decision("lead", stale_on_error=True)
 
 
 def reads_store(control: Controls) -> bool:
@@ -97,6 +106,10 @@ def decide(control: Controls, stored: Stored, in_flight: bool) -> Decision:
     if control.no_cache:
         # A caller asking for a fresh sample gets its own call, never a shared one.
         return BYPASS_NO_STORE if control.no_store else BYPASS
+    if stored == "stale":
+        if in_flight:
+            return JOIN_STALE
+        return LEAD_NO_STORE_STALE if control.no_store else LEAD_STALE
     if in_flight:
         return JOIN
     return LEAD_NO_STORE if control.no_store else LEAD

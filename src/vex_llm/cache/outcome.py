@@ -15,13 +15,15 @@ __all__ = ["CacheOutcome", "CacheResult"]
 
 #: How a request was served: from the store, by an upstream call it made, by joining an
 #: identical call in flight (in this process, or in another one sharing the store), or
-#: upstream without a lookup (``no_cache``).
-CacheOutcome = Literal["hit", "miss", "coalesced", "bypass"]
+#: upstream without a lookup (``no_cache``), or by a stale entry because the upstream failed
+#: (stale-if-error, see ``staleness``).
+CacheOutcome = Literal["hit", "miss", "coalesced", "bypass", "stale"]
 
 
 @dataclass(frozen=True, slots=True)
 class CacheResult:
-    """A response with how the cache served it: ``outcome``, ``key`` and ``age`` (s, hits)."""
+    """A response with how the cache served it: ``outcome``, ``key`` and ``age`` (seconds,
+    for hits and stale answers)."""
 
     response: LLMResponse
     outcome: CacheOutcome

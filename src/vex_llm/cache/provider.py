@@ -10,6 +10,12 @@ takes the cross-process lease when the store implements ``LeaseStore`` (see ``le
 identical misses fold across processes too. The answer is stored unless ``no_store``; errors,
 cancelled and partial answers never are.
 
+With ``config.stale_if_error`` (a grace past the ttl, see ``staleness``), an entry past its
+ttl but within the grace is kept aside while the request goes upstream as on a miss; if the
+upstream fails (5xx, 429, timeout, unreachable, open breaker; never a 4xx), the stale entry
+answers, with the outcome ``stale`` and its age. A stream waits for its first chunk (or the
+failure) before it is handed over, so the same holds for streams.
+
 The store is never allowed to fail a request: ``_read`` and ``_write`` (the only places the
 request path touches it) turn a store failure (``STORE_FAILURES``) into a miss or a skipped
 write, count it in ``store_errors`` and log it once per incident on the ``vex_llm.cache``
@@ -27,13 +33,14 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from hashlib import sha256
 
-from vex_llm.cache.config import LLMCacheConfig, effective_expiry
-from vex_llm.cache.decision import HIT, Decision, decide, reads_store
+from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.cache.decision import HIT, Decision, Stored, decide, reads_store
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight, Flights
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
 from vex_llm.cache.lease import LeasePolicy, fetch_with_lease
 from vex_llm.cache.outcome import CacheOutcome, CacheResult
+from vex_llm.cache.staleness import covers, freshness, store_expiry
 from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import (
     STORE_FAILURES,
@@ -93,11 +100,13 @@ class CachedProvider(WrapperProvider):
             store = MemoryStore(
                 self.config.max_entries,
                 self.config.max_bytes,
-                ttl=self.config.ttl_seconds,
+                ttl=self.config.kept_for,
                 tti=self.config.tti_seconds,
             )
         self.store: CacheStore = store
         self._clock = clock
+        # The stale-if-error grace: with one, every entry read is judged fresh or stale.
+        self._grace = self.config.stale_if_error_seconds
         # The identity is fixed for the provider's life; computing it once keeps it off the
         # hit path.
         self._identity = tuple(provider.cache_identity())
@@ -138,6 +147,8 @@ class CachedProvider(WrapperProvider):
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Answer from the cache, or from the wrapped provider (once per key in flight)."""
+        if self._grace is not None:  # entries may be stale: the general path judges them
+            return (await self.complete_result(request)).response
         try:
             request.validate(self.inner.limits)
         except AttributeError as exc:  # a try costs nothing on the hit path; a call would
@@ -170,7 +181,15 @@ class CachedProvider(WrapperProvider):
         if decision is HIT:
             assert entry is not None
             return CacheResult(entry.response, "hit", key, self._age(entry))
-        return await self._complete_via_flight(request, key, decision)
+        if not decision.stale_on_error:
+            return await self._complete_via_flight(request, key, decision)
+        assert entry is not None
+        try:
+            return await self._complete_via_flight(request, key, decision)
+        except LLMError as exc:
+            if not covers(exc):
+                raise
+            return self._stale(key, entry, exc)
 
     async def lookup(self, request: LLMRequest) -> CacheResult:
         """Deprecated name of :meth:`complete_result` (it calls upstream on a miss)."""
@@ -195,15 +214,28 @@ class CachedProvider(WrapperProvider):
             return CachedStream("hit", key, replay=replay_chunks(entry), age=self._age(entry))
         flight, joined = self._board(request, key, decision, streamed=True)
         deadline = self._deadline(request)
+        stale = entry if decision.stale_on_error else None
         try:
             if not joined:
                 await flight.known_origin(deadline)
+            if stale is not None:
+                # The stale entry stands in only before the first chunk: wait for it.
+                while not flight.chunks and not flight.finished:
+                    await flight.changed(deadline)
         except DeadlinePassed:
             flight.leave()
+            if stale is not None:
+                return self._stale_stream(key, stale, Timeout("the request's timeout passed"))
             raise Timeout(f"no answer within {request.timeout:g} s") from None
-        except BaseException:
+        except BaseException as exc:
             flight.leave()
+            if stale is not None and isinstance(exc, LLMError) and covers(exc):
+                return self._stale_stream(key, stale, exc)
             raise
+        failed = flight.error if not flight.chunks else None
+        if stale is not None and failed is not None and covers(failed):
+            flight.leave()
+            return self._stale_stream(key, stale, failed)
         outcome = self._outcome(decision, joined, flight)
         if outcome == "coalesced":
             return CachedStream(
@@ -230,11 +262,16 @@ class CachedProvider(WrapperProvider):
         if reads_store(control):
             get_now = self._get_now
             entry = get_now(key) if get_now is not None else await self._read(key)
-        decision = decide(
-            control,
-            "unread" if control.no_cache else "absent" if entry is None else "fresh",
-            entry is None and self._flights.get(key) is not None,
-        )
+        stored: Stored = "unread" if control.no_cache else "absent" if entry is None else "fresh"
+        if entry is not None and self._grace is not None:
+            state = freshness(
+                self._age(entry), self.config.ttl_seconds, self._grace, control.stale_if_error
+            )
+            if state == "expired":
+                stored, entry = "absent", None
+            else:
+                stored = state
+        decision = decide(control, stored, stored != "fresh" and self._flights.get(key) is not None)
         if decision is HIT:
             assert entry is not None
             self._count_hit(entry)
@@ -250,6 +287,16 @@ class CachedProvider(WrapperProvider):
 
     def _age(self, entry: CacheEntry) -> float:
         return max(0.0, self._clock() - entry.stored_at)
+
+    def _stale(self, key: str, entry: CacheEntry, error: BaseException) -> CacheResult:
+        """The stale ``entry`` standing in for an upstream that failed with ``error``."""
+        self._counters.stale += 1
+        log.info("upstream failed (%s); answering with a stale entry", type(error).__name__)
+        return CacheResult(entry.response, "stale", key, self._age(entry))
+
+    def _stale_stream(self, key: str, entry: CacheEntry, error: BaseException) -> CachedStream:
+        result = self._stale(key, entry, error)
+        return CachedStream("stale", key, replay=replay_chunks(entry), age=result.age)
 
     @staticmethod
     def _deadline(request: LLMRequest) -> float | None:
@@ -324,7 +371,7 @@ class CachedProvider(WrapperProvider):
                     key,
                     self._lease_owner,
                     self._lease,
-                    read=self._read,
+                    read=self._read_fresh,
                     fetch=lambda: self._call_upstream(flight, request, key, decision, streamed),
                     on_error=self._store_failed,
                 )
@@ -401,6 +448,15 @@ class CachedProvider(WrapperProvider):
             self._store_recovered("read")
         return entry
 
+    async def _read_fresh(self, key: str) -> CacheEntry | None:
+        """:meth:`_read`, where a stale entry reads as none (a leader waiting on another
+        process's lease must not take the stale entry it is replacing for that answer)."""
+        entry = await self._read(key)
+        if entry is None or self._grace is None:
+            return entry
+        state = freshness(self._age(entry), self.config.ttl_seconds, self._grace)
+        return entry if state == "fresh" else None
+
     async def _write(
         self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None
     ) -> None:
@@ -437,7 +493,7 @@ class CachedProvider(WrapperProvider):
         chunks: tuple[Chunk, ...] | None = None,
     ) -> None:
         """Store a complete answer (and its recorded stream, if it was streamed)."""
-        ttl, tti = effective_expiry(self.config, request.cache)
+        ttl, tti = store_expiry(self.config, request.cache)
         # The size is the entry's persisted (JSON) size, the same figure for every store.
         entry = CacheEntry.of(response, self._clock(), chunks)
         await self._write(key, entry, ttl, tti)
@@ -462,6 +518,7 @@ class CachedProvider(WrapperProvider):
             errors=c.errors,
             store_errors=c.store_errors,
             only_if_cached_misses=c.only_if_cached_misses,
+            stale=c.stale,
             evictions=dict(self.store.evictions()),
             entries=entries,
             bytes=nbytes,

@@ -17,6 +17,7 @@ class Counters:
         "hits",
         "misses",
         "only_if_cached_misses",
+        "stale",
         "store_errors",
         "tokens_saved",
     )
@@ -29,6 +30,7 @@ class Counters:
         self.errors = 0
         self.store_errors = 0
         self.only_if_cached_misses = 0
+        self.stale = 0
         self.tokens_saved = 0
 
 
@@ -47,6 +49,8 @@ class CacheStats:
       (reads, writes, leases) that were survived by going upstream; one request during an
       outage may count up to three.
     - ``evictions`` by cause: ``size``, ``expired``, ``explicit`` (delete and clear).
+    - ``stale``: answers served from an entry past its ttl because the upstream failed
+      (stale-if-error); the failed call is also counted in ``misses`` and ``errors``.
     - ``tokens_saved``: total tokens of answers served without an upstream call.
     """
 
@@ -61,6 +65,7 @@ class CacheStats:
     entries: int = 0
     bytes: int = 0
     tokens_saved: int = 0
+    stale: int = 0
 
     @property
     def lookups(self) -> int:

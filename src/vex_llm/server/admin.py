@@ -123,6 +123,7 @@ def admin_figures(stats: Mapping[str, CacheStats], tenants: Mapping[str, Any]) -
             "errors": s.errors,
             "store_errors": s.store_errors,
             "only_if_cached_misses": s.only_if_cached_misses,
+            "stale": s.stale,
             "tokens_saved": s.tokens_saved,
         }
         per_model[name] = counters

@@ -505,11 +505,13 @@ def create_app(
         from vex_llm.cache.stores.url import open_store
 
         cache = settings.cache
+        # Entries of upstreams with stale_if_error are kept that much past the ttl.
+        grace = max(u.stale_if_error for u in settings.upstreams)
         store = open_store(
             settings.store_url,
             max_entries=cache.max_entries,
             max_bytes=cache.max_bytes,
-            ttl=cache.ttl_seconds,
+            ttl=None if cache.ttl_seconds is None else cache.ttl_seconds + grace,
             tti=cache.tti_seconds,
         )
         # A failing or hung SQLite/Redis store is skipped, not waited for (memory stays bare).

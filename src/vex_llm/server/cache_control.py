@@ -26,12 +26,12 @@ _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _MAX_DIGITS = len(str(MAX_DELTA_SECONDS))
 
 
-def _delta_seconds(value: str) -> int:
+def _delta_seconds(value: str, directive: str = "max-age") -> int:
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]
     if not _DIGITS.fullmatch(value):
         raise WireError(
-            f"Cache-Control max-age must be a whole number of seconds, got {value[:40]!r}",
+            f"Cache-Control {directive} must be a whole number of seconds, got {value[:40]!r}",
             param="Cache-Control",
         )
     digits = value.lstrip("0") or "0"
@@ -46,7 +46,8 @@ def cache_control(header: str | None) -> CacheControl:
     ``no-cache`` (and ``max-age=0``, HTTP's "nothing stored will do") asks for a fresh answer
     that refreshes the entry; ``no-store`` keeps the answer out of the cache; ``max-age=N``
     stores the answer for at most N seconds (the shortest, if given twice); ``only-if-cached``
-    answers from the cache or fails.
+    answers from the cache or fails; ``stale-if-error=N`` accepts an answer up to N seconds
+    past its ttl when the upstream fails (RFC 5861; 0 refuses stale answers).
     """
     if not header:
         return CacheControl()
@@ -64,6 +65,8 @@ def cache_control(header: str | None) -> CacheControl:
         elif name == "max-age":
             seconds = _delta_seconds(value.strip())
             max_age = seconds if max_age is None else min(max_age, seconds)
+        elif name == "stale-if-error":
+            fields["stale_if_error"] = float(_delta_seconds(value.strip(), name))
     if max_age == 0:
         fields["no_cache"] = True
     elif max_age is not None:

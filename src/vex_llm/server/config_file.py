@@ -16,6 +16,7 @@ The file::
     metrics_auth = false    # true: /metrics needs the admin key
     retry_after_cap = 60    # seconds; an upstream's longer Retry-After is cut to this
     open_tenant = "local"   # any client key maps to this tenant (loopback hosts only)
+    workers = 1             # processes serving the port; > 1 needs a SQLite or Redis store
 
     [cache]
     store = "sqlite:////var/cache/vex-llm/cache.db"   # memory:// | sqlite:///... | redis://...
@@ -49,8 +50,8 @@ The file::
 
 Environment overrides (the server reads them; library code never does): ``VEX_LLM_HOST``,
 ``VEX_LLM_PORT``, ``VEX_LLM_STORE``, ``VEX_LLM_MAX_BODY_BYTES``, ``VEX_LLM_MAX_PROMPT_BYTES``,
-``VEX_LLM_MAX_SYSTEM_BYTES``, ``VEX_LLM_METRICS_AUTH``,
-``VEX_LLM_RETRY_AFTER_CAP`` and ``VEX_LLM_ADMIN_KEY`` (a raw admin key, hashed at load).
+``VEX_LLM_MAX_SYSTEM_BYTES``, ``VEX_LLM_METRICS_AUTH``, ``VEX_LLM_RETRY_AFTER_CAP``,
+``VEX_LLM_WORKERS`` and ``VEX_LLM_ADMIN_KEY`` (a raw admin key, hashed at load).
 The connection and answer limits of ``[server]`` (``max_header_bytes``, ``header_timeout``,
 ``body_timeout``, ``keepalive_timeout``, ``max_connections``, ``max_answer_bytes``,
 ``max_line_bytes``: see :mod:`vex_llm.server.limits`) each have ``VEX_LLM_<NAME>``.
@@ -299,6 +300,7 @@ def _read_tenants(
 _ENV: Mapping[str, tuple[str, str, Callable[[str], Any]]] = {
     "VEX_LLM_HOST": ("server", "host", str),
     "VEX_LLM_PORT": ("server", "port", int),
+    "VEX_LLM_WORKERS": ("server", "workers", int),
     "VEX_LLM_MAX_BODY_BYTES": ("server", "max_body_bytes", int),
     "VEX_LLM_MAX_PROMPT_BYTES": ("server", "max_prompt_bytes", int),
     "VEX_LLM_MAX_SYSTEM_BYTES": ("server", "max_system_bytes", int),
@@ -367,6 +369,7 @@ def settings_from_document(
             "metrics_auth",
             "retry_after_cap",
             "open_tenant",
+            "workers",
         }
         | set(LIMIT_TYPES),
         "server",
@@ -391,6 +394,7 @@ def settings_from_document(
         "metrics_auth": r.get(server, "metrics_auth", bool, "server", False),
         "retry_after_cap": float(r.get(server, "retry_after_cap", _NUMBER, "server", 60.0)),
         "open_tenant": r.get(server, "open_tenant", str, "server"),
+        "workers": r.get(server, "workers", int, "server", 1),
     }
     values = {
         "upstreams": tuple(upstreams),

@@ -1,11 +1,12 @@
 """The proxy's upstreams with their resilience: guarded, cached, chained to their fallbacks.
 
-Per configured upstream: ``CachedProvider(RetryingProvider(CircuitBreaker(upstream)))``; the
-breaker is inside the retries, so it sees every attempt and an open circuit stops the
-retries at once. Per model name clients ask for: a ``FallbackProvider`` over that upstream's
-cache and then its fallbacks' caches, so each answer is looked up and stored under the
-identity of the upstream that produced it. ``ResilienceCollector`` shows what the wrappers
-did on ``/metrics``, read from their counters at scrape time.
+Per configured upstream: ``CachedProvider(RetryingProvider(CircuitBreaker(upstream)))``, the
+cache with the upstream's ``stale_if_error`` grace; the breaker is inside the retries, so it
+sees every attempt and an open circuit stops the retries at once. Per model name clients ask
+for: a ``FallbackProvider`` over that upstream's cache and then its fallbacks' caches, so each
+answer is looked up and stored under the identity of the upstream that produced it (and a
+stale answer of the upstream asked for comes before any fallback's). ``ResilienceCollector``
+shows what the wrappers did on ``/metrics``, read from their counters at scrape time.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def build_guarded(
     guarded = {}
     for upstream in settings.upstreams:
         provider, retry, breaker = _guard(providers[upstream.name], upstream)
-        cached = CachedProvider(provider, settings.cache, store=store, clock=clock)
+        config = settings.cache
+        if upstream.stale_if_error:
+            config = dataclasses.replace(config, stale_if_error=upstream.stale_if_error)
+        cached = CachedProvider(provider, config, store=store, clock=clock)
         guarded[upstream.name] = Guarded(upstream.name, cached, retry, breaker)
     return guarded
 

@@ -72,9 +72,9 @@ class SSEResponse(StreamingResponse):
 
 
 def cache_headers(outcome: str, key: str, age: float | None) -> dict[str, str]:
-    """``x-vex-cache``, ``x-vex-cache-key`` and, on hits, ``age``."""
+    """``x-vex-cache``, ``x-vex-cache-key`` and, on hits and stale answers, ``age``."""
     headers = {"x-vex-cache": outcome, "x-vex-cache-key": key}
-    if outcome == "hit" and age is not None:
+    if outcome in ("hit", "stale") and age is not None:
         headers["age"] = str(int(age))
     return headers
 

@@ -1,5 +1,11 @@
 """Prometheus metrics of one proxy app, in its own ``CollectorRegistry``.
 
+Under ``vex-llm serve --workers N`` each worker counts into files in the directory named by
+``PROMETHEUS_MULTIPROC_DIR`` (set by the supervisor before it starts the workers:
+prometheus-client's multiprocess mode), and ``render()`` adds up every worker's files, so a
+scrape that lands on any one worker reports the whole server. The store breaker's gauges stay
+the answering worker's own.
+
 Labels are the tenant id and the model name as configured, both bounded by the config; a model
 a client made up is counted as ``_unknown`` and an unauthenticated caller as ``_anonymous``,
 so no client can grow the number of series. Nothing is ever labelled by a key.
@@ -7,6 +13,7 @@ so no client can grow the number of series. Nothing is ever labelled by a key.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +46,9 @@ class ProxyMetrics:
         prom = _prometheus()
         self._prom = prom
         self.registry = prom.CollectorRegistry()
+        # Read once: prometheus-client itself chose its value store at import from it.
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self._extra: list[Any] = []
         labels = ("tenant", "model")
         r = self.registry
         self.requests = prom.Counter(
@@ -75,7 +85,9 @@ class ProxyMetrics:
 
     def watch_breaker(self, breaker: StoreCircuit) -> None:
         """Export the store circuit breaker's state and counts, read at each scrape."""
-        self.registry.register(_BreakerCollector(breaker))
+        collector = _BreakerCollector(breaker)
+        self.registry.register(collector)
+        self._extra.append(collector)
 
     def observe(
         self, tenant: str, model: str, outcome: str, seconds: float, tokens_saved: int
@@ -95,8 +107,16 @@ class ProxyMetrics:
         self.upstream_errors.labels(tenant, model, error).inc()
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
-        return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
+        """The exposition text and its content type (all workers' counts under --workers)."""
+        registry = self.registry
+        if self._multiprocess_dir is not None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = self._prom.CollectorRegistry()
+            MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+            for collector in self._extra:
+                registry.register(collector)
+        return self._prom.generate_latest(registry), self._prom.CONTENT_TYPE_LATEST
 
 
 class _BreakerCollector:

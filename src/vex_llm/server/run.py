@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,10 +179,14 @@ async def serve_app(
     signals: ShutdownSignals | None = None,
     log_level: str = "info",
     limits: ServerLimits | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """Serve ``app`` until asked to stop; return after a graceful stop.
 
-    ``limits`` bound every connection (see :func:`uvicorn_config`).
+    ``limits`` bound every connection (see :func:`uvicorn_config`). ``sockets``: listen on
+    these (already bound and listening) instead of ``host:port``; ``vex-llm serve --workers
+    N`` gives each worker its own on one port.
+
     With ``signals``, SIGINT/SIGTERM stop it; uvicorn's own signal handling is turned off
     either way, because after shutting down it re-raises the signal, which for SIGTERM kills
     the process before the caller can stop its child processes.
@@ -199,4 +204,4 @@ async def serve_app(
         signals.server = server
         if signals.received:
             return
-    await server.serve()
+    await server.serve(sockets=sockets)

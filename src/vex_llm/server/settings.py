@@ -129,6 +129,7 @@ class Settings:
     metrics_auth: bool = False
     retry_after_cap: float = 60.0
     limits: ServerLimits = field(default_factory=ServerLimits)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         problems = check_settings(self)
@@ -160,6 +161,7 @@ class SettingsDraft:
     retry_after_cap: float
     store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
     limits: ServerLimits = field(default_factory=ServerLimits)
+    workers: int = 1
 
 
 def _fallback_problems(u: UpstreamSettings, names: list[str]) -> list[Problem]:
@@ -221,4 +223,15 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
         problems.append(Problem(f"server.{name}", message))
     if s.retry_after_cap <= 0:
         problems.append(Problem("server.retry_after_cap", "must be positive"))
+    if s.workers < 1:
+        problems.append(Problem("server.workers", "must be at least 1"))
+    elif s.workers > 1 and s.store_url.startswith("memory:"):
+        problems.append(
+            Problem(
+                "server.workers",
+                f"{s.workers} workers need a shared cache store: with memory:// each worker "
+                "would keep its own cache (hits and coalescing not shared across workers); "
+                "use sqlite:///ABSOLUTE/PATH (one machine) or redis://HOST",
+            )
+        )
     return problems

@@ -35,6 +35,10 @@ _BATCH = 500
 #: store is worse than none) and retry once, so a server restart costs no request.
 _CONNECT_TIMEOUT = 1.0
 _SOCKET_TIMEOUT = 2.0
+#: Connections per store; more concurrent commands queue for one (each takes well under a
+#: millisecond), for at most _POOL_TIMEOUT seconds.
+_MAX_CONNECTIONS = 50
+_POOL_TIMEOUT = 1.0
 
 
 def to_millis(seconds: float | None) -> str:
@@ -86,12 +90,18 @@ class RedisStore:
 
             self._where = redact_url(client_or_url)
             try:
-                self._client = aioredis.Redis.from_url(
+                # A blocking pool: past max_connections a command waits (up to ``timeout``)
+                # for a free connection; redis-py's default pool fails it at once instead
+                # (MaxConnectionsError at 200 concurrent requests). URL options override.
+                pool = aioredis.BlockingConnectionPool.from_url(
                     client_or_url,
+                    max_connections=_MAX_CONNECTIONS,
+                    timeout=_POOL_TIMEOUT,
                     socket_connect_timeout=_CONNECT_TIMEOUT,
                     socket_timeout=_SOCKET_TIMEOUT,
                     retry=Retry(NoBackoff(), 1),
                 )
+                self._client = aioredis.Redis.from_pool(pool)
             except ValueError as exc:
                 raise ValueError(f"bad redis URL {self._where}: {exc}") from None
             self._owns_client = True

@@ -10,7 +10,8 @@
     redis://[user:password@]host[:port][/db]    Redis; rediss:// for TLS
     valkey://... / valkeys://...                the same, spelled for Valkey
     redis://host/0?prefix=team-a:               options: prefix, socket_timeout,
-                                                socket_connect_timeout (s)
+                                                socket_connect_timeout (s), max_connections
+                                                (50), pool_timeout (s to wait for one, 1)
 
 Relative SQLite paths are refused: a cache file that moves with the working directory of
 whichever process opened it is a surprise, not a feature. Bad URLs raise ``ValueError``
@@ -28,7 +29,7 @@ from vex_llm.redaction import redact_url
 __all__ = ["open_store", "redact_url"]
 
 _REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
-_REDIS_OPTIONS = {"socket_timeout", "socket_connect_timeout"}
+_REDIS_OPTIONS = {"socket_timeout", "socket_connect_timeout", "pool_timeout"}
 _SQLITE_OPTIONS = {"busy_timeout", "synchronous", "bad_file"}
 
 
@@ -149,10 +150,17 @@ def _redis(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ValueError(f"redis store URL {safe}: the path must be a database number, not {db!r}")
-    options = _options(parts.query, _REDIS_OPTIONS | {"prefix"}, parts.scheme)
+    options = _options(parts.query, _REDIS_OPTIONS | {"prefix", "max_connections"}, parts.scheme)
     prefix = options.pop("prefix", "vex-llm:")
     for name, value in options.items():
-        _seconds(name, value)
+        if name != "max_connections":
+            _seconds(name, value)
+    if "max_connections" in options and not (
+        options["max_connections"].isdigit() and int(options["max_connections"]) > 0
+    ):
+        raise ValueError("store URL option max_connections must be a positive integer")
+    if "pool_timeout" in options:  # redis-py's name for it
+        options["timeout"] = options.pop("pool_timeout")
     scheme = _REDIS_SCHEMES[parts.scheme.lower()]
     target = urlunsplit((scheme, parts.netloc, "/" + (db or "0"), urlencode(options), ""))
     return RedisStore(target, prefix=prefix, **bounds)
