@@ -100,7 +100,9 @@ header_value = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40
 ).map(lambda s: s.strip().encode("latin-1"))
 authorization = st.sampled_from([f"Bearer {KEY_A}".encode(), f"Bearer {ADMIN_KEY}".encode()])
-directive = st.sampled_from(["no-cache", "no-store", "only-if-cached", "max-age=", "private"])
+directive = st.sampled_from(
+    ["no-cache", "no-store", "only-if-cached", "max-age=", "stale-if-error=", "private"]
+)
 cache_control = st.lists(directive.map(str.encode) | header_value, max_size=3).map(
     lambda parts: b", ".join(parts).strip()
 )
