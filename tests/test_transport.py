@@ -18,6 +18,7 @@ import pytest
 from vex_llm import (
     AnswerTooLarge,
     CachedProvider,
+    InvalidResponse,
     LLMCacheConfig,
     LLMRequest,
     MemoryStore,
@@ -249,3 +250,28 @@ def test_limits_must_be_positive() -> None:
         AnswerLimits(max_line_bytes=0)
     with pytest.raises(ValueError, match="max_answer_bytes"):
         AnswerLimits(max_answer_bytes=True)
+
+
+async def test_a_stream_event_nested_too_deeply_is_an_invalid_answer() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = b"data: " + b"[" * 200_000 + b"\n\n"
+        return httpx.Response(200, content=body_of([body]))
+
+    with pytest.raises(InvalidResponse, match="nested"):
+        async for _ in provider(handler).stream(LLMRequest.simple("hi")):
+            pass
+
+
+async def test_a_probe_reads_only_the_status() -> None:
+    sent = [0]
+
+    async def endless() -> AsyncIterator[bytes]:
+        while sent[0] < 50_000_000:
+            sent[0] += 65536
+            yield b"x" * 65536
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())
+
+    assert await provider(handler).is_available()
+    assert sent[0] <= 65536

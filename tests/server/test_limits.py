@@ -211,3 +211,49 @@ def test_limits_come_from_the_config_file_and_the_environment() -> None:
     assert settings is None
     where = {p.location.split(": ")[-1] for p in problems}
     assert {"server.max_connections", "server.body_timeout"} <= where
+
+
+async def test_a_client_that_stops_reading_is_dropped() -> None:
+    limits = ServerLimits(write_timeout=0.3)
+    settings = make_settings(limits=limits, max_body_bytes=1024)
+    big = "x" * 20_000_000
+    app = create_app(settings, providers={"test-model": MockProvider.constant(big)}, store=None)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = QuietServer(uvicorn_config(app, "127.0.0.1", 0, limits, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.005)
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(client, sock.getsockname())
+        body = b'{"model":"test-model","messages":[{"role":"user","content":"hi"}]}'
+        await loop.sock_sendall(
+            client,
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            b"sk-tenant-a-0123456789\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        # uvicorn's own state has no event to wait on: polled, bounded by the timeout.
+        state = server.server_state
+        async with asyncio.timeout(10):
+            while not state.total_requests and not state.connections:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # until accepted...
+            while state.connections:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # ...then dropped: it read nothing
+        received = 0
+        with contextlib.suppress(ConnectionError):
+            while chunk := await loop.sock_recv(client, 1 << 20):
+                received += len(chunk)
+        client.close()
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+    assert received < len(big)

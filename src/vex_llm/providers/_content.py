@@ -50,7 +50,10 @@ class BoundedDecoder:
         if self.overflowed or not raw:
             return b""
         room = self.limit - self.total
-        out = raw[: room + 1] if self._z is None else self._inflate(raw, room + 1)
+        if self._z is None:
+            out = raw if len(raw) <= room else raw[: room + 1]  # no copy on the common path
+        else:
+            out = self._inflate(raw, room + 1)
         return self._count(out)
 
     def flush(self) -> bytes:
@@ -78,7 +81,8 @@ class BoundedDecoder:
         return out
 
     def _count(self, out: bytes) -> bytes:
-        out = out[: self.limit + 1 - self.total]
+        if len(out) > self.limit - self.total:
+            out = out[: self.limit + 1 - self.total]
         self.total += len(out)
         self.overflowed = self.total > self.limit
         return out

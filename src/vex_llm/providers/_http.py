@@ -479,7 +479,10 @@ async def decoded_sse(
     pieces = PieceScrubber(redactor) if redactor else None
     async with aclosing(lines), aclosing(sse_events(lines)) as events:
         async for event in events:
-            chunks = feed(event)
+            try:
+                chunks = feed(event)
+            except RecursionError:  # json.loads of "[[[[..." nested past the stack
+                raise InvalidResponse("stream event is JSON nested too deeply") from None
             if decoder.done:
                 await drain(lines)
             for chunk in chunks:
@@ -515,10 +518,15 @@ def _with_text(raw: str | None, text: str) -> str | None:
 async def probe(
     client: httpx.AsyncClient, url: str, *, headers: dict[str, str], time_limit: float
 ) -> bool:
-    """True when a GET of ``url`` answers 2xx within ``time_limit``; False on any failure."""
+    """True when a GET of ``url`` answers 2xx within ``time_limit``; False on any failure.
+
+    Only the status is read: a backend answering a huge (or endless) body costs nothing.
+    """
     try:
-        async with asyncio.timeout(time_limit):
-            response = await client.get(url, headers=headers, timeout=time_limit)
+        async with (
+            asyncio.timeout(time_limit),
+            client.stream("GET", url, headers=headers, timeout=time_limit) as response,
+        ):
+            return 200 <= response.status_code < 300
     except (httpx.HTTPError, TimeoutError, OSError):
         return False
-    return 200 <= response.status_code < 300

@@ -394,7 +394,10 @@ class _Proxy:
             store_ok = True
         except Exception:
             store_ok = False
-        ready = store_ok and all(upstreams.values())
+        # A failing store does not make the proxy unready: requests go upstream meanwhile
+        # (fail-open), and every replica shares the store, so taking them all out of
+        # rotation would turn a cache outage into a full one. It is reported below.
+        ready = all(upstreams.values())
         body: dict[str, Any] = {
             "status": "ready" if ready else "not ready",
             "upstreams": upstreams,

@@ -88,7 +88,7 @@ async def read_body(request: Request, cap: int) -> bytes:
     )
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.strip().isdigit():
+        if not length.strip().isascii() or not length.strip().isdigit():
             raise WireError("Content-Length is not a number", param="Content-Length")
         if int(length) > cap:
             raise too_large

@@ -9,6 +9,7 @@ header_timeout      10 s      from the first byte of a request (or the connectio
                               of its headers; past it 408 (a silent idle socket is closed)
 body_timeout        30 s      from the request's start to the end of its body; past it 408
 keepalive_timeout   5 s       an idle kept-alive connection is closed after this
+write_timeout       30 s      a client that reads nothing while an answer waits is dropped
 max_connections     512       open connections; a request on one more is answered 503
 max_answer_bytes    16 MiB    an upstream answer, after decompression; past it 502
 max_line_bytes      1 MiB     one line of an upstream stream; past it 502
@@ -37,6 +38,7 @@ class ServerLimits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 5.0
+    write_timeout: float = 30.0
     max_connections: int = 512
     max_answer_bytes: int = 16 * 1024 * 1024
     max_line_bytes: int = 1024 * 1024
@@ -64,6 +66,7 @@ LIMIT_TYPES: dict[str, type] = {
     "header_timeout": float,
     "body_timeout": float,
     "keepalive_timeout": float,
+    "write_timeout": float,
     "max_connections": int,
     "max_answer_bytes": int,
     "max_line_bytes": int,

@@ -13,6 +13,8 @@ byte at a time. This subclass adds, from :class:`~vex_llm.server.limits.ServerLi
 - ``max_connections``: a request on a connection past the limit gets 503 (and ``connection:
   close``), so idle or slow clients cannot take every file descriptor; the header timeout
   reaps the ones that never send a request;
+- ``write_timeout``: a client that stops reading while the proxy's send buffer is full is
+  dropped after that long (uvicorn would keep its task and buffered answer forever);
 
 and answers uvicorn's own refusals (an unparseable request: 400) in OpenAI's error shape.
 The body timeout is :class:`~vex_llm.server.http.BodyDeadline` (it needs the ASGI cycle).
@@ -73,6 +75,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._heads = 0
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._start_head_timer()
 
     def _start_head_timer(self) -> None:
@@ -141,8 +144,33 @@ class BoundedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         super().on_message_complete()
 
+    def pause_writing(self) -> None:
+        # The client stopped reading and our send buffer is full: it has write_timeout to
+        # start reading again, or the connection is dropped (its task and buffers with it).
+        super().pause_writing()
+        if self._write_timer is None:
+            timeout = self.limits.write_timeout
+            self._write_timer = self.loop.call_later(timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_write_timer()
+
+    def _stop_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        self.logger.info(
+            "a client read nothing for %g s: connection dropped", self.limits.write_timeout
+        )
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_write_timer()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:

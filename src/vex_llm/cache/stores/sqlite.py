@@ -18,6 +18,7 @@ most recent writes nothing at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -42,6 +43,10 @@ _NEXT_LRU = "(SELECT IFNULL(MAX(lru), 0) + 1 FROM usage)"
 #: How far (s) a read may leave an idle deadline behind before it is written (at most a tenth
 #: of the entry's tti): the price of hits on the most recent entry writing nothing.
 _TOUCH_SLACK = 1.0
+#: How long the connection waits for another process's write lock (ms) outside the writes
+#: that must wait ``busy_timeout`` (see ``_patient``): a hit is a read, and its bookkeeping must
+#: not wait out a long or stuck transaction.
+_QUICK_WAIT_MS = 20
 
 
 def idle_deadline(now: float, expires_at: float | None, tti: float | None) -> float | None:
@@ -95,6 +100,8 @@ class SQLiteStore:
         self.ttl = ttl
         self.tti = tti
         self._file = CacheFile(self.path, busy_timeout, synchronous, bad_file)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._quick_ms = min(_QUICK_WAIT_MS, self._busy_ms)
         self._checked_at = 0.0  # monotonic time of the last look at the file (reads)
         self._clock = clock
         self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
@@ -120,7 +127,11 @@ class SQLiteStore:
     # -- plumbing: everything below runs on the worker thread -------------------------------
 
     def _open(self) -> None:
-        self._conn = self._file.open()
+        self._conn = self._quick(self._file.open())
+
+    def _quick(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        conn.execute(f"PRAGMA busy_timeout = {self._quick_ms}")
+        return conn
 
     def _follow_file(self, *, reading: bool = False) -> None:
         """Reopen when the file was deleted or replaced (see ``CacheFile.follow``): each
@@ -131,7 +142,9 @@ class SQLiteStore:
                 return
             self._checked_at = now
         if self._conn is not None:
-            self._conn = self._file.follow(self._conn)
+            conn = self._file.follow(self._conn)
+            if conn is not self._conn:
+                self._conn = self._quick(conn)
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -186,15 +199,26 @@ class SQLiteStore:
         return self._conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _patient(self) -> Iterator[sqlite3.Connection]:
+        """The connection, waiting up to ``busy_timeout`` for another process's write lock:
+        writes must wait (they queue behind each other), a hit's bookkeeping must not."""
         conn = self._db
-        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self._quick_ms}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._patient() as conn:
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _reap(self, conn: sqlite3.Connection, now: float) -> int:
         return conn.execute(
@@ -217,18 +241,20 @@ class SQLiteStore:
             return None
         value, expires_at, tti, lru, deadline, top = row
         if deadline is not None and deadline <= now:
-            if conn.execute(
-                "DELETE FROM entries WHERE key = ? AND key IN "
-                "(SELECT key FROM usage WHERE key = ? AND deadline <= ?)",
-                (key, key, now),
-            ).rowcount:
-                self._evictions["expired"] += 1
+            with contextlib.suppress(sqlite3.OperationalError):  # else the next write reaps it
+                if conn.execute(
+                    "DELETE FROM entries WHERE key = ? AND key IN "
+                    "(SELECT key FROM usage WHERE key = ? AND deadline <= ?)",
+                    (key, key, now),
+                ).rowcount:
+                    self._evictions["expired"] += 1
             return None
         try:
             entry = decode_entry(value)
         except ValueError as exc:
             log.warning("sqlite cache %s: dropping an unreadable entry (%s)", self.path, exc)
-            conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+            with self._patient():
+                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
             return None
         refreshed = deadline if tti is None else idle_deadline(now, expires_at, tti)
         # Already the most recent and the idle deadline barely moves: nothing to write (a
@@ -335,9 +361,9 @@ class SQLiteStore:
         self._evictions["explicit"] += removed
 
     def _totals(self) -> tuple[int, int]:
-        conn = self._db
-        self._evictions["expired"] += self._reap(conn, self._clock())
-        entries, nbytes = conn.execute("SELECT entries, bytes FROM totals").fetchone()
+        with self._patient() as conn:
+            self._evictions["expired"] += self._reap(conn, self._clock())
+            entries, nbytes = conn.execute("SELECT entries, bytes FROM totals").fetchone()
         return int(entries), int(nbytes)
 
     def _close(self) -> None:
@@ -351,27 +377,31 @@ class SQLiteStore:
         self._follow_file()
         now = self._clock()
         # Insert, or take over a lease whose holder let it run out; one atomic statement.
-        return (
-            self._db.execute(
-                "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
-                "expires_at = excluded.expires_at WHERE leases.expires_at <= ?",
-                (key, owner, now + ttl, now),
-            ).rowcount
-            == 1
-        )
+        with self._patient() as conn:
+            return (
+                conn.execute(
+                    "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
+                    "expires_at = excluded.expires_at WHERE leases.expires_at <= ?",
+                    (key, owner, now + ttl, now),
+                ).rowcount
+                == 1
+            )
 
     def _renew(self, key: str, owner: str, ttl: float) -> bool:
-        return (
-            self._db.execute(
-                "UPDATE leases SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at > ?",
-                (self._clock() + ttl, key, owner, self._clock()),
-            ).rowcount
-            == 1
-        )
+        with self._patient() as conn:
+            return (
+                conn.execute(
+                    "UPDATE leases SET expires_at = ? WHERE key = ? AND owner = ? "
+                    "AND expires_at > ?",
+                    (self._clock() + ttl, key, owner, self._clock()),
+                ).rowcount
+                == 1
+            )
 
     def _release(self, key: str, owner: str) -> None:
-        self._db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+        with self._patient() as conn:
+            conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
 
     def _held(self, key: str) -> bool:
         row = self._db.execute(
