@@ -171,8 +171,7 @@ async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]
         return
     decoder = BoundedDecoder(response.headers.get("content-encoding"), limit)
     async for raw in response.aiter_raw():
-        piece = decoder.feed(raw)
-        if piece:
+        for piece in decoder.feed(raw):
             yield piece
         if decoder.overflowed:
             return
@@ -337,7 +336,9 @@ async def post_json(
         )
         async with asyncio.timeout(time_limit), request as response:
             await raise_for_status(response, redactor)
-            body = b"".join([p async for p in read_answer(response, limits.max_answer_bytes, what)])
+            body = bytearray()  # grown in place: no list of pieces beside a joined copy
+            async for piece in read_answer(response, limits.max_answer_bytes, what):
+                body += piece
     return parse_json(redactor.scrub_bytes(body), what)
 
 
