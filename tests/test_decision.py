@@ -27,7 +27,8 @@ STORED: tuple[Stored, ...] = get_args(Stored)
 
 def expected(flags: Flags, stored: Stored, in_flight: bool) -> Decision:
     """The rule written as a table, independently of the implementation's order of checks."""
-    fresh = stored == "fresh" and not flags.no_cache
+    # A revalidate entry (stale-while-revalidate) is served like a fresh one.
+    fresh = stored in ("fresh", "revalidate") and not flags.no_cache
     action: Action
     if fresh:
         action = "hit"
@@ -47,6 +48,12 @@ def expected(flags: Flags, stored: Stored, in_flight: bool) -> Decision:
         # A stale entry answers if the upstream fails, for shared calls only: no_cache
         # (bypass) asked for a fresh answer and never gets a stale one.
         stale_on_error=stored == "stale" and action in ("lead", "join"),
+        # ...and refreshed by one background call: not when one is in flight already, never
+        # for only_if_cached (it must not cause an upstream call).
+        revalidate=stored == "revalidate"
+        and action == "hit"
+        and not in_flight
+        and not flags.only_if_cached,
     )
 
 

@@ -16,13 +16,8 @@ from vex_llm import (
     RequestFailed,
     ServerError,
 )
-from vex_llm.providers._http import (
-    HTTPClientOwner,
-    error_for_status,
-    normalise_base_url,
-    parse_retry_after,
-)
-from vex_llm.providers.base import Secret
+from vex_llm.providers._status import error_for_status, parse_retry_after
+from vex_llm.providers.base import HTTPClientOwner, Secret, normalise_base_url
 from vex_llm.providers.sse import LineSplitter, SSEDecoder, SSEEvent, parse_json
 
 NOW = 1_445_412_480.0  # Wed, 21 Oct 2015 07:28:00 GMT

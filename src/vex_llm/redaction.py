@@ -58,7 +58,7 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         return text
 
-    def scrub_bytes(self, data: bytes) -> bytes:
+    def scrub_bytes(self, data: bytes | bytearray) -> bytes | bytearray:
         """``data`` with every secret (as UTF-8) replaced."""
         for secret, replacement in self._bytes:
             if secret in data:
@@ -80,7 +80,7 @@ class Redactor:
     def excerpt(self, data: bytes, limit: int) -> bytes:
         """The first ``limit`` bytes of ``data`` once redacted, where ``data`` holds at least
         ``limit + margin`` bytes when more exist (so a secret across the cut is whole)."""
-        return self.scrub_bytes(data)[:limit]
+        return bytes(self.scrub_bytes(data)[:limit])
 
 
 class PieceScrubber:

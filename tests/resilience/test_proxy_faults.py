@@ -326,3 +326,25 @@ async def test_stale_with_the_official_openai_client() -> None:
     assert raw.headers["x-vex-cache"] == "stale"
     assert raw.headers["age"] == "61"
     assert raw.parse().choices[0].message.content == "v1: what is stale?"
+
+
+async def test_stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() -> None:
+    clock = ManualClock()
+    fake = FaultyUpstream(tag="v1")
+    options = {"stale_while_revalidate": 30}
+    async with proxied({"primary": fake}, clock=clock, primary=options) as (c, _):
+        await c.post("/chat/completions", json=ask("q"))
+        clock.advance(70)
+        fake.tag, fake.latency = "v2", 0.2
+        started = time.perf_counter()
+        stale = await c.post("/chat/completions", json=ask("q"))
+        assert time.perf_counter() - started < 0.2  # did not wait for the refresh
+        assert (stale.headers["x-vex-cache"], stale.headers["age"]) == ("stale", "70")
+        assert stale.json()["choices"][0]["message"]["content"] == "v1: q"
+        for _ in range(100):  # the refresh lands in the background
+            fresh = await c.post("/chat/completions", json=ask("q"))
+            if fresh.headers["x-vex-cache"] == "hit":
+                break
+            await asyncio.sleep(0.05)
+    assert fresh.json()["choices"][0]["message"]["content"] == "v2: q"
+    assert fake.calls == {"ok": 2}

@@ -187,3 +187,69 @@ async def test_a_stream_is_answered_stale_only_before_its_first_chunk(
     with pytest.raises(ServerError):
         async for _chunk in stream:
             pass
+
+
+SWR = LLMCacheConfig(ttl=60, tti=None, stale_while_revalidate=30)
+
+
+def test_freshness_with_a_revalidate_window() -> None:
+    assert freshness(70, 60, None, revalidate=30) == "revalidate"
+    assert freshness(90, 60, None, revalidate=30) == "revalidate"
+    assert freshness(91, 60, None, revalidate=30) == "expired"
+    assert freshness(91, 60, 600, revalidate=30) == "stale"  # stale-if-error beyond it
+    assert SWR.kept_for == 90.0
+    assert LLMCacheConfig(ttl=60, stale_if_error=10, stale_while_revalidate=30).kept_for == 90
+
+
+async def test_stale_while_revalidate_answers_at_once_and_refreshes_once(
+    clock: ManualClock,
+) -> None:
+    gate = asyncio.Event()
+
+    class Gated(ScriptedProvider):
+        started = 0
+
+        async def complete(self, request: LLMRequest):  # type: ignore[no-untyped-def]
+            self.started += 1
+            if self.calls:
+                await gate.wait()
+            return await super().complete(request)
+
+    upstream = Gated(["first", "second"])
+    cached = CachedProvider(upstream, SWR, clock=clock)
+    await cached.complete(REQUEST)
+    clock.advance(70)
+    results = [await cached.complete_result(REQUEST) for _ in range(3)]
+    assert [(r.outcome, r.response.content) for r in results] == [("stale", "first")] * 3
+    assert results[0].age == 70.0
+    stream = await cached.open_stream(REQUEST)
+    assert stream.outcome == "stale"
+    assert "".join([c.delta async for c in stream]) == "first"
+    await asyncio.sleep(0.01)
+    assert upstream.started == 2  # one background refresh for all of them
+    gate.set()
+    for _ in range(100):
+        if (await cached.complete_result(REQUEST)).response.content == "second":
+            break
+        await asyncio.sleep(0.001)
+    result = await cached.complete_result(REQUEST)
+    assert (result.outcome, result.response.content) == ("hit", "second")
+    assert upstream.calls == 2
+
+
+async def test_a_failed_refresh_keeps_the_entry_and_past_the_window_is_a_miss(
+    clock: ManualClock,
+) -> None:
+    upstream = ScriptedProvider(["first", ServerError(503), "second"])
+    cached = CachedProvider(upstream, SWR, clock=clock)
+    await cached.complete(REQUEST)
+    clock.advance(70)
+    assert (await cached.complete_result(REQUEST)).response.content == "first"
+    await asyncio.sleep(0.01)  # the refresh failed in the background
+    assert cached.stats().errors == 1
+    assert (await cached.complete_result(REQUEST)).response.content == "first"
+    await asyncio.sleep(0.01)  # this one's refresh succeeded
+    assert (await cached.complete_result(REQUEST)).outcome == "hit"
+    clock.advance(100)  # 100 s old: past ttl + 30 s
+    result = await cached.complete_result(REQUEST)
+    assert (result.outcome, result.response.content) == ("miss", "ok")

@@ -44,6 +44,7 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
     primary = """
 fallbacks = ["backup"]
 stale_if_error = 600
+stale_while_revalidate = 30
 
 [upstreams.primary.retry]
 max_attempts = 5
@@ -70,6 +71,8 @@ count_rate_limited = true
     assert b is not None
     assert p.fallbacks == ("backup",)
     assert p.stale_if_error == 600.0
+    assert p.stale_while_revalidate == 30.0
+    assert p.stale_grace == 600.0
     assert p.retry == RetryPolicy(
         max_attempts=5,
         base_delay=0.05,

@@ -37,6 +37,9 @@ class LLMCacheConfig:
     #: Stale-if-error (RFC 5861): entries are kept this long past their ttl, and answer when
     #: the upstream fails (see ``vex_llm.cache.staleness``). None: off.
     stale_if_error: float | timedelta | None = None
+    #: Stale-while-revalidate (RFC 5861): for this long past its ttl an entry answers at once
+    #: while one background call refreshes it. None: off.
+    stale_while_revalidate: float | timedelta | None = None
 
     def __post_init__(self) -> None:
         positive_int("max_entries", self.max_entries, optional=True)
@@ -49,6 +52,8 @@ class LLMCacheConfig:
         object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
         object.__setattr__(self, "tti", seconds("tti", self.tti))
         object.__setattr__(self, "stale_if_error", seconds("stale_if_error", self.stale_if_error))
+        swr = seconds("stale_while_revalidate", self.stale_while_revalidate)
+        object.__setattr__(self, "stale_while_revalidate", swr)
         if self.limits is not None and not isinstance(self.limits, InputLimits):
             raise TypeError("limits must be an InputLimits or None")
 
@@ -68,11 +73,24 @@ class LLMCacheConfig:
         return self.stale_if_error  # type: ignore[return-value]
 
     @property
+    def stale_while_revalidate_seconds(self) -> float | None:
+        """``stale_while_revalidate`` in seconds (normalised at construction)."""
+        return self.stale_while_revalidate  # type: ignore[return-value]
+
+    @property
+    def grace(self) -> float | None:
+        """How long past its ttl an entry may still serve (either stale mode), or None."""
+        sie, swr = self.stale_if_error_seconds, self.stale_while_revalidate_seconds
+        if sie is None and swr is None:
+            return None
+        return max(sie or 0.0, swr or 0.0)
+
+    @property
     def kept_for(self) -> float | None:
-        """How long a store must keep an entry: ``ttl`` plus the stale-if-error grace."""
+        """How long a store must keep an entry: ``ttl`` plus the stale grace."""
         if self.ttl_seconds is None:
             return None
-        return self.ttl_seconds + (self.stale_if_error_seconds or 0.0)
+        return self.ttl_seconds + (self.grace or 0.0)
 
     @classmethod
     def default(cls) -> LLMCacheConfig:

@@ -8,6 +8,8 @@ the store when :func:`reads_store` says so, asks :func:`decide`, and carries the
     only_if_cached, nothing fresh   -> only_if_cached_miss   (never calls upstream)
     no_cache                        -> bypass                (its own call; refreshes the entry)
     a fresh entry                   -> hit
+    an entry to revalidate          -> hit, and a background call refreshes it (unless one is
+                                       in flight already, or only_if_cached)
     an identical call in flight     -> join                  (one upstream call for all)
     otherwise                       -> lead                  (the call others may join)
 
@@ -29,6 +31,7 @@ __all__ = [
     "BYPASS",
     "BYPASS_NO_STORE",
     "HIT",
+    "HIT_REVALIDATE",
     "JOIN",
     "JOIN_STALE",
     "LEAD",
@@ -48,9 +51,10 @@ __all__ = [
 Action = Literal["hit", "join", "lead", "bypass", "only_if_cached_miss"]
 ACTIONS: tuple[Action, ...] = ("hit", "join", "lead", "bypass", "only_if_cached_miss")
 
-#: What the store holds for the key: a usable entry, one usable only if the upstream fails,
-#: nothing, or "not read" (``no_cache`` requests never read).
-Stored = Literal["fresh", "stale", "absent", "unread"]
+#: What the store holds for the key: a usable entry, one usable now but due for a refresh
+#: (stale-while-revalidate), one usable only if the upstream fails, nothing, or "not read"
+#: (``no_cache`` requests never read).
+Stored = Literal["fresh", "revalidate", "stale", "absent", "unread"]
 
 
 class Controls(Protocol):
@@ -70,15 +74,18 @@ class Controls(Protocol):
 class Decision:
     """``action``; for calls that go upstream, whether the answer is ``store``d, whether
     the cross-process ``lease`` is taken first, and whether the stale entry answers if the
-    upstream fails (``stale_on_error``)."""
+    upstream fails (``stale_on_error``); for a hit, whether a background call refreshes the
+    entry (``revalidate``)."""
 
     action: Action
     store: bool = False
     lease: bool = False
     stale_on_error: bool = False
+    revalidate: bool = False
 
 
 HIT = Decision("hit")
+HIT_REVALIDATE = Decision("hit", revalidate=True)
 JOIN = Decision("join")
 ONLY_IF_CACHED_MISS = Decision("only_if_cached_miss")
 LEAD = Decision("lead", store=True, lease=True)
@@ -99,6 +106,9 @@ def decide(control: Controls, stored: Stored, in_flight: bool) -> Decision:
     """The one rule (see the module docstring). Pure and total over its inputs."""
     if stored == "fresh" and not control.no_cache:
         return HIT
+    if stored == "revalidate" and not control.no_cache:
+        # One refresh at a time; only_if_cached must never cause an upstream call.
+        return HIT if in_flight or control.only_if_cached else HIT_REVALIDATE
     if control.only_if_cached:
         # Even with no_cache (a contradiction CacheControl refuses to build): a caller who
         # said "only from the cache" must never cause an upstream call.

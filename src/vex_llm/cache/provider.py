@@ -14,7 +14,9 @@ With ``config.stale_if_error`` (a grace past the ttl, see ``staleness``), an ent
 ttl but within the grace is kept aside while the request goes upstream as on a miss; if the
 upstream fails (5xx, 429, timeout, unreachable, open breaker; never a 4xx), the stale entry
 answers, with the outcome ``stale`` and its age. A stream waits for its first chunk (or the
-failure) before it is handed over, so the same holds for streams.
+failure) before it is handed over, so the same holds for streams. With
+``config.stale_while_revalidate``, an entry that far past its ttl answers at once (outcome
+``stale``, counted as a hit) while one background flight refreshes it.
 
 The store is never allowed to fail a request: ``_read`` and ``_write`` (the only places the
 request path touches it) turn a store failure (``STORE_FAILURES``) into a miss or a skipped
@@ -34,7 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from hashlib import sha256
 
 from vex_llm.cache.config import LLMCacheConfig
-from vex_llm.cache.decision import HIT, Decision, Stored, decide, reads_store
+from vex_llm.cache.decision import HIT, LEAD, Decision, Stored, decide, reads_store
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight, Flights
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
@@ -105,8 +107,8 @@ class CachedProvider(WrapperProvider):
             )
         self.store: CacheStore = store
         self._clock = clock
-        # The stale-if-error grace: with one, every entry read is judged fresh or stale.
-        self._grace = self.config.stale_if_error_seconds
+        # With a stale grace (either mode), every entry read is judged fresh or stale.
+        self._grace = self.config.grace
         # The identity is fixed for the provider's life; computing it once keeps it off the
         # hit path.
         self._identity = tuple(provider.cache_identity())
@@ -178,9 +180,9 @@ class CachedProvider(WrapperProvider):
         """Like :meth:`complete` (a miss calls the wrapped provider), and also say how the
         answer was served: outcome, key, age (for the proxy and the CLI)."""
         key, decision, entry = await self._decide(request)
-        if decision is HIT:
+        if decision.action == "hit":
             assert entry is not None
-            return CacheResult(entry.response, "hit", key, self._age(entry))
+            return CacheResult(entry.response, self._hit_outcome(entry), key, self._age(entry))
         if not decision.stale_on_error:
             return await self._complete_via_flight(request, key, decision)
         assert entry is not None
@@ -209,9 +211,10 @@ class CachedProvider(WrapperProvider):
         the stream is ``coalesced`` and replays that answer.
         """
         key, decision, entry = await self._decide(request)
-        if decision is HIT:
+        if decision.action == "hit":
             assert entry is not None
-            return CachedStream("hit", key, replay=replay_chunks(entry), age=self._age(entry))
+            outcome = self._hit_outcome(entry)
+            return CachedStream(outcome, key, replay=replay_chunks(entry), age=self._age(entry))
         flight, joined = self._board(request, key, decision, streamed=True)
         deadline = self._deadline(request)
         stale = entry if decision.stale_on_error else None
@@ -264,17 +267,24 @@ class CachedProvider(WrapperProvider):
             entry = get_now(key) if get_now is not None else await self._read(key)
         stored: Stored = "unread" if control.no_cache else "absent" if entry is None else "fresh"
         if entry is not None and self._grace is not None:
+            config = self.config
             state = freshness(
-                self._age(entry), self.config.ttl_seconds, self._grace, control.stale_if_error
+                self._age(entry),
+                config.ttl_seconds,
+                config.stale_if_error_seconds,
+                control.stale_if_error,
+                config.stale_while_revalidate_seconds,
             )
             if state == "expired":
                 stored, entry = "absent", None
             else:
                 stored = state
         decision = decide(control, stored, stored != "fresh" and self._flights.get(key) is not None)
-        if decision is HIT:
+        if decision.action == "hit":
             assert entry is not None
             self._count_hit(entry)
+            if decision.revalidate:
+                self._refresh(request, key)
         elif decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
@@ -287,6 +297,23 @@ class CachedProvider(WrapperProvider):
 
     def _age(self, entry: CacheEntry) -> float:
         return max(0.0, self._clock() - entry.stored_at)
+
+    def _hit_outcome(self, entry: CacheEntry) -> CacheOutcome:
+        """``hit``, or ``stale`` for an entry past its ttl (stale-while-revalidate)."""
+        ttl = self.config.ttl_seconds
+        if self._grace is not None and ttl is not None and self._age(entry) > ttl:
+            return "stale"
+        return "hit"
+
+    def _refresh(self, request: LLMRequest, key: str) -> None:
+        """Start the one background flight that refreshes ``key`` (stale-while-revalidate).
+
+        It is a shared flight like any miss's, so identical requests join it; the flight is
+        its own member until it ends, so a joiner that leaves does not cancel it.
+        """
+        flight, _ = self._board(request, key, LEAD, streamed=False)
+        assert flight.task is not None
+        flight.task.add_done_callback(lambda _task: flight.leave())
 
     def _stale(self, key: str, entry: CacheEntry, error: BaseException) -> CacheResult:
         """The stale ``entry`` standing in for an upstream that failed with ``error``."""

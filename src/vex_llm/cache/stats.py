@@ -50,7 +50,8 @@ class CacheStats:
       outage may count up to three.
     - ``evictions`` by cause: ``size``, ``expired``, ``explicit`` (delete and clear).
     - ``stale``: answers served from an entry past its ttl because the upstream failed
-      (stale-if-error); the failed call is also counted in ``misses`` and ``errors``.
+      (stale-if-error); the failed call is also counted in ``misses`` and ``errors``. A
+      stale-while-revalidate answer is a hit; its background refresh is a miss.
     - ``tokens_saved``: total tokens of answers served without an upstream call.
     """
 

@@ -10,10 +10,14 @@ accepted, which is what the transport asks for (``Accept-Encoding: gzip, deflate
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 from vex_llm.errors import InvalidResponse
 
 __all__ = ["ACCEPT_ENCODING", "BoundedDecoder"]
+
+#: The largest piece inflated at once.
+STEP = 256 * 1024
 
 #: The codings the transport asks for, whatever optional decoders httpx has installed.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -45,26 +49,33 @@ class BoundedDecoder:
         self.total = 0
         self.overflowed = False
 
-    def feed(self, raw: bytes) -> bytes:
-        """The decoded bytes ``raw`` yields, up to what the limit still allows."""
+    def feed(self, raw: bytes) -> Iterator[bytes]:
+        """The decoded pieces ``raw`` yields, up to what the limit still allows.
+
+        Inflated in steps of at most :data:`STEP` bytes, so that a consumer appending them
+        holds the answer once, not once more in zlib's output buffer.
+        """
         if self.overflowed or not raw:
-            return b""
-        room = self.limit - self.total
+            return
         if self._z is None:
-            out = raw if len(raw) <= room else raw[: room + 1]  # no copy on the common path
-        else:
-            out = self._inflate(raw, room + 1)
-        return self._count(out)
+            room = self.limit - self.total
+            yield self._count(raw if len(raw) <= room else raw[: room + 1])  # no copy if it fits
+            return
+        while raw and not self.overflowed:
+            out = self._inflate(raw, min(self.limit - self.total + 1, STEP))
+            raw = self._z.unconsumed_tail
+            if out:
+                yield self._count(out)
 
     def flush(self) -> bytes:
         """What the decoder still holds once the body is over."""
         if self._z is None or self.overflowed:
             return b""
         try:
-            out = self._z.flush()
+            out = self._z.flush()  # all input was consumed: only what zlib still holds
         except zlib.error as exc:  # pragma: no cover - flush rarely fails
             raise InvalidResponse(f"corrupt {self._coding} body: {exc}") from exc
-        return self._count(out)
+        return self._count(out[: self.limit + 1 - self.total])
 
     def _inflate(self, raw: bytes, max_length: int) -> bytes:
         assert self._z is not None
@@ -81,8 +92,8 @@ class BoundedDecoder:
         return out
 
     def _count(self, out: bytes) -> bytes:
-        if len(out) > self.limit - self.total:
-            out = out[: self.limit + 1 - self.total]
+        # ``out`` holds at most one byte more than the room left (zlib's max_length, or the
+        # slice of a raw piece), so the total never passes limit + 1 and nothing is copied.
         self.total += len(out)
         self.overflowed = self.total > self.limit
         return out

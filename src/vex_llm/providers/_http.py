@@ -2,9 +2,11 @@
 error mapping.
 
 Everything a backend can do wrong over HTTP is turned into the ``vex_llm.errors`` tree here,
-in one place: status codes (:func:`error_for_status`), transport failures and the overall
-deadline (:func:`mapped_errors`), oversized answers (:class:`AnswerLimits`). The parsers for
-what arrives (lines, SSE events, JSON) are pure and live in :mod:`vex_llm.providers.sse`.
+in one place: status codes (:func:`error_for_status`, pure, in ``_status``), transport
+failures and the overall deadline (:func:`mapped_errors`), oversized answers
+(:class:`AnswerLimits`, decoded by ``_content``). The parsers for what arrives (lines, SSE
+events, JSON) are pure and live in :mod:`vex_llm.providers.sse`; client ownership and the
+provider settings in :mod:`vex_llm.providers.base`.
 
 Every byte that comes back from a backend passes through here before anything parses it,
 and leaves scrubbed of the provider's key (:class:`~vex_llm.redaction.Redactor`): JSON
@@ -26,45 +28,35 @@ from __future__ import annotations
 import asyncio
 import codecs
 import dataclasses
-import email.utils
 import json
-import math
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any, Protocol
 
 import httpx
 
 from vex_llm.errors import (
     AnswerTooLarge,
-    AuthenticationFailed,
     ConnectionFailed,
     InvalidResponse,
     LLMError,
-    RateLimited,
-    RequestFailed,
-    ServerError,
     Timeout,
 )
 from vex_llm.models import Chunk
 from vex_llm.providers._content import ACCEPT_ENCODING, BoundedDecoder
+from vex_llm.providers._status import error_for_status, parse_retry_after
 from vex_llm.providers.sse import LineSplitter, SSEEvent, parse_json, sse_events
 from vex_llm.redaction import PieceScrubber, Redactor
 
 __all__ = [
     "DEFAULT_LIMITS",
     "AnswerLimits",
-    "HTTPClientOwner",
-    "check_timeout",
     "deadline_after",
     "decoded_sse",
     "drain",
     "error_for_status",
     "mapped_errors",
-    "normalise_base_url",
     "parse_json",
     "parse_retry_after",
     "post_json",
@@ -98,58 +90,6 @@ class AnswerLimits:
 DEFAULT_LIMITS = AnswerLimits()
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header value, or None when absent or unusable.
-
-    The value is either delta-seconds (``"120"``, fractions tolerated) or an HTTP date
-    (``"Wed, 21 Oct 2015 07:28:00 GMT"``), which is measured from ``now`` (epoch seconds).
-    A date in the past means "now": 0.0. Garbage, negatives and non-finite numbers give None.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        delay = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are GMT anyway
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, when.timestamp() - now)
-    if not math.isfinite(delay) or delay < 0:
-        return None
-    return delay
-
-
-def error_for_status(
-    status: int,
-    body: str,
-    retry_after: str | None = None,
-    *,
-    now: float | None = None,
-) -> LLMError | None:
-    """The typed error for an HTTP status, or None for a success (2xx/3xx).
-
-    401/403 -> ``AuthenticationFailed``; 429 -> ``RateLimited`` with ``Retry-After`` parsed;
-    other 4xx -> ``RequestFailed``; 5xx -> ``ServerError`` (both with a body excerpt).
-    """
-    if status < 400:
-        return None
-    excerpt = " ".join(body.split())[:200]
-    if status in (401, 403):
-        return AuthenticationFailed(f"HTTP {status}: credentials rejected: {excerpt}")
-    if status == 429:
-        delay = parse_retry_after(retry_after, time.time() if now is None else now)
-        return RateLimited(f"HTTP 429: rate limited: {excerpt}", retry_after=delay)
-    if status >= 500:
-        return ServerError(status, excerpt)
-    return RequestFailed(status, excerpt)
-
-
 async def read_error_body(response: httpx.Response, redactor: Redactor = _NO_SECRETS) -> str:
     """At most the first 4 KiB of a (streamed) response body, scrubbed, decoded leniently.
 
@@ -172,8 +112,7 @@ async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]
         return
     decoder = BoundedDecoder(response.headers.get("content-encoding"), limit)
     async for raw in response.aiter_raw():
-        piece = decoder.feed(raw)
-        if piece:
+        for piece in decoder.feed(raw):
             yield piece
         if decoder.overflowed:
             return
@@ -222,83 +161,6 @@ def mapped_errors(what: str, timeout: float, redactor: Redactor = _NO_SECRETS) -
         raise ConnectionFailed(redactor.scrub(f"{what}: transport failed: {exc}")) from exc
     except httpx.DecodingError as exc:
         raise InvalidResponse(redactor.scrub(f"{what}: undecodable body: {exc}")) from exc
-
-
-class HTTPClientOwner:
-    """Holds the ``httpx.AsyncClient`` a provider talks through.
-
-    A client passed in belongs to the caller (shared connection pools, test transports) and is
-    never closed here; a client created here is closed by :meth:`aclose`. The client is made
-    lazily so that a provider can be built outside an event loop.
-    """
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient | None,
-        factory: Callable[[], httpx.AsyncClient] | None = None,
-    ) -> None:
-        if client is not None and not isinstance(client, httpx.AsyncClient):
-            raise TypeError(
-                f"http_client must be an httpx.AsyncClient, not {type(client).__name__}"
-            )
-        self._client = client
-        self._owned = client is None
-        self._factory = factory or httpx.AsyncClient
-        self._closed = False
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The client (created on first use when none was given)."""
-        if self._closed:
-            raise RuntimeError("this provider was closed; create a new one")
-        if self._client is None:
-            self._client = self._factory()
-        return self._client
-
-    @property
-    def owned(self) -> bool:
-        """True when the client was created here and is closed by :meth:`aclose`."""
-        return self._owned
-
-    async def aclose(self) -> None:
-        """Close the client if it is owned. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owned and self._client is not None:
-            await self._client.aclose()
-
-
-def normalise_base_url(base_url: str) -> str:
-    """``base_url`` with a lower-case scheme and host and no trailing slash.
-
-    ``ValueError`` unless it is an absolute http(s) URL; credentials in the URL are refused,
-    since the base URL appears in names, logs and cache identities.
-    """
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
-    try:
-        url = httpx.URL(base_url.strip())
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"base_url is not a valid URL: {exc}") from exc
-    if url.userinfo:  # checked first: the other errors echo the URL
-        raise ValueError("base_url must not carry credentials; pass api_key instead")
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
-    if url.query or url.fragment:
-        raise ValueError("base_url must not have a query or fragment")
-    # httpx already lower-cases the scheme and host and drops a default port.
-    return str(url.copy_with(path=url.path.rstrip("/") or "/")).rstrip("/")
-
-
-def check_timeout(timeout: object) -> float:
-    """A provider's default timeout: a positive, finite number of seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be seconds (a number), not {type(timeout).__name__}")
-    value = float(timeout)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
-    return value
 
 
 async def raise_for_status(response: httpx.Response, redactor: Redactor = _NO_SECRETS) -> None:
@@ -374,7 +236,9 @@ async def post_json(
             await raise_for_status(response, redactor)
             if on_headers is not None:
                 on_headers(response.headers)
-            body = b"".join([p async for p in read_answer(response, limits.max_answer_bytes, what)])
+            body = bytearray()  # grown in place: no list of pieces beside a joined copy
+            async for piece in read_answer(response, limits.max_answer_bytes, what):
+                body += piece
     return parse_json(redactor.scrub_bytes(body), what)
 
 

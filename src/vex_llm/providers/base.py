@@ -27,6 +27,7 @@ line through ``repr(provider)``, ``vars(provider)`` or a debugger's pretty-print
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 
@@ -37,16 +38,22 @@ from vex_llm.provider import LLMProvider
 from vex_llm.providers._http import (
     DEFAULT_LIMITS,
     AnswerLimits,
-    HTTPClientOwner,
-    check_timeout,
-    normalise_base_url,
     post_json,
     probe,
     stream_lines,
 )
 from vex_llm.redaction import Redactor
 
-__all__ = ["PASSED_ON_HEADERS", "AnswerLimits", "HTTPProvider", "Secret", "passed_on"]
+__all__ = [
+    "PASSED_ON_HEADERS",
+    "AnswerLimits",
+    "HTTPClientOwner",
+    "HTTPProvider",
+    "Secret",
+    "check_timeout",
+    "normalise_base_url",
+    "passed_on",
+]
 
 
 #: Response headers an answer keeps (``LLMResponse.headers``) for a proxy to pass on: the
@@ -86,6 +93,83 @@ class Secret:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled")
+
+
+class HTTPClientOwner:
+    """Holds the ``httpx.AsyncClient`` a provider talks through.
+
+    A client passed in belongs to the caller (shared connection pools, test transports) and is
+    never closed here; a client created here is closed by :meth:`aclose`. The client is made
+    lazily so that a provider can be built outside an event loop.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None,
+        factory: Callable[[], httpx.AsyncClient] | None = None,
+    ) -> None:
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            raise TypeError(
+                f"http_client must be an httpx.AsyncClient, not {type(client).__name__}"
+            )
+        self._client = client
+        self._owned = client is None
+        self._factory = factory or httpx.AsyncClient
+        self._closed = False
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The client (created on first use when none was given)."""
+        if self._closed:
+            raise RuntimeError("this provider was closed; create a new one")
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    @property
+    def owned(self) -> bool:
+        """True when the client was created here and is closed by :meth:`aclose`."""
+        return self._owned
+
+    async def aclose(self) -> None:
+        """Close the client if it is owned. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owned and self._client is not None:
+            await self._client.aclose()
+
+
+def normalise_base_url(base_url: str) -> str:
+    """``base_url`` with a lower-case scheme and host and no trailing slash.
+
+    ``ValueError`` unless it is an absolute http(s) URL; credentials in the URL are refused,
+    since the base URL appears in names, logs and cache identities.
+    """
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base_url is not a valid URL: {exc}") from exc
+    if url.userinfo:  # checked first: the other errors echo the URL
+        raise ValueError("base_url must not carry credentials; pass api_key instead")
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+    if url.query or url.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+    # httpx already lower-cases the scheme and host and drops a default port.
+    return str(url.copy_with(path=url.path.rstrip("/") or "/")).rstrip("/")
+
+
+def check_timeout(timeout: object) -> float:
+    """A provider's default timeout: a positive, finite number of seconds."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be seconds (a number), not {type(timeout).__name__}")
+    value = float(timeout)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+    return value
 
 
 class HTTPProvider(LLMProvider):

@@ -22,7 +22,7 @@ from vex_llm.errors import AnswerTooLarge, InvalidResponse
 __all__ = ["LineSplitter", "SSEDecoder", "SSEEvent", "parse_json", "sse_events"]
 
 
-def parse_json(text: str | bytes, what: str) -> dict[str, Any]:
+def parse_json(text: str | bytes | bytearray, what: str) -> dict[str, Any]:
     """A JSON object from ``text``; ``InvalidResponse`` for anything else."""
     try:
         value = json.loads(text)

@@ -131,7 +131,7 @@ class _Proxy:
         self.cached = {name: g.cached for name, g in self.guarded.items()}
         self.chains = fallback_chains(settings, self.guarded)
         self.upstream_of = {g.cached: name for name, g in self.guarded.items()}
-        self.metrics.registry.register(ResilienceCollector(self.guarded, self.chains, settings))
+        self.metrics.watch(ResilienceCollector(self.guarded, self.chains, settings))
         self.upstream_model = {u.name: u.model for u in settings.upstreams}
         if isinstance(store, BreakerStore):
             self.metrics.watch_breaker(store.breaker)
@@ -508,8 +508,8 @@ def create_app(
         from vex_llm.cache.stores.url import open_store
 
         cache = settings.cache
-        # Entries of upstreams with stale_if_error are kept that much past the ttl.
-        grace = max(u.stale_if_error for u in settings.upstreams)
+        # Entries of upstreams that serve stale answers are kept that much past the ttl.
+        grace = max(u.stale_grace for u in settings.upstreams)
         store = open_store(
             settings.store_url,
             max_entries=cache.max_entries,

@@ -5,6 +5,7 @@
     [upstreams."gpt-4o-mini"]
     fallbacks = ["local"]       # answer from these, in order, when this upstream fails
     stale_if_error = 86400      # seconds past ttl a stored answer may stand in (0: off)
+    stale_while_revalidate = 60 # seconds past ttl it answers at once while refreshed (0: off)
 
     [upstreams."gpt-4o-mini".retry]     # or: retry = false
     max_attempts = 3
@@ -41,7 +42,9 @@ from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
 __all__ = ["RESILIENCE_SETTINGS", "read_resilience"]
 
 #: The keys of an upstream table this module reads.
-RESILIENCE_SETTINGS = frozenset({"retry", "breaker", "fallbacks", "stale_if_error"})
+RESILIENCE_SETTINGS = frozenset(
+    {"retry", "breaker", "fallbacks", "stale_if_error", "stale_while_revalidate"}
+)
 
 Problems = list[tuple[str, str]]
 
@@ -82,8 +85,8 @@ def _policy(
 
 
 def read_resilience(table: Mapping[str, Any], where: str) -> tuple[dict[str, Any], Problems]:
-    """The ``retry``, ``breaker``, ``fallbacks`` and ``stale_if_error`` of one upstream table,
-    as ``UpstreamSettings`` fields (absent ones left out), and the problems found."""
+    """The resilience settings of one upstream table (``RESILIENCE_SETTINGS``), as
+    ``UpstreamSettings`` fields (absent ones left out), and the problems found."""
     problems: Problems = []
     fields: dict[str, Any] = {}
     if "retry" in table:
@@ -96,12 +99,14 @@ def read_resilience(table: Mapping[str, Any], where: str) -> tuple[dict[str, Any
             problems.append((f"{where}.fallbacks", "must be a list of upstream names"))
         else:
             fields["fallbacks"] = tuple(names)
-    if "stale_if_error" in table:
-        grace = table["stale_if_error"]
+    for name in ("stale_if_error", "stale_while_revalidate"):
+        if name not in table:
+            continue
+        grace = table[name]
         if grace is False:
             grace = 0.0
         if not _number(grace) or not math.isfinite(grace) or grace < 0:
-            problems.append((f"{where}.stale_if_error", f"must be seconds >= 0, got {grace!r}"))
+            problems.append((f"{where}.{name}", f"must be seconds >= 0, got {grace!r}"))
         else:
-            fields["stale_if_error"] = float(grace)
+            fields[name] = float(grace)
     return fields, problems

@@ -1,12 +1,13 @@
 """The proxy's upstreams with their resilience: guarded, cached, chained to their fallbacks.
 
 Per configured upstream: ``CachedProvider(RetryingProvider(CircuitBreaker(upstream)))``, the
-cache with the upstream's ``stale_if_error`` grace; the breaker is inside the retries, so it
-sees every attempt and an open circuit stops the retries at once. Per model name clients ask
-for: a ``FallbackProvider`` over that upstream's cache and then its fallbacks' caches, so each
-answer is looked up and stored under the identity of the upstream that produced it (and a
-stale answer of the upstream asked for comes before any fallback's). ``ResilienceCollector``
-shows what the wrappers did on ``/metrics``, read from their counters at scrape time.
+cache with the upstream's stale-if-error and stale-while-revalidate; the breaker is inside the
+retries, so it sees every attempt and an open circuit stops the retries at once. Per model
+name clients ask for: a ``FallbackProvider`` over that upstream's cache and then its
+fallbacks' caches, so each answer is looked up and stored under the identity of the upstream
+that produced it (and a stale answer of the upstream asked for comes before any fallback's).
+``ResilienceCollector`` shows what the wrappers did on ``/metrics``, read from their counters
+at scrape time.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def build_guarded(
     for upstream in settings.upstreams:
         provider, retry, breaker = _guard(providers[upstream.name], upstream)
         config = settings.cache
-        if upstream.stale_if_error:
-            config = dataclasses.replace(config, stale_if_error=upstream.stale_if_error)
+        config = dataclasses.replace(
+            config,
+            stale_if_error=upstream.stale_if_error or config.stale_if_error,
+            stale_while_revalidate=upstream.stale_while_revalidate or config.stale_while_revalidate,
+        )
         cached = CachedProvider(provider, config, store=store, clock=clock)
         guarded[upstream.name] = Guarded(upstream.name, cached, retry, breaker)
     return guarded

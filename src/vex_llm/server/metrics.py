@@ -85,7 +85,11 @@ class ProxyMetrics:
 
     def watch_breaker(self, breaker: StoreCircuit) -> None:
         """Export the store circuit breaker's state and counts, read at each scrape."""
-        collector = _BreakerCollector(breaker)
+        self.watch(_BreakerCollector(breaker))
+
+    def watch(self, collector: Any) -> None:
+        """Export ``collector``'s metrics (read at each scrape; the answering worker's own
+        under --workers)."""
         self.registry.register(collector)
         self._extra.append(collector)
 

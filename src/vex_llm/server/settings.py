@@ -84,7 +84,8 @@ class UpstreamSettings:
     ``fallbacks`` names the upstreams that answer, in order, when this one fails in a way
     they may not (not transitively: their own fallbacks are not followed);
     ``stale_if_error`` keeps entries that many seconds past their ttl, to answer with when
-    the upstream fails (0: off).
+    the upstream fails (0: off); within ``stale_while_revalidate`` seconds past their ttl,
+    entries answer at once while one background call refreshes them (0: off).
     """
 
     name: str
@@ -97,6 +98,12 @@ class UpstreamSettings:
     breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)
     fallbacks: tuple[str, ...] = ()
     stale_if_error: float = 0.0
+    stale_while_revalidate: float = 0.0
+
+    @property
+    def stale_grace(self) -> float:
+        """How long past the ttl this upstream's entries must be kept (either stale mode)."""
+        return max(self.stale_if_error, self.stale_while_revalidate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +181,10 @@ def _fallback_problems(u: UpstreamSettings, names: list[str]) -> list[Problem]:
             problems.append(Problem(f"{where}.fallbacks", f"no upstream is named {name!r}"))
     if len(set(u.fallbacks)) != len(u.fallbacks):
         problems.append(Problem(f"{where}.fallbacks", "names an upstream twice"))
-    if not (u.stale_if_error >= 0 and u.stale_if_error != float("inf")):
-        problems.append(Problem(f"{where}.stale_if_error", "must be seconds >= 0"))
+    for name in ("stale_if_error", "stale_while_revalidate"):
+        value = getattr(u, name)
+        if not (value >= 0 and value != float("inf")):
+            problems.append(Problem(f"{where}.{name}", "must be seconds >= 0"))
     return problems
 
 
