@@ -92,6 +92,14 @@ def _open_store(url: str, config: LLMCacheConfig) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+async def _check_sqlite(url: str) -> None:
+    """Open and close the SQLite store ``url`` names (``StoreError`` if its file is bad)."""
+    if url.startswith("sqlite:"):
+        from vex_llm.cache.stores.url import open_store
+
+        await open_store(url).aclose()
+
+
 def _move_bad_file(url: str) -> str:
     """``url`` with ``bad_file=move_aside`` when it names a SQLite store."""
     if not url.startswith("sqlite:") or "bad_file=" in url:
@@ -231,11 +239,15 @@ async def _serve(
         for problem in exc.problems:
             err.print(f"[red]config:[/] {problem}", markup=True, highlight=False)
         raise click.ClickException("invalid configuration") from None
-    if move_bad_cache:
-        settings = dataclasses.replace(settings, store_url=_move_bad_file(settings.store_url))
-    if settings.workers > 1:
-        return await _serve_workers(settings, local)
+    url = settings.store_url
     try:
+        if settings.workers > 1:
+            # A bad SQLite file is found (and moved aside, if asked) once, here: else each
+            # worker printed a traceback, and N workers raced to move one file.
+            await _check_sqlite(_move_bad_file(url) if move_bad_cache else url)
+            return await _serve_workers(settings, local)
+        if move_bad_cache:
+            settings = dataclasses.replace(settings, store_url=_move_bad_file(url))
         app = create_app(settings, providers=providers)
     except StoreError as exc:  # a bad SQLite file: one line saying which and what to do
         hint = "" if move_bad_cache else " (vex-llm serve --move-bad-cache does that)"

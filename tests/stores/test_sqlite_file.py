@@ -179,7 +179,9 @@ def test_the_cli_prints_one_line_and_exits_1_for_a_bad_file(tmp_path: Path) -> N
     for args in (
         ["cache", "stats", "--store", url],
         ["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", "m", "--store", url],
-    ):
+        ["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", "m", "--store", url,
+         "--workers", "2"],
+    ):  # fmt: skip
         result = subprocess.run(
             [sys.executable, "-m", "vex_llm", *args],
             capture_output=True,

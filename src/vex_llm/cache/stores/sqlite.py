@@ -253,8 +253,8 @@ class SQLiteStore:
             entry = decode_entry(value)
         except ValueError as exc:
             log.warning("sqlite cache %s: dropping an unreadable entry (%s)", self.path, exc)
-            with self._patient():
-                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+            with contextlib.suppress(sqlite3.OperationalError), self._patient():
+                conn.execute("DELETE FROM entries WHERE key = ?", (key,))  # or the next set
             return None
         refreshed = deadline if tti is None else idle_deadline(now, expires_at, tti)
         # Already the most recent and the idle deadline barely moves: nothing to write (a
