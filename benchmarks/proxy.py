@@ -145,8 +145,50 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return reader, writer
 
 
-def _doc(text: str, stream: bool) -> dict[str, object]:
-    return {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": stream}
+#: An agent's request: two tools with schemas, a system prompt, a previous tool turn.
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                "required": ["city"],
+            },
+        },
+    },
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+]
+
+
+def _doc(text: str, stream: bool, tools: bool = False) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": text}],
+        "stream": stream,
+    }
+    if tools:
+        doc["tools"] = TOOLS
+        doc["tool_choice"] = "auto"
+        doc["messages"] = [
+            {"role": "system", "content": "You are a weather agent."},
+            {"role": "user", "content": text},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "4C, rain"},
+        ]
+    return doc
 
 
 async def _sequential(port: int, path: str, requests: list[bytes], expect: bytes) -> list[float]:
@@ -213,6 +255,19 @@ async def _measure(args: argparse.Namespace, proxy: int, upstream: int) -> list[
     path = "/v1/chat/completions"
     for stream in (False, True):
         kind = "stream" if stream else "json"
+        tools_hit = _request(path, _doc("Weather in Oslo?", stream, tools=True))
+        await _sequential(proxy, path, [tools_hit] * 2, b"")  # store it
+        await _sequential(proxy, path, [tools_hit] * 200, b"x-vex-cache: hit")
+        times = await _sequential(proxy, path, [tools_hit] * args.requests, b"x-vex-cache: hit")
+        rows.append(
+            [
+                f"hit with tools ({kind})",
+                f"{_ms(times, 0.5):.3f}",
+                f"{_ms(times, 0.99):.3f}",
+                "",
+                "1 ms / 5 ms",
+            ]
+        )
         hit = _request(path, _doc("What does a response cache do?", stream))
         expect = b"x-vex-cache: hit"
         await _sequential(proxy, path, [hit] * 2, b"")  # store it
