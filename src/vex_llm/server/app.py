@@ -1,10 +1,11 @@
 """``create_app``: the OpenAI-compatible caching proxy as a Starlette application.
 
-Every chat completion goes: client key -> tenant (401 if unknown); body read under the size cap
-(413, checked against Content-Length *and* counted while reading); body -> ``LLMRequest``
-(400 naming the param); the request's model -> its upstream's ``CachedProvider`` (404 if
-none); then a cached lookup, or a cached stream sent as SSE. Failures leave in OpenAI's error
-shape. Each upstream has its own ``CachedProvider``; all share one store (keys carry the
+Every request through a front door (``server.doors``: chat completions, ...) goes: client key
+-> tenant (401 if unknown); body read under the size cap (413, checked against Content-Length
+*and* counted while reading); body -> ``LLMRequest`` by the door's wire format (400 naming the
+param); the request's model -> its upstream's ``CachedProvider`` (404 if none); then a cached
+lookup, or a cached stream sent as SSE, written back by the door. Failures leave in the door's
+error shape. Each upstream has its own ``CachedProvider``; all share one store (keys carry the
 upstream's identity and the tenant, so they never collide). Inside each cache, retries and a
 circuit breaker guard the upstream; a model with fallbacks is asked through a chain of caches
 (``server.guarded``), and ``x-vex-upstream`` says which upstream answered.
@@ -16,8 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from vex_llm.cache.provider import CachedProvider, CacheResult
@@ -35,16 +35,8 @@ from vex_llm.server.admin import (
     tenant_figures,
 )
 from vex_llm.server.cache_control import cache_control
-from vex_llm.server.encode import (
-    DONE_LINE,
-    chunk_json,
-    completion_json,
-    is_usage_only,
-    raw_body,
-    raw_event,
-    sse_line,
-    usage_chunk_json,
-)
+from vex_llm.server.doors import Door, DoorRequest, Rendered
+from vex_llm.server.doors.chat import ChatDoor
 from vex_llm.server.failures import Failure, failure_for
 from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
@@ -62,7 +54,7 @@ from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
 from vex_llm.server.upstreams import build_provider, upstream_secret
-from vex_llm.server.wire import ChatRequest, WireError, parse_chat_request
+from vex_llm.server.wire import WireError
 
 try:
     import anyio
@@ -95,17 +87,6 @@ def _store_unavailable(what: str, exc: BaseException) -> Response:
             type="server_error",
             code="cache_store_unavailable",
         )
-    )
-
-
-def _says_nothing(chunk: Chunk) -> bool:
-    """True for a chunk with nothing an OpenAI chunk could carry."""
-    return (
-        not chunk.delta
-        and not chunk.tool_calls
-        and chunk.refusal is None
-        and chunk.logprobs is None
-        and chunk.usage is None
     )
 
 
@@ -184,80 +165,86 @@ class _Proxy:
         (stream, first), index = await chain.first_answer(request, open_and_peek)
         return stream, first, self.upstream_of[chain.providers[index]]
 
-    def _fail(self, failure: Failure, tenant: str, model: str, exc: LLMError | None) -> Response:
+    def _render(self, rendered: Rendered, headers: Mapping[str, str] | None = None) -> Response:
+        return Response(
+            rendered.body,
+            rendered.status,
+            headers={**rendered.headers, **(headers or {})},
+            media_type=rendered.media_type,
+        )
+
+    def _fail(
+        self, door: Door, failure: Failure, tenant: str, model: str, exc: LLMError | None
+    ) -> Response:
         self.metrics.status(tenant, model, failure.status)
         if exc is not None and failure.status >= 500:
             self.metrics.upstream_error(tenant, model, type(exc).__name__)
             log.warning("upstream %s failed: %s", model, failure.message)
-        return error_response(failure.as_wire(), failure.headers)
+        return self._render(door.error(failure.as_wire()), failure.headers)
 
-    async def chat(self, request: Request) -> Response:
+    def _failure(self, exc: LLMError) -> Failure:
+        return failure_for(exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets)
+
+    def door(self, door: Door) -> Callable[[Request], Awaitable[Response]]:
+        """The route handler of ``door``: the one request path every door shares."""
+
+        async def handle(request: Request) -> Response:
+            return await self._serve(request, door)
+
+        return handle
+
+    async def _serve(self, request: Request, door: Door) -> Response:
         started = time.perf_counter()
         tenant = self.directory.tenant(request.headers.get("authorization"))
         if tenant is None:
             self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401)
-            return error_response(unauthorized())
+            return self._render(door.error(unauthorized()))
         try:
             body = await read_body(request, self.settings.max_body_bytes)
             control = cache_control(request.headers.get("cache-control"))
-            chat = parse_chat_request(
-                body, tenant_id=tenant, control=control, upstream_model=self.upstream_model
+            call = door.parse(
+                body, tenant=tenant, control=control, upstream_model=self.upstream_model
             )
         except WireError as err:
             self.metrics.status(tenant, UNKNOWN_MODEL, err.status)
-            return error_response(err)
-        cached = self.cached.get(chat.model)
-        if cached is None:
+            return self._render(door.error(err))
+        if call.model not in self.cached:
             self.metrics.status(tenant, UNKNOWN_MODEL, 404)
-            return error_response(
-                WireError(
-                    f"the model {chat.model!r} does not exist here; GET /v1/models lists them",
-                    param="model",
-                    status=404,
-                    code="model_not_found",
+            return self._render(
+                door.error(
+                    WireError(
+                        f"the model {call.model!r} does not exist here; GET /v1/models lists them",
+                        param="model",
+                        status=404,
+                        code="model_not_found",
+                    )
                 )
             )
-        if chat.stream:
-            return await self._stream(chat, tenant, started)
+        if call.stream:
+            return await self._stream(door, call, tenant, started)
         try:
-            result, answered_by = await self._lookup(chat.model, chat.request)
+            result, answered_by = await self._lookup(call.model, call.request)
         except LLMError as exc:
-            failure = failure_for(
-                exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
-            )
-            return self._fail(failure, tenant, chat.model, exc)
+            return self._fail(door, self._failure(exc), tenant, call.model, exc)
         response = result.response
         self.metrics.observe(
             tenant,
-            chat.model,
+            call.model,
             result.outcome,
             time.perf_counter() - started,
             response.usage.total_tokens,
         )
-        self.metrics.status(tenant, chat.model, 200)
+        self.metrics.status(tenant, call.model, 200)
         headers = cache_headers(result.outcome, result.key, result.age)
         headers["x-vex-upstream"] = answered_by
         headers.update(response.headers)  # the upstream's request id and limits, misses only
-        raw = raw_body(response)
-        if raw is not None:
-            # The upstream's answer as it sent it, id and created included, miss or hit.
-            return Response(raw, 200, headers=headers, media_type="application/json")
-        body_json = completion_json(
-            response,
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}",
-            created=int(time.time()),
-            model=response.model or chat.model,
-        )
-        return json_response(body_json, 200, headers)
+        return self._render(door.answer(response, call), headers)
 
-    async def _stream(self, chat: ChatRequest, tenant: str, started: float) -> Response:
+    async def _stream(self, door: Door, call: DoorRequest, tenant: str, started: float) -> Response:
         try:
-            stream, peeked, answered_by = await self._open_stream(chat.model, chat.request)
+            stream, peeked, answered_by = await self._open_stream(call.model, call.request)
         except LLMError as exc:
-            failure = failure_for(
-                exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
-            )
-            return self._fail(failure, tenant, chat.model, exc)
+            return self._fail(door, self._failure(exc), tenant, call.model, exc)
         if peeked is None:
             # The status line waits for the upstream's first event (or its failure), so a
             # stream gets the same status codes and headers as a JSON request would; errors
@@ -266,96 +253,52 @@ class _Proxy:
                 peeked = await anext(stream, None)
             except LLMError as exc:
                 await stream.aclose()
-                failure = failure_for(
-                    exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
-                )
-                return self._fail(failure, tenant, chat.model, exc)
+                return self._fail(door, self._failure(exc), tenant, call.model, exc)
             except BaseException:
                 await stream.aclose()
                 raise
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-
-        tokens = [0]  # of the final chunk, for the tokens-saved metric
-        finished = [False]  # the terminal chunk is out: only the [DONE] is left to come
+        final: list[Chunk] = []  # the terminal chunk, once it is out
 
         async def chunks() -> AsyncIterator[Chunk]:
             if peeked is not None:
                 yield peeked
+                if peeked.is_final:
+                    final.append(peeked)
+                    return
             async for chunk in stream:
-                yield chunk
-
-        include_usage = chat.include_usage
-
-        async def lines() -> AsyncGenerator[bytes, None]:
-            first = True
-            final = None
-            relayed = False  # the upstream's own events are relayed: it sent its usage too
-            async for chunk in chunks():
                 if chunk.is_final:
-                    final = chunk
-                    finished[0] = True
-                    if relayed:
-                        continue  # the upstream's own events said it all; [DONE] follows
-                raw = raw_event(chunk)
-                if raw is not None:
-                    relayed = True
-                    if include_usage or not is_usage_only(chunk):
-                        yield raw
-                    continue
-                if not first and not chunk.is_final and _says_nothing(chunk):
-                    continue  # another format's bookkeeping event (ping, block start/stop)
-                yield sse_line(
-                    chunk_json(
-                        chunk,
-                        completion_id=completion_id,
-                        created=created,
-                        model=chunk.model or chat.model,
-                        first=first,
-                    )
-                )
-                first = False
-            if include_usage and final is not None and not relayed:
-                yield sse_line(
-                    usage_chunk_json(
-                        final,
-                        completion_id=completion_id,
-                        created=created,
-                        model=final.model or chat.model,
-                    )
-                )
-            yield DONE_LINE
-            tokens[0] = final.usage.total_tokens if final is not None and final.usage else 0
+                    final.append(chunk)
+                yield chunk
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async with contextlib.aclosing(lines()) as source:
+                async with contextlib.aclosing(door.stream(chunks(), call)) as source:
                     # One write per batch of chunks at hand, not one per chunk: a replay is
                     # one write; a live stream writes whenever it would otherwise wait, except
                     # after the terminal chunk, which carries no text: the wait for the store
-                    # write is short, and the client is not done before the [DONE] anyway.
+                    # write is short, and the client is not done before the end anyway.
                     pending: list[bytes] = []
                     async for line in source:
                         pending.append(line)
-                        if not finished[0] and not stream.ready():
+                        if not final and not stream.ready():
                             yield b"".join(pending)
                             pending.clear()
                     if pending:
                         yield b"".join(pending)
+                usage = final[0].usage if final else None
+                tokens = usage.total_tokens if usage is not None else 0
                 self.metrics.observe(
-                    tenant, chat.model, stream.outcome, time.perf_counter() - started, tokens[0]
+                    tenant, call.model, stream.outcome, time.perf_counter() - started, tokens
                 )
-                self.metrics.status(tenant, chat.model, 200)
+                self.metrics.status(tenant, call.model, 200)
             except LLMError as exc:
-                # Headers are gone already: the error travels as an SSE event, and the missing
-                # [DONE] tells the client the stream is incomplete.
-                failure = failure_for(
-                    exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets
-                )
-                self.metrics.upstream_error(tenant, chat.model, type(exc).__name__)
-                self.metrics.status(tenant, chat.model, failure.status)
-                log.warning("stream from %s failed: %s", chat.model, failure.message)
-                yield sse_line(failure.as_wire().body())
+                # Headers are gone already: the error travels in-band, and the missing end
+                # marker tells the client the stream is incomplete.
+                failure = self._failure(exc)
+                self.metrics.upstream_error(tenant, call.model, type(exc).__name__)
+                self.metrics.status(tenant, call.model, failure.status)
+                log.warning("stream from %s failed: %s", call.model, failure.message)
+                yield door.stream_error(failure.as_wire())
             finally:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
@@ -529,7 +472,7 @@ def create_app(
             await proxy.aclose()
 
     routes = [
-        Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
+        Route("/v1/chat/completions", proxy.door(ChatDoor()), methods=["POST"]),
         Route("/v1/models", proxy.models, methods=["GET"]),
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),
