@@ -85,8 +85,9 @@ class Harness:
     async def read(self, key: str) -> CacheEntry | None:
         return self.value
 
-    async def fetch(self) -> None:
+    async def fetch(self, holding: bool) -> bool:
         self.fetches += 1
+        return False  # released by the lease loop, not by the write
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
@@ -245,9 +246,10 @@ async def test_a_renewer_swallowing_its_cancellation_neither_hangs_nor_renews_on
     policy = LeasePolicy(ttl=0.3)  # renews every 0.1 s
     fetched = asyncio.Event()
 
-    async def fetch() -> None:
+    async def fetch(holding: bool) -> bool:
         await asyncio.sleep(0.25)  # long enough for a renewal to start (and hang)
         fetched.set()
+        return False
 
     async def read(key: str) -> CacheEntry | None:
         return None

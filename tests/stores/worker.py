@@ -131,20 +131,33 @@ async def streams(url: str, n: int, chunks: int, delay: float) -> None:
 
 
 class AnnouncingLeases:
-    """Wraps a store's ``lease_held`` to print ``waiting`` the first time it is held."""
+    """Wraps a store's lease checks to print ``waiting`` the first time it finds the lease
+    held by another process (``lease_held``, or ``get_or_lease`` finding neither entry nor
+    lease)."""
 
     def __init__(self, store: Any) -> None:
-        self.store = store
         self.told = False
-        self.real = store.lease_held
+        self.held = store.lease_held
+        self.read_or_lease = store.get_or_lease
         store.lease_held = self.lease_held
+        store.get_or_lease = self.get_or_lease
 
-    async def lease_held(self, key: str) -> bool:
-        held = bool(await self.real(key))
-        if held and not self.told:
+    def _tell(self) -> None:
+        if not self.told:
             self.told = True
             print("waiting", flush=True)
+
+    async def lease_held(self, key: str) -> bool:
+        held = bool(await self.held(key))
+        if held:
+            self._tell()
         return held
+
+    async def get_or_lease(self, key: str, owner: str, ttl: float) -> Any:
+        entry, taken = await self.read_or_lease(key, owner, ttl)
+        if entry is None and not taken:
+            self._tell()
+        return entry, taken
 
 
 async def stream_one(url: str, chunks: int, delay: float) -> None:

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores.base import STORE_FAILURES, LeaseStore
@@ -31,6 +31,7 @@ from vex_llm.validation import is_number, seconds
 
 __all__ = [
     "LeasePolicy",
+    "LeaseStart",
     "bounded",
     "fetch_with_lease",
     "poll_delay",
@@ -145,6 +146,11 @@ async def bounded(operation: Coroutine[Any, Any, Any], within: float) -> tuple[b
     return True, task.result()
 
 
+#: What the caller's own read found, when it took the lease in the same operation
+#: (``AtomicLeaseStore.get_or_lease``): the lease is ours, or somebody else holds it.
+LeaseStart = Literal["acquired", "held"]
+
+
 async def fetch_with_lease(
     store: LeaseStore,
     key: str,
@@ -152,45 +158,69 @@ async def fetch_with_lease(
     policy: LeasePolicy,
     *,
     read: Callable[[str], Awaitable[CacheEntry | None]],
-    fetch: Callable[[], Awaitable[None]],
+    fetch: Callable[[bool], Awaitable[bool]],
     on_error: Callable[[BaseException], None],
+    read_or_lease: Callable[[], Awaitable[tuple[CacheEntry | None, bool]]] | None = None,
+    start: LeaseStart | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> CacheEntry | None:
     """Run ``fetch`` for ``key`` in one process at a time, or take another process's answer.
 
     Returns the entry another process stored (``fetch`` was not run), or None once this
-    process ran ``fetch`` (which stores its own answer). ``read`` is the cache's fail-open
-    store read; ``on_error`` is told about store failures, after which this process stops
-    coordinating and fetches itself (fail-open).
+    process ran ``fetch`` (which stores its own answer). ``fetch(holding)`` is told whether it
+    runs under the lease, and returns True when it released the lease itself (with its write,
+    ``AtomicLeaseStore.set_and_release``). ``read`` is the cache's fail-open store read;
+    ``on_error`` is told about store failures, after which this process stops coordinating
+    and fetches itself (fail-open).
+
+    With an ``AtomicLeaseStore``, ``read_or_lease`` is its ``get_or_lease`` for this key
+    (raising store failures): each attempt is then one store operation, not three; ``start``
+    is what the caller's own ``get_or_lease`` found, so the first attempt is not repeated.
     """
     started = clock()
     attempt = 0
+    state: LeaseStart | None = start
     while True:
-        try:
-            acquired = await store.acquire_lease(key, owner, policy.ttl)
-        except STORE_FAILURES as exc:
-            on_error(exc)
-            await fetch()
-            return None
-        if acquired:
-            return await _fetch_holding(store, key, owner, policy, read, fetch, on_error)
-        entry = await read(key)
-        if entry is not None:
-            return entry
+        if state is None:
+            try:
+                if read_or_lease is not None:
+                    entry, acquired = await read_or_lease()
+                    if entry is not None:
+                        return entry
+                    state = "acquired" if acquired else "held"
+                elif await store.acquire_lease(key, owner, policy.ttl):
+                    return await _fetch_holding(
+                        store, key, owner, policy, read, fetch, on_error, reread=True
+                    )
+            except STORE_FAILURES as exc:
+                on_error(exc)
+                await fetch(False)
+                return None
+        if state == "acquired":
+            # Taken together with a read that found nothing: no second look needed.
+            return await _fetch_holding(
+                store, key, owner, policy, read, fetch, on_error, reread=False
+            )
+        if state is None:  # a plain LeaseStore, lease held: is the answer there yet?
+            entry = await read(key)
+            if entry is not None:
+                return entry
         if waited_too_long(policy, started, clock()):
-            await fetch()
+            await fetch(False)
             return None
-        try:
-            held = await store.lease_held(key)
-        except STORE_FAILURES as exc:
-            on_error(exc)
-            await fetch()
-            return None
-        if held:
-            await sleep(poll_delay(policy, attempt, random.random()))
-            attempt += 1
-        # Not held and no value: the holder failed or died; loop round and take over.
+        if state is None:
+            try:
+                held = await store.lease_held(key)
+            except STORE_FAILURES as exc:
+                on_error(exc)
+                await fetch(False)
+                return None
+            if not held:
+                continue  # no holder and no value: it failed or died; take over
+        await sleep(poll_delay(policy, attempt, random.random()))
+        attempt += 1
+        state = None
 
 
 async def _fetch_holding(
@@ -199,25 +229,30 @@ async def _fetch_holding(
     owner: str,
     policy: LeasePolicy,
     read: Callable[[str], Awaitable[CacheEntry | None]],
-    fetch: Callable[[], Awaitable[None]],
+    fetch: Callable[[bool], Awaitable[bool]],
     on_error: Callable[[BaseException], None],
+    *,
+    reread: bool,
 ) -> CacheEntry | None:
     renewer: _Renewer | None = None
+    released = False
     try:
-        # The previous holder may have stored the answer and released just before we took
-        # the lease: look once more before paying for a call.
-        entry = await read(key)
-        if entry is not None:
-            return entry
+        if reread:
+            # The previous holder may have stored the answer and released just before we
+            # took the lease: look once more before paying for a call.
+            entry = await read(key)
+            if entry is not None:
+                return entry
         renewer = _Renewer(store, key, owner, policy, on_error)
-        await fetch()
+        released = await fetch(True)
         return None
     finally:
         if renewer is not None:
             await renewer.stop(within=policy.ttl)
-        try:
-            done, _ = await bounded(store.release_lease(key, owner), policy.ttl)
-            if not done:
-                on_error(TimeoutError(f"releasing a cache lease took over {policy.ttl:g} s"))
-        except STORE_FAILURES as exc:
-            on_error(exc)  # it runs out on its own within ttl
+        if not released:
+            try:
+                done, _ = await bounded(store.release_lease(key, owner), policy.ttl)
+                if not done:
+                    on_error(TimeoutError(f"releasing a cache lease took over {policy.ttl:g} s"))
+            except STORE_FAILURES as exc:
+                on_error(exc)  # it runs out on its own within ttl

@@ -40,12 +40,13 @@ from vex_llm.cache.decision import HIT, LEAD, Decision, Stored, decide, reads_st
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight, Flights
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
-from vex_llm.cache.lease import LeasePolicy, fetch_with_lease
+from vex_llm.cache.lease import LeasePolicy, LeaseStart, bounded, fetch_with_lease
 from vex_llm.cache.outcome import CacheOutcome, CacheResult
 from vex_llm.cache.staleness import covers, freshness, store_expiry
 from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import (
     STORE_FAILURES,
+    AtomicLeaseStore,
     CacheStore,
     CacheStoreWithSyncOps,
     LeaseStore,
@@ -53,7 +54,7 @@ from vex_llm.cache.stores.base import (
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, iterate, joined_response, replay_chunks
 from vex_llm.errors import CacheMiss, InvalidResponse, LLMError, Timeout
-from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider, WrapperProvider
 
 __all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
@@ -122,7 +123,14 @@ class CachedProvider(WrapperProvider):
         self._lease_store = (
             self.store if self._lease.enabled and isinstance(self.store, LeaseStore) else None
         )
+        # A store that reads-or-leases and writes-and-releases in one operation each: a miss
+        # then costs two store round trips instead of five.
+        self._atomic = (
+            self._lease_store if isinstance(self._lease_store, AtomicLeaseStore) else None
+        )
         self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
+        # Lease releases running on their own (see _drop_lease); kept so they are not collected.
+        self._background: set[asyncio.Task[None]] = set()
         # The kinds of store operation ("read", "write") that failed in the current incident
         # (logged once). Only a success of a kind that failed ends it: with a full disk,
         # reads keep working while writes fail, and must not log a recovery per request.
@@ -164,10 +172,14 @@ class CachedProvider(WrapperProvider):
             return (await self._complete_via_flight(request, key, decision)).response
         # The memory store cannot fail and needs no await, so it is read directly.
         get_now = self._get_now
-        entry = get_now(key) if get_now is not None else await self._read(key)
+        leased: LeaseStart | None = None
+        if get_now is not None:
+            entry = get_now(key)
+        else:
+            entry, leased = await self._read_for(key, control)
         if entry is None:
-            decision = decide(control, "absent", self._flights.get(key) is not None)
-            return (await self._complete_via_flight(request, key, decision)).response
+            decision, leased = self._decide_miss(control, key, leased)
+            return (await self._complete_via_flight(request, key, decision, leased)).response
         # ``in_flight`` does not matter with a fresh entry (decide's contract, tested).
         if decide(control, "fresh", False) is HIT:
             counters = self._counters
@@ -179,15 +191,15 @@ class CachedProvider(WrapperProvider):
     async def complete_result(self, request: LLMRequest) -> CacheResult:
         """Like :meth:`complete` (a miss calls the wrapped provider), and also say how the
         answer was served: outcome, key, age (for the proxy and the CLI)."""
-        key, decision, entry = await self._decide(request)
+        key, decision, entry, leased = await self._decide(request)
         if decision.action == "hit":
             assert entry is not None
             return CacheResult(entry.response, self._hit_outcome(entry), key, self._age(entry))
         if not decision.stale_on_error:
-            return await self._complete_via_flight(request, key, decision)
+            return await self._complete_via_flight(request, key, decision, leased)
         assert entry is not None
         try:
-            return await self._complete_via_flight(request, key, decision)
+            return await self._complete_via_flight(request, key, decision, leased)
         except LLMError as exc:
             if not covers(exc):
                 raise
@@ -210,12 +222,12 @@ class CachedProvider(WrapperProvider):
         across processes waits here for the lease: if another process answers meanwhile,
         the stream is ``coalesced`` and replays that answer.
         """
-        key, decision, entry = await self._decide(request)
+        key, decision, entry, leased = await self._decide(request)
         if decision.action == "hit":
             assert entry is not None
             outcome = self._hit_outcome(entry)
             return CachedStream(outcome, key, replay=replay_chunks(entry), age=self._age(entry))
-        flight, joined = self._board(request, key, decision, streamed=True)
+        flight, joined = self._board(request, key, decision, leased, streamed=True)
         deadline = self._deadline(request)
         stale = entry if decision.stale_on_error else None
         try:
@@ -253,7 +265,9 @@ class CachedProvider(WrapperProvider):
         async for chunk in iterate(await self.open_stream(request)):
             yield chunk
 
-    async def _decide(self, request: LLMRequest) -> tuple[str, Decision, CacheEntry | None]:
+    async def _decide(
+        self, request: LLMRequest
+    ) -> tuple[str, Decision, CacheEntry | None, LeaseStart | None]:
         """Validate, key, read (unless ``no_cache``) and decide; count hits and refusals."""
         try:
             request.validate(self.inner.limits)
@@ -262,9 +276,13 @@ class CachedProvider(WrapperProvider):
         key = sha256(material_after(self._key_prefix, request)).hexdigest()
         control = request.cache
         entry = None
+        leased: LeaseStart | None = None
         if reads_store(control):
             get_now = self._get_now
-            entry = get_now(key) if get_now is not None else await self._read(key)
+            if get_now is not None:
+                entry = get_now(key)
+            else:
+                entry, leased = await self._read_for(key, control)
         stored: Stored = "unread" if control.no_cache else "absent" if entry is None else "fresh"
         if entry is not None and self._grace is not None:
             config = self.config
@@ -279,7 +297,12 @@ class CachedProvider(WrapperProvider):
                 stored, entry = "absent", None
             else:
                 stored = state
-        decision = decide(control, stored, stored != "fresh" and self._flights.get(key) is not None)
+        if stored == "absent":
+            decision, leased = self._decide_miss(control, key, leased)
+        else:
+            decision = decide(
+                control, stored, stored != "fresh" and self._flights.get(key) is not None
+            )
         if decision.action == "hit":
             assert entry is not None
             self._count_hit(entry)
@@ -288,7 +311,56 @@ class CachedProvider(WrapperProvider):
         elif decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        return key, decision, entry
+        return key, decision, entry, leased
+
+    async def _read_for(
+        self, key: str, control: CacheControl
+    ) -> tuple[CacheEntry | None, LeaseStart | None]:
+        """Read ``key``. Where a miss would lead under the lease (and no call for the key is
+        in flight here), an ``AtomicLeaseStore`` takes the lease in the same operation."""
+        atomic = self._atomic
+        if (
+            atomic is None
+            or self._flights.get(key) is not None
+            or not decide(control, "absent", False).lease
+        ):
+            return await self._read(key), None
+        try:
+            entry, acquired = await atomic.get_or_lease(key, self._lease_owner, self._lease.ttl)
+        except STORE_FAILURES as exc:
+            self._store_failed(exc, "read")
+            return None, None
+        if self._store_failing:
+            self._store_recovered("read")
+        if entry is not None:
+            return entry, None
+        return None, "acquired" if acquired else "held"
+
+    def _decide_miss(
+        self, control: CacheControl, key: str, leased: LeaseStart | None
+    ) -> tuple[Decision, LeaseStart | None]:
+        """The decision for a miss (no await between it and boarding the flight)."""
+        decision = decide(control, "absent", self._flights.get(key) is not None)
+        if not decision.lease:
+            if leased == "acquired":
+                self._drop_lease(key)  # an identical call started here while we read
+            return decision, None
+        return decision, leased
+
+    def _drop_lease(self, key: str) -> None:
+        """Give back, in the background, a lease this caller took but will not use."""
+        store = self._lease_store
+        assert store is not None
+
+        async def release() -> None:
+            try:
+                await bounded(store.release_lease(key, self._lease_owner), self._lease.ttl)
+            except STORE_FAILURES as exc:
+                self._store_failed(exc)
+
+        task = asyncio.ensure_future(release())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _count_hit(self, entry: CacheEntry) -> None:
         counters = self._counters
@@ -311,7 +383,7 @@ class CachedProvider(WrapperProvider):
         It is a shared flight like any miss's, so identical requests join it; the flight is
         its own member until it ends, so a joiner that leaves does not cancel it.
         """
-        flight, _ = self._board(request, key, LEAD, streamed=False)
+        flight, _ = self._board(request, key, LEAD, None, streamed=False)
         assert flight.task is not None
         flight.task.add_done_callback(lambda _task: flight.leave())
 
@@ -346,12 +418,16 @@ class CachedProvider(WrapperProvider):
             self._counters.tokens_saved += final.usage.total_tokens
 
     async def _complete_via_flight(
-        self, request: LLMRequest, key: str, decision: Decision
+        self,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        leased: LeaseStart | None = None,
     ) -> CacheResult:
         if decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        flight, joined = self._board(request, key, decision, streamed=False)
+        flight, joined = self._board(request, key, decision, leased, streamed=False)
         try:
             response = await flight.result(self._deadline(request))
         except DeadlinePassed:
@@ -366,11 +442,18 @@ class CachedProvider(WrapperProvider):
     # -- flights: the one in-flight unit ----------------------------------------------------
 
     def _board(
-        self, request: LLMRequest, key: str, decision: Decision, *, streamed: bool
+        self,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        leased: LeaseStart | None,
+        *,
+        streamed: bool,
     ) -> tuple[Flight, bool]:
         """The flight this caller rides, as a member: ``(flight, joined another's)``.
 
         No await between the decision and this: a flight that was in flight still is.
+        ``leased``: what the caller's read found of the lease (``_read_for``).
         """
         if decision.action == "join":
             joined = self._flights.get(key)
@@ -379,7 +462,7 @@ class CachedProvider(WrapperProvider):
             return joined, True
         flight = self._flights.start(
             key,
-            lambda f: self._fly(f, request, key, decision, streamed),
+            lambda f: self._fly(f, request, key, decision, leased, streamed),
             shared=decision.action == "lead",
         )
         flight.join()
@@ -388,19 +471,30 @@ class CachedProvider(WrapperProvider):
         return flight, False
 
     async def _fly(
-        self, flight: Flight, request: LLMRequest, key: str, decision: Decision, streamed: bool
+        self,
+        flight: Flight,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        leased: LeaseStart | None,
+        streamed: bool,
     ) -> None:
         """The flight's task: the lease (when the store has them), the call, the store write."""
         try:
             if decision.lease and self._lease_store is not None:
+                atomic = self._atomic
                 entry = await fetch_with_lease(
                     self._lease_store,
                     key,
                     self._lease_owner,
                     self._lease,
                     read=self._read_fresh,
-                    fetch=lambda: self._call_upstream(flight, request, key, decision, streamed),
+                    fetch=lambda holding: self._call_upstream(
+                        flight, request, key, decision, streamed, holding
+                    ),
                     on_error=self._store_failed,
+                    read_or_lease=None if atomic is None else lambda: self._read_or_lease(key),
+                    start=leased,
                 )
                 if entry is not None:  # another process answered while we waited
                     flight.set_origin("shared")
@@ -418,8 +512,16 @@ class CachedProvider(WrapperProvider):
         flight.end()
 
     async def _call_upstream(
-        self, flight: Flight, request: LLMRequest, key: str, decision: Decision, streamed: bool
-    ) -> None:
+        self,
+        flight: Flight,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        streamed: bool,
+        holding: bool = False,
+    ) -> bool:
+        """Call upstream for ``flight`` and store the answer; True if that write also released
+        the lease this call runs under (``holding``)."""
         flight.set_origin("upstream")
         if decision.action == "lead":
             self._counters.misses += 1
@@ -442,8 +544,10 @@ class CachedProvider(WrapperProvider):
             for chunk in replay_chunks(CacheEntry(response, 0.0)):
                 flight.publish(chunk)
         flight.answered(response)
-        if decision.store:
-            await self._store_answer(key, request, response, chunks)
+        if not decision.store:
+            return False
+        owner = self._lease_owner if holding and self._atomic is not None else None
+        return await self._store_answer(key, request, response, chunks, release_owner=owner)
 
     async def _relay(self, flight: Flight, request: LLMRequest) -> None:
         """Pass the upstream stream's chunks to the flight, up to the terminal one."""
@@ -475,6 +579,20 @@ class CachedProvider(WrapperProvider):
             self._store_recovered("read")
         return entry
 
+    async def _read_or_lease(self, key: str) -> tuple[CacheEntry | None, bool]:
+        """``AtomicLeaseStore.get_or_lease`` for a leader's lease loop (store failures are
+        raised to it). A stale entry is no answer: the lease is then taken the plain way."""
+        assert self._atomic is not None
+        owner, ttl = self._lease_owner, self._lease.ttl
+        entry, acquired = await self._atomic.get_or_lease(key, owner, ttl)
+        if (
+            entry is not None
+            and self._grace is not None
+            and freshness(self._age(entry), self.config.ttl_seconds, self._grace) != "fresh"
+        ):
+            return None, await self._atomic.acquire_lease(key, owner, ttl)
+        return entry, acquired
+
     async def _read_fresh(self, key: str) -> CacheEntry | None:
         """:meth:`_read`, where a stale entry reads as none (a leader waiting on another
         process's lease must not take the stale entry it is replacing for that answer)."""
@@ -485,16 +603,28 @@ class CachedProvider(WrapperProvider):
         return entry if state == "fresh" else None
 
     async def _write(
-        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None
-    ) -> None:
-        """The one place the request path writes the store; a failing store skips the write."""
+        self,
+        key: str,
+        entry: CacheEntry,
+        ttl: float | None,
+        tti: float | None,
+        release_owner: str | None = None,
+    ) -> bool:
+        """The one place the request path writes the store; a failing store skips the write.
+
+        With ``release_owner`` (an ``AtomicLeaseStore``), the same operation releases that
+        owner's lease; returns True when it did."""
         try:
-            await self.store.set(key, entry, ttl, tti)
+            if release_owner is not None and self._atomic is not None:
+                await self._atomic.set_and_release(key, entry, ttl, tti, release_owner)
+            else:
+                await self.store.set(key, entry, ttl, tti)
         except STORE_FAILURES as exc:
             self._store_failed(exc, "write")
-            return
+            return False
         if self._store_failing:
             self._store_recovered("write")
+        return release_owner is not None and self._atomic is not None
 
     def _store_failed(self, exc: BaseException, kind: str = "write") -> None:
         # Lease operations (the default kind) write, and a write follows each of them.
@@ -518,12 +648,15 @@ class CachedProvider(WrapperProvider):
         request: LLMRequest,
         response: LLMResponse,
         chunks: tuple[Chunk, ...] | None = None,
-    ) -> None:
-        """Store a complete answer (and its recorded stream, if it was streamed)."""
+        *,
+        release_owner: str | None = None,
+    ) -> bool:
+        """Store a complete answer (and its recorded stream, if it was streamed); True when
+        the write also released ``release_owner``'s lease (see ``_write``)."""
         ttl, tti = store_expiry(self.config, request.cache)
         # The size is the entry's persisted (JSON) size, the same figure for every store.
         entry = CacheEntry.of(response, self._clock(), chunks)
-        await self._write(key, entry, ttl, tti)
+        return await self._write(key, entry, ttl, tti, release_owner)
 
     # -- contents and counters --------------------------------------------------------------
 
@@ -591,6 +724,8 @@ class CachedProvider(WrapperProvider):
     async def aclose(self) -> None:
         """Close the wrapped provider, and the store if this cache made it (a store passed in
         is the caller's, and may be shared)."""
+        if self._background:  # lease releases still on their way: bounded
+            await asyncio.wait(self._background, timeout=self._lease.ttl)
         try:
             if self._owns_store:
                 await self.store.aclose()

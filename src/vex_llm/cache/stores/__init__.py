@@ -9,6 +9,7 @@ front of one, so a failing or hung store is skipped instead of waited for.
 from vex_llm.cache.stores.base import (
     EVICTION_CAUSES,
     STORE_FAILURES,
+    AtomicLeaseStore,
     CacheStore,
     CacheStoreWithSyncOps,
     LeaseStore,
@@ -23,6 +24,7 @@ from vex_llm.cache.stores.url import open_store
 __all__ = [
     "EVICTION_CAUSES",
     "STORE_FAILURES",
+    "AtomicLeaseStore",
     "BreakerStore",
     "CacheStore",
     "CacheStoreWithSyncOps",

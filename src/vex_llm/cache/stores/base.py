@@ -20,6 +20,7 @@ from vex_llm.validation import positive_int, seconds
 __all__ = [
     "EVICTION_CAUSES",
     "STORE_FAILURES",
+    "AtomicLeaseStore",
     "CacheStore",
     "CacheStoreWithSyncOps",
     "LeaseStore",
@@ -135,6 +136,35 @@ class LeaseStore(Protocol):
 
     async def lease_held(self, key: str) -> bool:
         """True while anybody holds a live lease on ``key``."""
+        ...
+
+
+@runtime_checkable
+class AtomicLeaseStore(LeaseStore, Protocol):
+    """A ``LeaseStore`` that folds the lease into the read and the write, so a miss costs two
+    store operations: one that reads or takes the lease, one that writes and releases it.
+
+    Both are atomic on the store (one script, one transaction): no other process can store the
+    answer between a read that found nothing and the lease it then took.
+    """
+
+    async def get_or_lease(
+        self, key: str, owner: str, ttl: float
+    ) -> tuple[CacheEntry | None, bool]:
+        """The live entry for ``key`` as :meth:`CacheStore.get` returns it (``(entry, False)``);
+        if there is none, try to take the lease: ``(None, True)`` when taken, ``(None, False)``
+        when somebody holds it."""
+        ...
+
+    async def set_and_release(
+        self,
+        key: str,
+        entry: CacheEntry,
+        ttl: float | None,
+        tti: float | None,
+        owner: str,
+    ) -> bool:
+        """:meth:`CacheStore.set`, then give ``owner``'s lease on ``key`` back."""
         ...
 
 

@@ -33,9 +33,16 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore, LeaseStore, StoreError
+from vex_llm.cache.stores.base import (
+    STORE_FAILURES,
+    AtomicLeaseStore,
+    CacheStore,
+    LeaseStore,
+    StoreError,
+)
 
 __all__ = [
+    "AtomicLeaseBreakerStore",
     "BreakerState",
     "BreakerStore",
     "LeaseBreakerStore",
@@ -308,6 +315,32 @@ class LeaseBreakerStore(BreakerStore):
         return await self._call("lease", lambda: self.store.lease_held(key), self.policy.timeout)
 
 
+class AtomicLeaseBreakerStore(LeaseBreakerStore):
+    """A :class:`LeaseBreakerStore` around an ``AtomicLeaseStore`` (SQLite, Redis): its
+    read-or-lease and write-and-release go through the breaker too, so the proxy's misses
+    keep costing two store operations."""
+
+    store: AtomicLeaseStore
+
+    async def get_or_lease(
+        self, key: str, owner: str, ttl: float
+    ) -> tuple[CacheEntry | None, bool]:
+        """The wrapped store's ``get_or_lease``, bounded by the breaker."""
+        return await self._call(
+            "get", lambda: self.store.get_or_lease(key, owner, ttl), self.policy.timeout
+        )
+
+    async def set_and_release(
+        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None, owner: str
+    ) -> bool:
+        """The wrapped store's ``set_and_release``, bounded by the breaker."""
+        return await self._call(
+            "set",
+            lambda: self.store.set_and_release(key, entry, ttl, tti, owner),
+            self.policy.timeout,
+        )
+
+
 def guard_store(
     store: CacheStore,
     policy: StoreBreakerPolicy | None = None,
@@ -324,6 +357,8 @@ def guard_store(
     policy = policy or StoreBreakerPolicy()
     if not policy.enabled or type(store) is MemoryStore or isinstance(store, BreakerStore):
         return store
+    if isinstance(store, AtomicLeaseStore):
+        return AtomicLeaseBreakerStore(store, policy, clock=clock)
     if isinstance(store, LeaseStore):
         return LeaseBreakerStore(store, policy, clock=clock)
     return BreakerStore(store, policy, clock=clock)

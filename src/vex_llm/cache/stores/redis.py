@@ -133,6 +133,8 @@ class RedisStore:
         self._tidy = register(lua.TIDY)
         self._renew = register(lua.RENEW)
         self._release = register(lua.RELEASE)
+        self._get_or_lease = register(lua.GET_OR_LEASE)
+        self._set_and_release = register(lua.SET_AND_RELEASE)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
@@ -175,11 +177,24 @@ class RedisStore:
 
     async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
         """Store ``entry``; False (a ``size`` eviction) if it exceeds ``max_bytes``."""
+        args = self._set_args(key, entry, ttl, tti)
+        if args is None:
+            return False
+        async with self._io("set"):
+            evicted, expired = await self._set(keys=self._keys(key), args=args)
+        self._evictions["size"] += int(evicted)
+        self._evictions["expired"] += int(expired)
+        return True
+
+    def _set_args(
+        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None
+    ) -> list[Any] | None:
+        """The SET script's arguments, or None (a ``size`` eviction) for an oversized entry."""
         blob = encode_entry(entry)
         if self.max_bytes is not None and len(blob) > self.max_bytes:
             self._evictions["size"] += 1
-            return False
-        args = [
+            return None
+        return [
             key,
             blob,
             len(blob),
@@ -189,11 +204,6 @@ class RedisStore:
             "" if self.max_bytes is None else self.max_bytes,
             self._entry_prefix,
         ]
-        async with self._io("set"):
-            evicted, expired = await self._set(keys=self._keys(key), args=args)
-        self._evictions["size"] += int(evicted)
-        self._evictions["expired"] += int(expired)
-        return True
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True if a live entry was there."""
@@ -284,6 +294,39 @@ class RedisStore:
         """True while a live lease on ``key`` exists."""
         async with self._io("lease"):
             return bool(await self._client.exists(self._lease_prefix + key))
+
+    async def get_or_lease(
+        self, key: str, owner: str, ttl: float
+    ) -> tuple[CacheEntry | None, bool]:
+        """The live entry, or (None, whether ``owner`` took the lease): one script."""
+        keys = [*self._keys(key), self._lease_prefix + key]
+        async with self._io("get"):
+            result = await self._get_or_lease(keys=keys, args=[key, owner, to_millis(ttl)])
+        if isinstance(result, list):
+            expired, taken = result
+            self._evictions["expired"] += int(expired)
+            return None, bool(taken)
+        try:
+            return decode_entry(result), False
+        except ValueError:
+            # A corrupt value reads as a miss and goes; the lease is taken the plain way.
+            await self.delete(key)
+            return None, await self.acquire_lease(key, owner, ttl)
+
+    async def set_and_release(
+        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None, owner: str
+    ) -> bool:
+        """Store ``entry`` and drop ``owner``'s lease on ``key``: one script."""
+        args = self._set_args(key, entry, ttl, tti)
+        if args is None:
+            await self.release_lease(key, owner)
+            return False
+        keys = [*self._keys(key), self._lease_prefix + key]
+        async with self._io("set"):
+            evicted, expired = await self._set_and_release(keys=keys, args=[*args, owner])
+        self._evictions["size"] += int(evicted)
+        self._evictions["expired"] += int(expired)
+        return True
 
     async def aclose(self) -> None:
         """Close the client if this store made it. Idempotent."""

@@ -21,7 +21,17 @@ replicated primary, not Redis Cluster.
 
 from __future__ import annotations
 
-__all__ = ["CLEAR_BATCH", "DELETE", "GET", "REAP", "RELEASE", "RENEW", "SET"]
+__all__ = [
+    "CLEAR_BATCH",
+    "DELETE",
+    "GET",
+    "GET_OR_LEASE",
+    "REAP",
+    "RELEASE",
+    "RENEW",
+    "SET",
+    "SET_AND_RELEASE",
+]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -44,9 +54,8 @@ end
 
 #: KEYS: entry, lru, sizes, bytes, seq. ARGV: member.
 #: Returns the entry JSON on a hit; 1 when the entry had expired (tracked, now gone); 0.
-GET = (
-    _FORGET
-    + """
+_GET_BODY = (
+    """
 local vals = redis.call('HMGET', KEYS[1], 'v', 'd', 'i')
 if not vals[1] then
   return forget(ARGV[1])
@@ -69,14 +78,12 @@ redis.call('ZADD', KEYS[2], 'XX', redis.call('INCR', KEYS[5]), ARGV[1])
 return vals[1]
 """
 )
+GET = _FORGET + _GET_BODY
 
 #: KEYS: entry, lru, sizes, bytes, seq. ARGV: member, value, nbytes, ttl ms ('' none),
 #: tti ms ('' none), max entries ('' none), max bytes ('' none), entry key prefix.
 #: Returns {evicted for size, found expired}.
-SET = (
-    _FORGET
-    + _NOW
-    + """
+_SET_BODY = """
 local ttl = tonumber(ARGV[4])
 local tti = tonumber(ARGV[5])
 redis.call('DEL', KEYS[1])
@@ -112,7 +119,7 @@ while (max_n and redis.call('ZCARD', KEYS[2]) > max_n) or (max_b and total > max
 end
 return {evicted, expired}
 """
-)
+SET = _FORGET + _NOW + _SET_BODY
 
 #: KEYS: entry, lru, sizes, bytes. ARGV: member.
 #: Returns 1 if a live entry was deleted, 2 if only an expired one's bookkeeping, else 0.
@@ -185,3 +192,40 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+#: KEYS: entry, lru, sizes, bytes, seq, lease. ARGV: member, owner, lease ttl ms.
+#: GET, and on a miss ``SET lease owner NX PX ttl`` in the same script (nobody can store the
+#: answer in between). Returns the entry JSON on a hit; else {found expired (0/1), taken (0/1)}.
+GET_OR_LEASE = (
+    _FORGET
+    + "local function get_entry()\n"
+    + _GET_BODY
+    + """
+end
+local found = get_entry()
+if type(found) == 'string' then
+  return found
+end
+if redis.call('SET', KEYS[6], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {found, 1}
+end
+return {found, 0}
+"""
+)
+
+#: KEYS: entry, lru, sizes, bytes, seq, lease. ARGV: those of SET, then the lease owner.
+#: SET, then the owner's lease released. Returns SET's {evicted for size, found expired}.
+SET_AND_RELEASE = (
+    _FORGET
+    + "local function set_entry()\n"
+    + _NOW
+    + _SET_BODY
+    + """
+end
+local result = set_entry()
+if redis.call('GET', KEYS[6]) == ARGV[9] then
+  redis.call('DEL', KEYS[6])
+end
+return result
+"""
+)

@@ -375,18 +375,21 @@ class SQLiteStore:
 
     def _acquire(self, key: str, owner: str, ttl: float) -> bool:
         self._follow_file()
+        with self._patient() as conn:
+            return self._take_lease(conn, key, owner, ttl)
+
+    def _take_lease(self, conn: sqlite3.Connection, key: str, owner: str, ttl: float) -> bool:
         now = self._clock()
         # Insert, or take over a lease whose holder let it run out; one atomic statement.
-        with self._patient() as conn:
-            return (
-                conn.execute(
-                    "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
-                    "expires_at = excluded.expires_at WHERE leases.expires_at <= ?",
-                    (key, owner, now + ttl, now),
-                ).rowcount
-                == 1
-            )
+        return (
+            conn.execute(
+                "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at WHERE leases.expires_at <= ?",
+                (key, owner, now + ttl, now),
+            ).rowcount
+            == 1
+        )
 
     def _renew(self, key: str, owner: str, ttl: float) -> bool:
         with self._patient() as conn:
@@ -402,6 +405,30 @@ class SQLiteStore:
     def _release(self, key: str, owner: str) -> None:
         with self._patient() as conn:
             conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+
+    def _get_or_lease(self, key: str, owner: str, ttl: float) -> tuple[CacheEntry | None, bool]:
+        entry = self._get(key)
+        if entry is not None:
+            return entry, False
+        # A miss: look again and take the lease in one write transaction, so nobody stores
+        # the answer in between (the hit path above stays a plain read).
+        with self._transaction() as conn:
+            stored = conn.execute(
+                "SELECT 1 FROM entries AS e JOIN usage AS u ON u.key = e.key "
+                "WHERE e.key = ? AND (u.deadline IS NULL OR u.deadline > ?)",
+                (key, self._clock()),
+            ).fetchone()
+            if stored is None:
+                return None, self._take_lease(conn, key, owner, ttl)
+        return self._get(key), False
+
+    def _set_and_release(
+        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None, owner: str
+    ) -> bool:
+        try:
+            return self._set(key, entry, ttl, tti)
+        finally:
+            self._release(key, owner)
 
     def _held(self, key: str) -> bool:
         row = self._db.execute(
@@ -466,6 +493,18 @@ class SQLiteStore:
     async def lease_held(self, key: str) -> bool:
         """True while a live lease on ``key`` exists."""
         return await self._run(self._held, key)
+
+    async def get_or_lease(
+        self, key: str, owner: str, ttl: float
+    ) -> tuple[CacheEntry | None, bool]:
+        """The live entry, or (None, whether ``owner`` took the lease): one worker call."""
+        return await self._run(self._get_or_lease, key, owner, ttl)
+
+    async def set_and_release(
+        self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None, owner: str
+    ) -> bool:
+        """Store and commit ``entry``, then drop ``owner``'s lease: one worker call."""
+        return await self._run(self._set_and_release, key, entry, ttl, tti, owner)
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
