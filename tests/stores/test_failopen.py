@@ -150,3 +150,18 @@ async def test_redis_stopped_mid_run_then_restarted(
     assert PASSWORD not in caplog.text
     await cached.aclose()
     await store.aclose()  # a store passed in is the caller's to close
+
+
+async def test_a_store_that_flips_between_failing_and_working_is_not_a_line_per_flip(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store = FlakyStore()
+    cached = CachedProvider(MockProvider.constant("answer"), LLMCacheConfig(), store=store)
+    for i in range(100):  # every other request finds the store down
+        store.failure = StoreError("timeout") if i % 2 else None
+        assert (await cached.complete(LLMRequest(prompt=f"p{i}"))).content == "answer"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) <= 3  # failed, recovered, then "intermittently" once per window
+    assert any("intermittently" in line for line in lines)
+    assert cached.stats().store_errors == 100  # each failed read and write still counts

@@ -39,6 +39,7 @@ from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.decision import HIT, LEAD, Decision, Stored, decide, reads_store
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight, Flights
+from vex_llm.cache.incidents import StoreIncidents
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
 from vex_llm.cache.lease import LeasePolicy, LeaseStart, bounded, fetch_with_lease
 from vex_llm.cache.outcome import CacheOutcome, CacheResult
@@ -131,10 +132,8 @@ class CachedProvider(WrapperProvider):
         self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
         # Lease releases running on their own (see _drop_lease); kept so they are not collected.
         self._background: set[asyncio.Task[None]] = set()
-        # The kinds of store operation ("read", "write") that failed in the current incident
-        # (logged once). Only a success of a kind that failed ends it: with a full disk,
-        # reads keep working while writes fail, and must not log a recovery per request.
-        self._store_failing: set[str] = set()
+        # Store failures are logged once per incident (see incidents.StoreIncidents).
+        self._incidents = StoreIncidents(self.store)
 
     @classmethod
     def wrap(cls, provider: LLMProvider) -> CachedProvider:
@@ -330,7 +329,7 @@ class CachedProvider(WrapperProvider):
         except STORE_FAILURES as exc:
             self._store_failed(exc, "read")
             return None, None
-        if self._store_failing:
+        if self._incidents.failing:
             self._store_recovered("read")
         if entry is not None:
             return entry, None
@@ -575,7 +574,7 @@ class CachedProvider(WrapperProvider):
         except STORE_FAILURES as exc:
             self._store_failed(exc, "read")
             return None
-        if self._store_failing:
+        if self._incidents.failing:
             self._store_recovered("read")
         return entry
 
@@ -622,25 +621,17 @@ class CachedProvider(WrapperProvider):
         except STORE_FAILURES as exc:
             self._store_failed(exc, "write")
             return False
-        if self._store_failing:
+        if self._incidents.failing:
             self._store_recovered("write")
         return release_owner is not None and self._atomic is not None
 
     def _store_failed(self, exc: BaseException, kind: str = "write") -> None:
         # Lease operations (the default kind) write, and a write follows each of them.
         self._counters.store_errors += 1
-        if not self._store_failing:
-            log.warning(
-                "cache store %r failed, answering from upstream until it recovers: %s",
-                self.store,
-                exc,
-            )
-        self._store_failing.add(kind)
+        self._incidents.failed(exc, kind)
 
     def _store_recovered(self, kind: str) -> None:
-        if kind in self._store_failing:
-            self._store_failing.clear()
-            log.info("cache store %r recovered; caching resumes", self.store)
+        self._incidents.succeeded(kind)
 
     async def _store_answer(
         self,
