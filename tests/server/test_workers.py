@@ -137,10 +137,13 @@ async def test_two_workers_share_cache_and_metrics_then_all_stop(sig: int, tmp_p
             outcomes = await ask_each_on_a_new_connection(proxy.base, 12)
             async with httpx.AsyncClient() as client:
                 metrics = (await client.get(f"{proxy.base}/metrics")).text
+                auth = {"authorization": "Bearer k"}
+                stats = (await client.get(f"{proxy.base}/v1/cache/stats", headers=auth)).json()
             code = await proxy.stop(sig)
     assert outcomes == ["miss"] + ["hit"] * 11
     assert fake.calls == 1
     assert lookups(metrics) == 12  # both workers' counts, whichever answered the scrape
+    assert (stats["tenant"], stats["hits"] + stats["misses"]) == ("local", 12)  # and here
     assert code == 0, proxy.stderr
     assert "(2 workers)" in proxy.stderr
     assert "stopped 2 workers" in proxy.stderr

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from vex_llm.cache.provider import CachedProvider, CacheResult
@@ -374,7 +374,7 @@ class _Proxy:
             refuse_body(request.headers)
         except WireError as err:
             return error_response(err)
-        tenants = tenant_figures(self._samples())
+        tenants = tenant_figures(self.metrics.samples())
         if tenant is not None:
             return json_response(one_tenant(tenants, tenant))
         stats = {}
@@ -384,11 +384,6 @@ class _Proxy:
             except STORE_FAILURES as exc:
                 return _store_unavailable("reading the cache stats", exc)
         return json_response(admin_figures(stats, tenants))
-
-    def _samples(self) -> Iterator[tuple[str, Mapping[str, str], float]]:
-        for metric in self.metrics.registry.collect():
-            for sample in metric.samples:
-                yield sample.name, sample.labels, sample.value
 
     async def cache_clear(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")

@@ -110,8 +110,7 @@ class ProxyMetrics:
         """Count an upstream failure of type ``error`` (the exception class name)."""
         self.upstream_errors.labels(tenant, model, error).inc()
 
-    def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type (all workers' counts under --workers)."""
+    def _all_workers(self) -> Any:
         registry = self.registry
         if self._multiprocess_dir is not None:
             from prometheus_client.multiprocess import MultiProcessCollector
@@ -120,7 +119,17 @@ class ProxyMetrics:
             MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
             for collector in self._extra:
                 registry.register(collector)
-        return self._prom.generate_latest(registry), self._prom.CONTENT_TYPE_LATEST
+        return registry
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type (all workers' counts under --workers)."""
+        return self._prom.generate_latest(self._all_workers()), self._prom.CONTENT_TYPE_LATEST
+
+    def samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        """Every sample as ``(name, labels, value)``, all workers' counts under --workers."""
+        for metric in self._all_workers().collect():
+            for sample in metric.samples:
+                yield sample.name, sample.labels, sample.value
 
 
 class _BreakerCollector:
