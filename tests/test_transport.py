@@ -275,3 +275,21 @@ async def test_a_probe_reads_only_the_status() -> None:
 
     assert await provider(handler).is_available()
     assert sent[0] <= 65536
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_headers_passed_on_are_scrubbed_too(stream: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"x-request-id": f"req-{KEY}", "x-ratelimit-remaining": "7"}
+        if stream:
+            return httpx.Response(200, headers=headers, content=body_of([sse(delta("hi", "stop"))]))
+        return httpx.Response(200, headers=headers, json=answer("hi"))
+
+    p = provider(handler)
+    if stream:
+        seen = repr([c.headers async for c in p.stream(LLMRequest.simple("hi"))])
+    else:
+        seen = repr((await p.complete(LLMRequest.simple("hi"))).headers)
+    assert "x-ratelimit-remaining" in seen
+    assert KEY not in seen
+    assert "req-[redacted]" in seen

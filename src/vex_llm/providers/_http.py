@@ -211,6 +211,13 @@ async def sent(
         await response.aclose()
 
 
+def _scrubbed_headers(headers: httpx.Headers, redactor: Redactor) -> httpx.Headers:
+    # Headers handed on (a proxy passes some to its clients) are bytes from the backend too.
+    if not redactor:
+        return headers
+    return httpx.Headers([(name, redactor.scrub(value)) for name, value in headers.multi_items()])
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -235,7 +242,7 @@ async def post_json(
         ):
             await raise_for_status(response, redactor)
             if on_headers is not None:
-                on_headers(response.headers)
+                on_headers(_scrubbed_headers(response.headers, redactor))
             body = bytearray()  # grown in place: no list of pieces beside a joined copy
             async for piece in read_answer(response, limits.max_answer_bytes, what):
                 body += piece
@@ -272,7 +279,7 @@ async def stream_lines(
                 )
                 await raise_for_status(response, redactor)
                 if on_headers is not None:
-                    on_headers(response.headers)
+                    on_headers(_scrubbed_headers(response.headers, redactor))
             # Timed per network read, not per line: one read often carries many lines, and
             # entering a timeout costs a timer handle each time.
             pieces = await stack.enter_async_context(
