@@ -83,7 +83,18 @@ class RequestFailed(LLMError):
 
 
 class ServerError(RequestFailed):
-    """The backend failed on its side (HTTP 5xx)."""
+    """The backend failed on its side (HTTP 5xx). ``retry_after`` is the seconds its
+    ``Retry-After`` asked for (a 503 often says when to come back), or None."""
+
+    def __init__(
+        self,
+        status: int,
+        body: str = "",
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, body, message)
+        self.retry_after = retry_after
 
 
 class InvalidResponse(LLMError):

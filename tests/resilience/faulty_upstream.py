@@ -37,6 +37,10 @@ class FaultyUpstream:
         self.tag = tag
         self.latency = 0.0
         self.cut_after_first = False
+        #: The Retry-After sent with the 503s of ``down`` (None: none).
+        self.down_retry_after: str | None = None
+        #: Set whenever a 5xx has been answered (a handshake for tests).
+        self.failed = asyncio.Event()
         self.calls: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._burst: list[str] = []
@@ -80,7 +84,11 @@ class FaultyUpstream:
             return JSONResponse({"error": {"message": "gave up"}}, 503)
         if self.mode == "down" or (self.mode == "flaky" and self._rng.random() < self.error_rate):
             self.calls["5xx"] += 1
-            return JSONResponse({"error": {"message": "upstream overloaded"}}, 503)
+            self.failed.set()
+            headers = {}
+            if self.mode == "down" and self.down_retry_after is not None:
+                headers["retry-after"] = self.down_retry_after
+            return JSONResponse({"error": {"message": "upstream overloaded"}}, 503, headers=headers)
         self.calls["ok"] += 1
         if self.latency:
             await asyncio.sleep(self.latency)

@@ -14,7 +14,7 @@ from vex_llm import (
     ServerError,
     Timeout,
 )
-from vex_llm.providers._http import parse_retry_after
+from vex_llm.providers._status import error_for_status, parse_retry_after
 from vex_llm.resilience import (
     BreakerPolicy,
     Circuit,
@@ -90,6 +90,16 @@ def test_retry_after_seconds_and_http_date_use_the_existing_parser() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:05 GMT", now) == 5.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None
+
+
+def test_a_503_carries_its_retry_after_like_a_429() -> None:
+    error = error_for_status(503, "overloaded", "7", now=0.0)
+    assert isinstance(error, ServerError)
+    assert error.retry_after == 7.0
+    limited = error_for_status(429, "", "Wed, 21 Oct 2015 07:28:05 GMT", now=1_445_412_480.0)
+    assert isinstance(limited, RateLimited)
+    assert limited.retry_after == 5.0
+    assert error_for_status(500, "", None).retry_after is None  # type: ignore[union-attr]
 
 
 def test_rolling_counts_forget_what_left_the_window() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -127,6 +128,22 @@ async def test_a_429_burst_is_waited_out_as_its_retry_after_asks() -> None:
     assert response.json()["choices"][0]["message"]["content"] == "v1: hello"
     assert fake.calls == {"429": 2, "ok": 1}
     assert elapsed >= 0.4  # both waits were honoured, not shortened by backoff
+
+
+async def test_retry_after_as_an_http_date_and_on_a_503() -> None:
+    fake = FaultyUpstream()
+    fake.burst_429(1, email.utils.formatdate(time.time() + 1, usegmt=True))
+    async with proxied({"primary": fake}) as (c, _):
+        assert (await c.post("/chat/completions", json=ask("a"))).status_code == 200
+        assert fake.calls == {"429": 1, "ok": 1}
+        fake.mode, fake.down_retry_after = "down", "0.2"
+        task = asyncio.create_task(c.post("/chat/completions", json=ask("b")))
+        async with asyncio.timeout(5):
+            await fake.failed.wait()
+        fake.mode = "ok"  # back before the 0.2 s the 503 asked for are over
+        response = await task
+    assert response.status_code == 200
+    assert fake.calls == {"429": 1, "5xx": 1, "ok": 2}
 
 
 async def test_a_retry_after_past_the_deadline_is_passed_on_at_once() -> None:

@@ -77,6 +77,13 @@ async def test_retry_after_is_slept_exactly() -> None:
     assert clock.slept == [1.5]
 
 
+async def test_a_503_retry_after_is_slept_too() -> None:
+    clock = FakeClock()
+    inner = ScriptedProvider([ServerError(503, retry_after=2.5)])
+    await retrying(inner, clock).complete(REQUEST)
+    assert clock.slept == [2.5]
+
+
 async def test_a_retry_after_longer_than_the_deadline_returns_the_error_at_once() -> None:
     clock = FakeClock()
     inner = ScriptedProvider([RateLimited(retry_after=5.0)])

@@ -59,7 +59,8 @@ def error_for_status(
     """The typed error for an HTTP status, or None for a success (2xx/3xx).
 
     401/403 -> ``AuthenticationFailed``; 429 -> ``RateLimited`` with ``Retry-After`` parsed;
-    other 4xx -> ``RequestFailed``; 5xx -> ``ServerError`` (both with a body excerpt).
+    other 4xx -> ``RequestFailed``; 5xx -> ``ServerError`` (both with a body excerpt; a 5xx
+    with its ``Retry-After`` parsed too).
     """
     if status < 400:
         return None
@@ -70,5 +71,7 @@ def error_for_status(
         delay = parse_retry_after(retry_after, time.time() if now is None else now)
         return RateLimited(f"HTTP 429: rate limited: {excerpt}", retry_after=delay)
     if status >= 500:
-        return ServerError(status, excerpt)
+        # A 503's Retry-After says when to come back (RFC 9110 §10.2.3): retries honour it.
+        delay = parse_retry_after(retry_after, time.time() if now is None else now)
+        return ServerError(status, excerpt, retry_after=delay)
     return RequestFailed(status, excerpt)

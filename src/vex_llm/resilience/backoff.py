@@ -52,7 +52,7 @@ def plan_retry(
 ) -> RetryPlan:
     """Whether and when to make attempt ``attempts + 1`` after a failure of ``kind``.
 
-    ``retry_after`` is the backend's requested wait (429), honoured as given: it is how long
+    ``retry_after`` is the backend's requested wait (429, 503), honoured as given: it is how long
     the backend told us not to come back. ``remaining`` is the time left before the
     request's deadline (None: no deadline). A wait that would not end before the deadline
     gives up at once, so the caller gets the error now rather than a timeout later.

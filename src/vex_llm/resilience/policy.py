@@ -27,7 +27,8 @@ class RetryPolicy:
     - ``max_attempts``: attempts in all, the first included (1 = never retry).
     - ``base_delay`` / ``max_delay``: exponential backoff with full jitter: before retry
       *n* it sleeps a uniform random time in ``[0, min(max_delay, base_delay * 2**(n-1))]``.
-    - ``on_rate_limited`` (429), ``on_server_error`` (5xx), ``on_connection`` (the request
+    - ``on_rate_limited`` (429), ``on_server_error`` (5xx; a 503's ``Retry-After`` is
+      honoured like a 429's), ``on_connection`` (the request
       never reached the backend), ``on_timeout``: which failures are retried. Timeouts are
       off by default: the backend may still be working on (and billing) the first attempt.
     - ``max_retry_after``: a 429 asking to wait longer than this is returned at once.

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from vex_llm.errors import LLMError, RateLimited, Timeout
+from vex_llm.errors import LLMError, RateLimited, ServerError, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 from vex_llm.resilience.backoff import plan_retry
@@ -109,7 +109,7 @@ class RetryingProvider(LLMProvider):
             self.policy,
             kind=failure_kind(exc),
             attempts=attempts,
-            retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+            retry_after=exc.retry_after if isinstance(exc, RateLimited | ServerError) else None,
             remaining=remaining,
             rand=self._rand,
         )
