@@ -4,13 +4,16 @@ The last user message picks the behaviour, so one server serves a whole test:
 ``fault:429`` answers 429 with ``Retry-After: 120``; ``fault:500`` a 500 whose body echoes the
 Authorization header it got (as a careless upstream might); ``fault:echo`` answers *successfully*
 with that header in the text (JSON or streamed, cut across chunks); ``fault:slow`` waits
-two seconds; ``fault:cut`` streams two chunks then drops the connection; anything else is
+two seconds; ``fault:bomb`` answers 20 kB of gzip that inflate to 20 MB; ``fault:cut``
+streams two chunks then drops the connection; anything else is
 answered ``echo: <text>`` (streamed in three pieces when asked to stream).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import json
 import time
 from collections.abc import AsyncIterator
@@ -58,6 +61,11 @@ class FakeUpstream:
             # A careless upstream that echoes the caller's credentials in its error body.
             echo = request.headers.get("authorization")
             return JSONResponse({"error": {"message": f"boom ({echo})", "type": "server"}}, 500)
+        if text == "fault:bomb":
+            # 20 kB of gzip that inflates to 20 MB: a client that inflates first is sunk.
+            return Response(
+                _bomb(), headers={"content-encoding": "gzip", "content-type": "application/json"}
+            )
         if text == "fault:slow":
             await asyncio.sleep(2)
         answer = f"echo: {text}"
@@ -98,6 +106,11 @@ class FakeUpstream:
             await asyncio.sleep(0.01)
         yield _sse(model, {}, finish_reason="stop", usage=usage)
         yield b"data: [DONE]\n\n"
+
+
+@functools.cache
+def _bomb() -> bytes:
+    return gzip.compress(b'{"choices":[{"message":{"content":"' + b"x" * 20_000_000 + b'"}}]}')
 
 
 def _sse(

@@ -142,3 +142,18 @@ def test_an_oversized_answer_is_a_clear_502() -> None:
 
     failure = failure_for(AnswerTooLarge("the answer is larger than the limit"), retry_after_cap=1)
     assert (failure.status, failure.code) == (502, "upstream_answer_too_large")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_gzip_bomb_from_the_upstream_is_a_502_not_20_mb(
+    monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    async with (
+        proxied(monkeypatch) as (_, base),
+        httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c,
+    ):
+        bombed = await c.post("/chat/completions", json=ask("fault:bomb", stream))
+        fine = await c.post("/chat/completions", json=ask("fine"))
+    assert bombed.status_code == 502, bombed.text
+    assert bombed.json()["error"]["code"] == "upstream_answer_too_large"
+    assert fine.status_code == 200
