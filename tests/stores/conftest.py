@@ -11,7 +11,7 @@ import pytest
 
 from vex_llm.cache.stores import CacheStore, MemoryStore, RedisStore, SQLiteStore
 
-from .servers import Server, binary
+from .servers import Cluster, Server, binary
 
 StoreFactory = Callable[..., Awaitable[CacheStore]]
 
@@ -39,7 +39,20 @@ def valkey_server() -> Iterator[Server]:
     yield from _server("valkey-server", required=False)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "valkey"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three redis-server nodes in cluster mode on loopback, created with redis-cli."""
+    path = binary("redis-server")
+    if path is None:
+        pytest.fail("redis-server is not installed; run scripts/install-redis.sh")
+    cluster = Cluster(path, str(tmp_path_factory.mktemp("cluster")))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "valkey", "redis-cluster"])
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     """A factory of fresh stores of one kind: ``await make_store(max_entries=..., ttl=...)``."""
     kind = request.param
@@ -47,6 +60,9 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     server: Server | None = None
     if kind in ("redis", "valkey"):
         server = request.getfixturevalue(f"{kind}_server")
+    cluster: Cluster | None = None
+    if kind == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
 
     async def factory(**options: Any) -> CacheStore:
         store: CacheStore
@@ -56,6 +72,8 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             store = MemoryStore(**options)
         elif kind == "sqlite":
             store = SQLiteStore(tmp_path / f"{len(made)}.db", **options)
+        elif cluster is not None:
+            store = RedisStore(cluster.url, prefix=f"t-{uuid.uuid4().hex[:8]}:", **options)
         else:
             assert server is not None
             store = RedisStore(server.url, prefix=f"t-{uuid.uuid4().hex[:8]}:", **options)

@@ -8,21 +8,34 @@ recently used first, atomically across all clients sharing the prefix. Every key
 policy remains the server's business: configure it so Redis itself never evicts more than
 you expect. Redis errors are raised as ``StoreError`` (the cache then fails open).
 
+Redis Cluster (``redis+cluster://``) and Sentinel (``redis+sentinel://``) URLs work too (see
+``redis_topology``). On a cluster every key of an operation carries one hash tag, so each
+script runs in one slot: with ``shards=1`` (the default) all of a store's keys share one
+slot (exact bounds, one node holds the cache); ``shards=N`` spreads the entries over N
+tags (N slots, spread over the nodes), each shard bounded by 1/N of ``max_entries`` and
+``max_bytes`` (so the bounds hold per shard: the total may exceed them by what one
+shard's largest entry overshoots).
+
 Redis is async only: this store does not implement ``CacheStoreWithSyncOps`` (use ``astats``,
 ``asize`` and ``aclear`` on the cache).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import math
+import zlib
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
 from vex_llm.cache.stores import redis_scripts as lua
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
+from vex_llm.cache.stores.redis_topology import connect, is_topology_url, parse_target
 from vex_llm.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -49,6 +62,39 @@ def to_millis(seconds: float | None) -> str:
 def glob_escape(text: str) -> str:
     """``text`` escaped for a ``SCAN MATCH`` pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shard:
+    """The key names of one shard: its entries, leases and bookkeeping (lru, sizes, bytes, seq)."""
+
+    entry_prefix: str
+    lease_prefix: str
+    meta: tuple[str, str, str, str]
+    max_entries: int | None
+    max_bytes: int | None
+
+    @classmethod
+    def named(cls, base: str, max_entries: int | None, max_bytes: int | None) -> _Shard:
+        meta = (base + "lru", base + "sizes", base + "bytes", base + "seq")
+        return cls(base + "e:", base + "l:", meta, max_entries, max_bytes)
+
+
+def _share(bound: int | None, shards: int) -> int | None:
+    return None if bound is None else max(1, math.ceil(bound / shards))
+
+
+def _topology_options(url: str) -> dict[str, Any]:
+    """Connection options from a cluster/sentinel URL's query (the pool ones are the store's)."""
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(url.partition("?")[2]):
+        if name in ("socket_timeout", "socket_connect_timeout", "timeout"):
+            options[name] = float(value)
+        elif name == "max_connections":
+            options[name] = int(value)
+        else:
+            raise ValueError(f"unknown option {name!r}")
+    return options
 
 
 def _import_redis() -> Any:
@@ -79,12 +125,38 @@ class RedisStore:
         max_bytes: int | None = None,
         ttl: float | None = None,
         tti: float | None = None,
+        shards: int = 1,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 16384:
+            raise ValueError("shards must be an int from 1 to 16384")
         ttl, tti = check_bounds(max_entries, max_bytes, ttl, tti)
         aioredis = _import_redis()
-        if isinstance(client_or_url, str):
+        from redis.asyncio.cluster import RedisCluster
+
+        # Past this many commands in flight, more wait here: the cluster's and Sentinel's
+        # pools refuse the extra connection instead of waiting for one (None: the pool waits).
+        self._limit: asyncio.Semaphore | None = None
+        self._helpers: list[Any] = []
+        if isinstance(client_or_url, str) and is_topology_url(client_or_url):
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._where = redact_url(client_or_url)
+            try:
+                target = parse_target(client_or_url)
+                options = _topology_options(client_or_url)
+            except ValueError as exc:
+                raise ValueError(f"bad redis URL {self._where}: {exc}") from None
+            limit = options.pop("max_connections", _MAX_CONNECTIONS)
+            options.pop("timeout", None)
+            options.setdefault("socket_connect_timeout", _CONNECT_TIMEOUT)
+            options.setdefault("socket_timeout", _SOCKET_TIMEOUT)
+            self._client, self._helpers = connect(target, retry=Retry(NoBackoff(), 1), **options)
+            self._limit = asyncio.Semaphore(limit)
+            self._owns_client = True
+        elif isinstance(client_or_url, str):
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
@@ -105,7 +177,7 @@ class RedisStore:
             except ValueError as exc:
                 raise ValueError(f"bad redis URL {self._where}: {exc}") from None
             self._owns_client = True
-        elif isinstance(client_or_url, aioredis.Redis):
+        elif isinstance(client_or_url, aioredis.Redis | RedisCluster):
             self._client = client_or_url
             self._where = "redis client"
             self._owns_client = False
@@ -119,9 +191,19 @@ class RedisStore:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.tti = tti
-        self._entry_prefix = prefix + "e:"
-        self._lease_prefix = prefix + "l:"
-        self._meta = [prefix + "lru", prefix + "sizes", prefix + "bytes", prefix + "seq"]
+        cluster = isinstance(self._client, RedisCluster)
+        if cluster and ("{" in prefix or "}" in prefix):
+            raise ValueError("on Redis Cluster the prefix may not contain { or }: hash tags")
+        if shards > 1 and not cluster:
+            raise ValueError("shards > 1 spreads a store over Redis Cluster slots: cluster only")
+        self.shards = shards
+        if not cluster:
+            self._shards = [_Shard.named(prefix, max_entries, max_bytes)]
+        elif shards == 1:
+            self._shards = [_Shard.named("{" + prefix + "}", max_entries, max_bytes)]
+        else:
+            each = _share(max_entries, shards), _share(max_bytes, shards)
+            self._shards = [_Shard.named(f"{{{prefix}{i}}}", *each) for i in range(shards)]
         self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
         self._closed = False
         register = self._client.register_script
@@ -135,6 +217,14 @@ class RedisStore:
         self._release = register(lua.RELEASE)
         self._get_or_lease = register(lua.GET_OR_LEASE)
         self._set_and_release = register(lua.SET_AND_RELEASE)
+        self._scripts: list[Any] = [
+            self._get, self._set, self._delete, self._reap, self._clear_batch, self._tidy,
+            self._renew, self._release, self._get_or_lease, self._set_and_release,
+        ]  # fmt: skip
+        # On a cluster, scripts are loaded on every primary before the first command: many
+        # concurrent first calls each hitting NOSCRIPT made redis-py's cluster client drop
+        # connections other commands were using (measured: 2 of 8 runs of 300 sets failed).
+        self._unloaded: asyncio.Lock | None = asyncio.Lock() if cluster else None
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
@@ -149,17 +239,38 @@ class RedisStore:
         """Map redis errors to ``StoreError`` (naming the server, never its password)."""
         if self._closed:
             raise StoreError(f"redis cache {self._where} is closed")
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         try:
-            yield
-        except RedisError as exc:
+            if self._unloaded is not None:
+                await self._load_scripts()
+            async with self._limit or nullcontext():
+                yield
+        except (RedisError, RedisClusterException) as exc:
             raise StoreError(
                 f"redis cache {self._where}: {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
+    async def _load_scripts(self) -> None:
+        lock = self._unloaded
+        if lock is None:
+            return
+        async with lock:
+            if self._unloaded is None:
+                return
+            for script in self._scripts:
+                await self._client.script_load(script.script)
+            self._unloaded = None
+
+    def _shard(self, key: str) -> _Shard:
+        shards = self._shards
+        if len(shards) == 1:
+            return shards[0]
+        return shards[zlib.crc32(key.encode("utf-8", "surrogatepass")) % len(shards)]
+
     def _keys(self, key: str) -> list[str]:
-        return [self._entry_prefix + key, *self._meta]
+        shard = self._shard(key)
+        return [shard.entry_prefix + key, *shard.meta]
 
     async def get(self, key: str) -> CacheEntry | None:
         """The live entry for ``key`` (refreshing its idle time and LRU rank), or None."""
@@ -194,15 +305,16 @@ class RedisStore:
         if self.max_bytes is not None and len(blob) > self.max_bytes:
             self._evictions["size"] += 1
             return None
+        shard = self._shard(key)
         return [
             key,
             blob,
             len(blob),
             to_millis(shorter_lifetime(self.ttl, ttl)),
             to_millis(shorter_lifetime(self.tti, tti)),
-            "" if self.max_entries is None else self.max_entries,
-            "" if self.max_bytes is None else self.max_bytes,
-            self._entry_prefix,
+            "" if shard.max_entries is None else shard.max_entries,
+            "" if shard.max_bytes is None else shard.max_bytes,
+            shard.entry_prefix,
         ]
 
     async def delete(self, key: str) -> bool:
@@ -215,33 +327,38 @@ class RedisStore:
 
     async def _reap_expired(self) -> None:
         """Forget the bookkeeping of entries Redis expired on its own."""
-        async with self._io("count"):
-            cursor = 0
-            while True:
-                cursor, members = await self._client.zscan(self._meta[0], cursor, count=_BATCH)
-                if members:
-                    args = [self._entry_prefix, *(m for m, _ in members)]
-                    reaped = await self._reap(keys=["", *self._meta[:3]], args=args)
-                    self._evictions["expired"] += int(reaped)
-                if cursor == 0:
-                    return
+        for shard in self._shards:
+            lru = shard.meta[0]
+            async with self._io("count"):
+                cursor = 0
+                while True:
+                    cursor, members = await self._client.zscan(lru, cursor, count=_BATCH)
+                    if members:
+                        args = [shard.entry_prefix, *(m for m, _ in members)]
+                        # KEYS[1] is unused: the lru key stands in, so all keys share a slot.
+                        reaped = await self._reap(keys=[lru, *shard.meta[:3]], args=args)
+                        self._evictions["expired"] += int(reaped)
+                    if cursor == 0:
+                        break
 
     async def clear(self) -> None:
         """Delete every entry under this store's prefix (leases in progress are kept)."""
-        async with self._io("clear"):
-            meta = ["", *self._meta[:3]]
-            while members := await self._client.zrange(self._meta[0], 0, _BATCH - 1):
-                deleted, expired = await self._clear_batch(
-                    keys=meta, args=[self._entry_prefix, *members]
-                )
-                self._evictions["explicit"] += int(deleted)
-                self._evictions["expired"] += int(expired)
-            # Entries the sorted set does not know (written by a foreign tool, or left by a
-            # crash of bookkeeping) still go: SCAN the prefix, never FLUSHDB.
-            pattern = glob_escape(self._entry_prefix) + "*"
-            async for batch in self._scan_batches(pattern):
-                self._evictions["explicit"] += int(await self._client.unlink(*batch))
-            await self._tidy(keys=self._meta)
+        for shard in self._shards:
+            async with self._io("clear"):
+                lru = shard.meta[0]
+                meta = [lru, *shard.meta[:3]]
+                while members := await self._client.zrange(lru, 0, _BATCH - 1):
+                    deleted, expired = await self._clear_batch(
+                        keys=meta, args=[shard.entry_prefix, *members]
+                    )
+                    self._evictions["explicit"] += int(deleted)
+                    self._evictions["expired"] += int(expired)
+                # Entries the sorted set does not know (written by a foreign tool, or left by
+                # a crash of bookkeeping) still go: SCAN the prefix, never FLUSHDB.
+                pattern = glob_escape(shard.entry_prefix) + "*"
+                async for batch in self._scan_batches(pattern):
+                    self._evictions["explicit"] += int(await self._client.unlink(*batch))
+                await self._tidy(keys=list(shard.meta))
 
     async def _scan_batches(self, pattern: str) -> AsyncIterator[list[bytes]]:
         batch: list[bytes] = []
@@ -256,14 +373,20 @@ class RedisStore:
     async def count(self) -> int:
         """The exact number of live entries under the prefix."""
         await self._reap_expired()
-        async with self._io("count"):
-            return int(await self._client.zcard(self._meta[0]))
+        total = 0
+        for shard in self._shards:
+            async with self._io("count"):
+                total += int(await self._client.zcard(shard.meta[0]))
+        return total
 
     async def total_bytes(self) -> int:
         """The encoded size of all live entries under the prefix."""
         await self._reap_expired()
-        async with self._io("count"):
-            return int(await self._client.get(self._meta[2]) or 0)
+        total = 0
+        for shard in self._shards:
+            async with self._io("count"):
+                total += int(await self._client.get(shard.meta[2]) or 0)
+        return total
 
     def evictions(self) -> Mapping[str, int]:
         """Evictions this process made or noticed, by cause."""
@@ -274,7 +397,7 @@ class RedisStore:
         async with self._io("lease"):
             return bool(
                 await self._client.set(
-                    self._lease_prefix + key, owner, nx=True, px=int(to_millis(ttl))
+                    self._shard(key).lease_prefix + key, owner, nx=True, px=int(to_millis(ttl))
                 )
             )
 
@@ -282,24 +405,26 @@ class RedisStore:
         """Extend ``owner``'s lease; False if it expired or changed hands."""
         async with self._io("lease"):
             return bool(
-                await self._renew(keys=[self._lease_prefix + key], args=[owner, to_millis(ttl)])
+                await self._renew(
+                    keys=[self._shard(key).lease_prefix + key], args=[owner, to_millis(ttl)]
+                )
             )
 
     async def release_lease(self, key: str, owner: str) -> None:
         """Drop ``owner``'s lease on ``key`` (someone else's is left alone)."""
         async with self._io("lease"):
-            await self._release(keys=[self._lease_prefix + key], args=[owner])
+            await self._release(keys=[self._shard(key).lease_prefix + key], args=[owner])
 
     async def lease_held(self, key: str) -> bool:
         """True while a live lease on ``key`` exists."""
         async with self._io("lease"):
-            return bool(await self._client.exists(self._lease_prefix + key))
+            return bool(await self._client.exists(self._shard(key).lease_prefix + key))
 
     async def get_or_lease(
         self, key: str, owner: str, ttl: float
     ) -> tuple[CacheEntry | None, bool]:
         """The live entry, or (None, whether ``owner`` took the lease): one script."""
-        keys = [*self._keys(key), self._lease_prefix + key]
+        keys = [*self._keys(key), self._shard(key).lease_prefix + key]
         async with self._io("get"):
             result = await self._get_or_lease(keys=keys, args=[key, owner, to_millis(ttl)])
         if isinstance(result, list):
@@ -321,7 +446,7 @@ class RedisStore:
         if args is None:
             await self.release_lease(key, owner)
             return False
-        keys = [*self._keys(key), self._lease_prefix + key]
+        keys = [*self._keys(key), self._shard(key).lease_prefix + key]
         async with self._io("set"):
             evicted, expired = await self._set_and_release(keys=keys, args=[*args, owner])
         self._evictions["size"] += int(evicted)
@@ -335,3 +460,5 @@ class RedisStore:
         self._closed = True
         if self._owns_client:
             await self._client.aclose()
+            for helper in self._helpers:
+                await helper.aclose()

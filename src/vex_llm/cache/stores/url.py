@@ -12,6 +12,10 @@
     redis://host/0?prefix=team-a:               options: prefix, socket_timeout,
                                                 socket_connect_timeout (s), max_connections
                                                 (50), pool_timeout (s to wait for one, 1)
+    redis+cluster://host:port[,host:port...]    Redis Cluster (the same options, and shards:
+                                                hash tags to spread entries over, default 1)
+    redis+sentinel://host:26379[,...]/service[/db]  the primary Sentinel names for service
+    (rediss+..., valkey+..., valkeys+...: the same; see ``redis_topology``)
 
 Relative SQLite paths are refused: a cache file that moves with the working directory of
 whichever process opened it is a surprise, not a feature. Bad URLs raise ``ValueError``
@@ -72,6 +76,16 @@ def open_store(
     if not isinstance(url, str):
         raise TypeError(f"store URL must be a str, not {type(url).__name__}")
     safe = redact_url(url)
+    bounds: dict[str, Any] = {
+        "max_entries": max_entries,
+        "max_bytes": max_bytes,
+        "ttl": ttl,
+        "tti": tti,
+    }
+    from vex_llm.cache.stores.redis_topology import is_topology_url
+
+    if is_topology_url(url.strip()):  # several hosts: not a netloc urlsplit can parse
+        return _redis_topology(url.strip(), safe, bounds)
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - parsing the port is what validates it
@@ -82,12 +96,6 @@ def open_store(
         raise ValueError(
             f"store URL {safe} has no scheme; use memory://, sqlite:///path or redis://host"
         )
-    bounds: dict[str, Any] = {
-        "max_entries": max_entries,
-        "max_bytes": max_bytes,
-        "ttl": ttl,
-        "tti": tti,
-    }
     if scheme == "memory":
         return _memory(parts, safe, bounds)
     if scheme == "sqlite":
@@ -96,7 +104,8 @@ def open_store(
         return _redis(parts, safe, bounds)
     raise ValueError(
         f"unknown store scheme {scheme!r} in {safe}; "
-        "use memory://, sqlite:///path, redis://, rediss://, valkey:// or valkeys://"
+        "use memory://, sqlite:///path, redis://, rediss://, valkey:// or valkeys:// "
+        "(redis+cluster:// and redis+sentinel:// too)"
     )
 
 
@@ -164,3 +173,31 @@ def _redis(parts: SplitResult, safe: str, bounds: dict[str, Any]) -> CacheStore:
     scheme = _REDIS_SCHEMES[parts.scheme.lower()]
     target = urlunsplit((scheme, parts.netloc, "/" + (db or "0"), urlencode(options), ""))
     return RedisStore(target, prefix=prefix, **bounds)
+
+
+def _redis_topology(url: str, safe: str, bounds: dict[str, Any]) -> CacheStore:
+    from vex_llm.cache.stores.redis import RedisStore
+    from vex_llm.cache.stores.redis_topology import parse_target
+
+    try:
+        parse_target(url)
+    except ValueError as exc:
+        raise ValueError(f"bad redis store URL {safe}: {exc}") from None
+    base, _, query = url.partition("?")
+    scheme = base.split("://", 1)[0]
+    options = _options(query, _REDIS_OPTIONS | {"prefix", "max_connections", "shards"}, scheme)
+    prefix = options.pop("prefix", "vex-llm:")
+    shards = options.pop("shards", "1")
+    if not (shards.isdigit() and int(shards) > 0):
+        raise ValueError("store URL option shards must be a positive integer")
+    for name, value in options.items():
+        if name != "max_connections":
+            _seconds(name, value)
+    if "max_connections" in options and not (
+        options["max_connections"].isdigit() and int(options["max_connections"]) > 0
+    ):
+        raise ValueError("store URL option max_connections must be a positive integer")
+    if "pool_timeout" in options:
+        options["timeout"] = options.pop("pool_timeout")
+    target = base + ("?" + urlencode(options) if options else "")
+    return RedisStore(target, prefix=prefix, shards=int(shards), **bounds)
