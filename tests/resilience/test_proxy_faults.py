@@ -365,3 +365,29 @@ async def test_stale_while_revalidate_answers_at_once_and_refreshes_in_the_backg
             await asyncio.sleep(0.05)
     assert fresh.json()["choices"][0]["message"]["content"] == "v2: q"
     assert fake.calls == {"ok": 2}
+
+
+async def test_a_down_upstream_still_answered_keeps_the_proxy_ready() -> None:
+    """Every replica shares the upstream: pulling them all out of rotation while they can
+    still answer (stale entries, a fallback) would turn an upstream outage into a full one."""
+    primary, backup = FaultyUpstream(), FaultyUpstream()
+    primary.mode = "down"
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({}, 503),
+        ({"stale_if_error": 600}, 200),
+        ({"fallbacks": ("backup",)}, 200),
+    ]
+    for options, status in cases:
+        async with (
+            proxied({"primary": primary, "backup": backup}, primary=options) as (_, root),
+            httpx.AsyncClient() as raw,
+        ):
+            ready = await raw.get(root + "/readyz")
+        assert ready.status_code == status, options
+        assert ready.json()["upstreams"] == {"primary": False, "backup": True}
+    backup.mode = "down"
+    async with (
+        proxied({"primary": primary, "backup": backup}, primary=cases[2][0]) as (_, root),
+        httpx.AsyncClient() as raw,
+    ):
+        assert (await raw.get(root + "/readyz")).status_code == 503  # nobody to fall back to

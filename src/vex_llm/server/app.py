@@ -339,8 +339,13 @@ class _Proxy:
             store_ok = False
         # A failing store does not make the proxy unready: requests go upstream meanwhile
         # (fail-open), and every replica shares the store, so taking them all out of
-        # rotation would turn a cache outage into a full one. It is reported below.
-        ready = all(upstreams.values())
+        # rotation would turn a cache outage into a full one. It is reported below. The
+        # same holds for a down upstream whose requests are still answered: from stale
+        # entries (stale_if_error) or by an available fallback.
+        ready = all(
+            upstreams[u.name] or u.stale_grace > 0 or any(upstreams[f] for f in u.fallbacks)
+            for u in self.settings.upstreams
+        )
         body: dict[str, Any] = {
             "status": "ready" if ready else "not ready",
             "upstreams": upstreams,
