@@ -4,11 +4,11 @@ One path serves ``complete()`` and ``stream()``: validate the request (bad input
 before any lookup); build the key; read the store unless ``no_cache``; ask the one pure rule,
 :func:`~vex_llm.cache.decision.decide`, what to do (hit, join, lead, bypass, only-if-cached
 miss); then carry it out. Everything that goes upstream rides a
-:class:`~vex_llm.cache.flight.Flight`: one upstream call per key however many identical
-callers arrive, JSON and streams alike, whichever kind started it. A leader's flight first
-takes the cross-process lease when the store implements ``LeaseStore`` (see ``lease``), so
-identical misses fold across processes too. The answer is stored unless ``no_store``; errors,
-cancelled and partial answers never are.
+:class:`~vex_llm.cache.flight.Flight` (run by ``calls.UpstreamCalls``): one upstream call per
+key however many identical callers arrive, JSON and streams alike, whichever kind started it.
+A leader's flight first takes the cross-process lease when the store implements
+``LeaseStore`` (see ``lease``), so identical misses fold across processes too. The answer is
+stored unless ``no_store``; errors, cancelled and partial answers never are.
 
 With ``config.stale_if_error`` (a grace past the ttl, see ``staleness``), an entry past its
 ttl but within the grace is kept aside while the request goes upstream as on a miss; if the
@@ -18,43 +18,40 @@ failure) before it is handed over, so the same holds for streams. With
 ``config.stale_while_revalidate``, an entry that far past its ttl answers at once (outcome
 ``stale``, counted as a hit) while one background flight refreshes it.
 
-The store is never allowed to fail a request: ``_read`` and ``_write`` (the only places the
-request path touches it) turn a store failure (``STORE_FAILURES``) into a miss or a skipped
-write, count it in ``store_errors`` and log it once per incident on the ``vex_llm.cache``
-logger. Anything else (a bug) is raised, on the JSON and the stream path alike.
+The store is never allowed to fail a request: the request path reaches it only through
+``access.StoreAccess``, which turns a store failure (``STORE_FAILURES``) into a miss or a
+skipped write, counts it in ``store_errors`` and logs it once per incident on the
+``vex_llm.cache`` logger. Anything else (a bug) is raised, on the JSON and the stream path
+alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from hashlib import sha256
 
+from vex_llm.cache.access import StoreAccess
+from vex_llm.cache.calls import UpstreamCalls
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.decision import HIT, LEAD, Decision, Stored, decide, reads_store
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.cache.flight import DeadlinePassed, Flight, Flights
-from vex_llm.cache.incidents import StoreIncidents
+from vex_llm.cache.flight import DeadlinePassed, Flight
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
-from vex_llm.cache.lease import LeasePolicy, LeaseStart, bounded, fetch_with_lease
+from vex_llm.cache.lease import LeasePolicy, LeaseStart
 from vex_llm.cache.outcome import CacheOutcome, CacheResult
-from vex_llm.cache.staleness import covers, freshness, store_expiry
+from vex_llm.cache.staleness import covers, freshness
 from vex_llm.cache.stats import CacheStats, Counters
 from vex_llm.cache.stores.base import (
-    STORE_FAILURES,
-    AtomicLeaseStore,
     CacheStore,
     CacheStoreWithSyncOps,
-    LeaseStore,
 )
 from vex_llm.cache.stores.memory import MemoryStore
-from vex_llm.cache.streaming import CachedStream, iterate, joined_response, replay_chunks
-from vex_llm.errors import CacheMiss, InvalidResponse, LLMError, Timeout
+from vex_llm.cache.streaming import CachedStream, iterate, replay_chunks
+from vex_llm.errors import CacheMiss, LLMError, Timeout
 from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider, WrapperProvider
 
@@ -119,21 +116,16 @@ class CachedProvider(WrapperProvider):
         # general path.
         self._get_now = self.store.get_now if type(self.store) is MemoryStore else None
         self._counters = Counters()
-        self._flights = Flights()
-        self._lease = lease or LeasePolicy()
-        self._lease_store = (
-            self.store if self._lease.enabled and isinstance(self.store, LeaseStore) else None
+        # The store, fail-open, with its leases (see access.StoreAccess).
+        self._store = StoreAccess(
+            self.store,
+            self._counters,
+            lease or LeasePolicy(),
+            is_fresh=None if self._grace is None else self._is_fresh,
         )
-        # A store that reads-or-leases and writes-and-releases in one operation each: a miss
-        # then costs two store round trips instead of five.
-        self._atomic = (
-            self._lease_store if isinstance(self._lease_store, AtomicLeaseStore) else None
-        )
-        self._lease_owner = f"{os.getpid()}-{secrets.token_hex(8)}"
-        # Lease releases running on their own (see _drop_lease); kept so they are not collected.
-        self._background: set[asyncio.Task[None]] = set()
-        # Store failures are logged once per incident (see incidents.StoreIncidents).
-        self._incidents = StoreIncidents(self.store)
+        # Everything that goes upstream: one flight per key, the lease, the store write.
+        self._calls = UpstreamCalls(provider, self._store, self._counters, self.config, clock)
+        self._flights = self._calls.flights
 
     @classmethod
     def wrap(cls, provider: LLMProvider) -> CachedProvider:
@@ -226,7 +218,7 @@ class CachedProvider(WrapperProvider):
             assert entry is not None
             outcome = self._hit_outcome(entry)
             return CachedStream(outcome, key, replay=replay_chunks(entry), age=self._age(entry))
-        flight, joined = self._board(request, key, decision, leased, streamed=True)
+        flight, joined = self._calls.board(request, key, decision, leased, streamed=True)
         deadline = self._deadline(request)
         stale = entry if decision.stale_on_error else None
         try:
@@ -316,24 +308,10 @@ class CachedProvider(WrapperProvider):
         self, key: str, control: CacheControl
     ) -> tuple[CacheEntry | None, LeaseStart | None]:
         """Read ``key``. Where a miss would lead under the lease (and no call for the key is
-        in flight here), an ``AtomicLeaseStore`` takes the lease in the same operation."""
-        atomic = self._atomic
-        if (
-            atomic is None
-            or self._flights.get(key) is not None
-            or not decide(control, "absent", False).lease
-        ):
-            return await self._read(key), None
-        try:
-            entry, acquired = await atomic.get_or_lease(key, self._lease_owner, self._lease.ttl)
-        except STORE_FAILURES as exc:
-            self._store_failed(exc, "read")
-            return None, None
-        if self._incidents.failing:
-            self._store_recovered("read")
-        if entry is not None:
-            return entry, None
-        return None, "acquired" if acquired else "held"
+        in flight here), the read takes the lease too (``StoreAccess.read_taking_lease``)."""
+        if self._flights.get(key) is not None or not decide(control, "absent", False).lease:
+            return await self._store.read(key), None
+        return await self._store.read_taking_lease(key)
 
     def _decide_miss(
         self, control: CacheControl, key: str, leased: LeaseStart | None
@@ -342,24 +320,9 @@ class CachedProvider(WrapperProvider):
         decision = decide(control, "absent", self._flights.get(key) is not None)
         if not decision.lease:
             if leased == "acquired":
-                self._drop_lease(key)  # an identical call started here while we read
+                self._store.drop_lease(key)  # an identical call started here while we read
             return decision, None
         return decision, leased
-
-    def _drop_lease(self, key: str) -> None:
-        """Give back, in the background, a lease this caller took but will not use."""
-        store = self._lease_store
-        assert store is not None
-
-        async def release() -> None:
-            try:
-                await bounded(store.release_lease(key, self._lease_owner), self._lease.ttl)
-            except STORE_FAILURES as exc:
-                self._store_failed(exc)
-
-        task = asyncio.ensure_future(release())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def _count_hit(self, entry: CacheEntry) -> None:
         counters = self._counters
@@ -382,7 +345,7 @@ class CachedProvider(WrapperProvider):
         It is a shared flight like any miss's, so identical requests join it; the flight is
         its own member until it ends, so a joiner that leaves does not cancel it.
         """
-        flight, _ = self._board(request, key, LEAD, None, streamed=False)
+        flight, _ = self._calls.board(request, key, LEAD, None, streamed=False)
         assert flight.task is not None
         flight.task.add_done_callback(lambda _task: flight.leave())
 
@@ -426,7 +389,7 @@ class CachedProvider(WrapperProvider):
         if decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
             raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
-        flight, joined = self._board(request, key, decision, leased, streamed=False)
+        flight, joined = self._calls.board(request, key, decision, leased, streamed=False)
         try:
             response = await flight.result(self._deadline(request))
         except DeadlinePassed:
@@ -438,216 +401,12 @@ class CachedProvider(WrapperProvider):
             self._counters.tokens_saved += response.usage.total_tokens
         return CacheResult(response, outcome, key)
 
-    # -- flights: the one in-flight unit ----------------------------------------------------
-
-    def _board(
-        self,
-        request: LLMRequest,
-        key: str,
-        decision: Decision,
-        leased: LeaseStart | None,
-        *,
-        streamed: bool,
-    ) -> tuple[Flight, bool]:
-        """The flight this caller rides, as a member: ``(flight, joined another's)``.
-
-        No await between the decision and this: a flight that was in flight still is.
-        ``leased``: what the caller's read found of the lease (``_read_for``).
-        """
-        if decision.action == "join":
-            joined = self._flights.get(key)
-            assert joined is not None
-            joined.join()
-            return joined, True
-        flight = self._flights.start(
-            key,
-            lambda f: self._fly(f, request, key, decision, leased, streamed),
-            shared=decision.action == "lead",
-        )
-        flight.join()
-        if not (decision.lease and self._lease_store is not None):
-            flight.set_origin("upstream")  # no lease to wait for
-        return flight, False
-
-    async def _fly(
-        self,
-        flight: Flight,
-        request: LLMRequest,
-        key: str,
-        decision: Decision,
-        leased: LeaseStart | None,
-        streamed: bool,
-    ) -> None:
-        """The flight's task: the lease (when the store has them), the call, the store write."""
-        try:
-            if decision.lease and self._lease_store is not None:
-                atomic = self._atomic
-                entry = await fetch_with_lease(
-                    self._lease_store,
-                    key,
-                    self._lease_owner,
-                    self._lease,
-                    read=self._read_fresh,
-                    fetch=lambda holding: self._call_upstream(
-                        flight, request, key, decision, streamed, holding
-                    ),
-                    on_error=self._store_failed,
-                    read_or_lease=None if atomic is None else lambda: self._read_or_lease(key),
-                    start=leased,
-                )
-                if entry is not None:  # another process answered while we waited
-                    flight.set_origin("shared")
-                    for chunk in replay_chunks(entry):
-                        flight.publish(chunk)
-                    flight.answered(entry.response)
-            else:
-                await self._call_upstream(flight, request, key, decision, streamed)
-        except asyncio.CancelledError:
-            flight.end(LLMError("the upstream call was cancelled"))
-            raise
-        except Exception as exc:  # every member gets it (upstream failure, or a bug)
-            flight.end(exc)
-            return
-        flight.end()
-
-    async def _call_upstream(
-        self,
-        flight: Flight,
-        request: LLMRequest,
-        key: str,
-        decision: Decision,
-        streamed: bool,
-        holding: bool = False,
-    ) -> bool:
-        """Call upstream for ``flight`` and store the answer; True if that write also released
-        the lease this call runs under (``holding``)."""
-        flight.set_origin("upstream")
-        if decision.action == "lead":
-            self._counters.misses += 1
-        started = time.perf_counter()
-        try:
-            if streamed:
-                await self._relay(flight, request)
-            else:
-                response = await self.inner.complete(request)
-        except Exception:
-            self._counters.errors += 1
-            raise
-        chunks: tuple[Chunk, ...] | None = None
-        if streamed:
-            chunks = tuple(flight.chunks)
-            model = request.model or self.inner.name()
-            response = joined_response(chunks, model, (time.perf_counter() - started) * 1000)
-        else:
-            # Stream members of a JSON-led flight get the answer as a replay.
-            for chunk in replay_chunks(CacheEntry(response, 0.0)):
-                flight.publish(chunk)
-        flight.answered(response)
-        if not decision.store:
-            return False
-        owner = self._lease_owner if holding and self._atomic is not None else None
-        return await self._store_answer(key, request, response, chunks, release_owner=owner)
-
-    async def _relay(self, flight: Flight, request: LLMRequest) -> None:
-        """Pass the upstream stream's chunks to the flight, up to the terminal one."""
-        upstream = self.inner.stream(request)
-        terminal = False
-        try:
-            async for chunk in upstream:
-                flight.publish(chunk)
-                if chunk.is_final:
-                    terminal = True
-                    break
-        finally:
-            aclose = getattr(upstream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        if not terminal:
-            raise InvalidResponse(f"{self.inner.name()} stream ended without a final chunk")
-
     # -- the store, fail-open ---------------------------------------------------------------
 
-    async def _read(self, key: str) -> CacheEntry | None:
-        """The one place the request path reads the store; a failing store reads as a miss."""
-        try:
-            entry = await self.store.get(key)
-        except STORE_FAILURES as exc:
-            self._store_failed(exc, "read")
-            return None
-        if self._incidents.failing:
-            self._store_recovered("read")
-        return entry
-
-    async def _read_or_lease(self, key: str) -> tuple[CacheEntry | None, bool]:
-        """``AtomicLeaseStore.get_or_lease`` for a leader's lease loop (store failures are
-        raised to it). A stale entry is no answer: the lease is then taken the plain way."""
-        assert self._atomic is not None
-        owner, ttl = self._lease_owner, self._lease.ttl
-        entry, acquired = await self._atomic.get_or_lease(key, owner, ttl)
-        if (
-            entry is not None
-            and self._grace is not None
-            and freshness(self._age(entry), self.config.ttl_seconds, self._grace) != "fresh"
-        ):
-            return None, await self._atomic.acquire_lease(key, owner, ttl)
-        return entry, acquired
-
-    async def _read_fresh(self, key: str) -> CacheEntry | None:
-        """:meth:`_read`, where a stale entry reads as none (a leader waiting on another
-        process's lease must not take the stale entry it is replacing for that answer)."""
-        entry = await self._read(key)
-        if entry is None or self._grace is None:
-            return entry
-        state = freshness(self._age(entry), self.config.ttl_seconds, self._grace)
-        return entry if state == "fresh" else None
-
-    async def _write(
-        self,
-        key: str,
-        entry: CacheEntry,
-        ttl: float | None,
-        tti: float | None,
-        release_owner: str | None = None,
-    ) -> bool:
-        """The one place the request path writes the store; a failing store skips the write.
-
-        With ``release_owner`` (an ``AtomicLeaseStore``), the same operation releases that
-        owner's lease; returns True when it did."""
-        try:
-            if release_owner is not None and self._atomic is not None:
-                await self._atomic.set_and_release(key, entry, ttl, tti, release_owner)
-            else:
-                await self.store.set(key, entry, ttl, tti)
-        except STORE_FAILURES as exc:
-            self._store_failed(exc, "write")
-            return False
-        if self._incidents.failing:
-            self._store_recovered("write")
-        return release_owner is not None and self._atomic is not None
-
-    def _store_failed(self, exc: BaseException, kind: str = "write") -> None:
-        # Lease operations (the default kind) write, and a write follows each of them.
-        self._counters.store_errors += 1
-        self._incidents.failed(exc, kind)
-
-    def _store_recovered(self, kind: str) -> None:
-        self._incidents.succeeded(kind)
-
-    async def _store_answer(
-        self,
-        key: str,
-        request: LLMRequest,
-        response: LLMResponse,
-        chunks: tuple[Chunk, ...] | None = None,
-        *,
-        release_owner: str | None = None,
-    ) -> bool:
-        """Store a complete answer (and its recorded stream, if it was streamed); True when
-        the write also released ``release_owner``'s lease (see ``_write``)."""
-        ttl, tti = store_expiry(self.config, request.cache)
-        # The size is the entry's persisted (JSON) size, the same figure for every store.
-        entry = CacheEntry.of(response, self._clock(), chunks)
-        return await self._write(key, entry, ttl, tti, release_owner)
+    def _is_fresh(self, entry: CacheEntry) -> bool:
+        """Whether ``entry`` is within its ttl (not kept on for stale-if-error)."""
+        assert self._grace is not None
+        return freshness(self._age(entry), self.config.ttl_seconds, self._grace) == "fresh"
 
     # -- contents and counters --------------------------------------------------------------
 
@@ -715,8 +474,7 @@ class CachedProvider(WrapperProvider):
     async def aclose(self) -> None:
         """Close the wrapped provider, and the store if this cache made it (a store passed in
         is the caller's, and may be shared)."""
-        if self._background:  # lease releases still on their way: bounded
-            await asyncio.wait(self._background, timeout=self._lease.ttl)
+        await self._store.settle()  # lease releases still on their way: bounded
         try:
             if self._owns_store:
                 await self.store.aclose()

@@ -1,0 +1,193 @@
+"""``UpstreamCalls``: carrying out the decisions that go upstream, one flight per key.
+
+A leader starts a :class:`~vex_llm.cache.flight.Flight` whose task takes the cross-process
+lease when the store has them (``lease.fetch_with_lease``), calls the wrapped provider
+(``complete()`` for a JSON leader, ``stream()`` for a stream leader, recording the chunks),
+publishes the answer to every member and stores it unless ``no_store``; a joiner becomes a
+member of the flight in progress. Upstream failures are counted in ``errors`` and reach every
+member; bugs too, never as ``store_errors``. Which requests lead or join is decided in
+``decision``; the accounting per caller is ``CachedProvider``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from vex_llm.cache.access import StoreAccess
+from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.cache.decision import Decision
+from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.flight import Flight, Flights
+from vex_llm.cache.lease import LeaseStart, fetch_with_lease
+from vex_llm.cache.staleness import store_expiry
+from vex_llm.cache.stats import Counters
+from vex_llm.cache.streaming import joined_response, replay_chunks
+from vex_llm.errors import InvalidResponse, LLMError
+from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.provider import LLMProvider
+
+__all__ = ["UpstreamCalls"]
+
+
+class UpstreamCalls:
+    """The flights of one cache: ``inner`` called through ``store`` (fail-open, with leases),
+    counted in ``counters``, entries expiring by ``config``, stamped by ``clock``."""
+
+    def __init__(
+        self,
+        inner: LLMProvider,
+        store: StoreAccess,
+        counters: Counters,
+        config: LLMCacheConfig,
+        clock: Callable[[], float],
+    ) -> None:
+        self.inner = inner
+        self.store = store
+        self.counters = counters
+        self.config = config
+        self.clock = clock
+        self.flights = Flights()
+
+    def board(
+        self,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        leased: LeaseStart | None,
+        *,
+        streamed: bool,
+    ) -> tuple[Flight, bool]:
+        """The flight this caller rides, as a member: ``(flight, joined another's)``.
+
+        No await between the decision and this: a flight that was in flight still is.
+        ``leased``: what the caller's read found of the lease (``read_taking_lease``).
+        """
+        if decision.action == "join":
+            joined = self.flights.get(key)
+            assert joined is not None
+            joined.join()
+            return joined, True
+        flight = self.flights.start(
+            key,
+            lambda f: self._fly(f, request, key, decision, leased, streamed),
+            shared=decision.action == "lead",
+        )
+        flight.join()
+        if not (decision.lease and self.store.lease_store is not None):
+            flight.set_origin("upstream")  # no lease to wait for
+        return flight, False
+
+    async def _fly(
+        self,
+        flight: Flight,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        leased: LeaseStart | None,
+        streamed: bool,
+    ) -> None:
+        """The flight's task: the lease (when the store has them), the call, the store write."""
+        try:
+            store = self.store
+            if decision.lease and store.lease_store is not None:
+                entry = await fetch_with_lease(
+                    store.lease_store,
+                    key,
+                    store.owner,
+                    store.policy,
+                    read=store.read_fresh,
+                    fetch=lambda holding: self._call(
+                        flight, request, key, decision, streamed, holding
+                    ),
+                    on_error=store.failed,
+                    read_or_lease=None
+                    if store.atomic is None
+                    else lambda: store.lease_attempt(key),
+                    start=leased,
+                )
+                if entry is not None:  # another process answered while we waited
+                    flight.set_origin("shared")
+                    for chunk in replay_chunks(entry):
+                        flight.publish(chunk)
+                    flight.answered(entry.response)
+            else:
+                await self._call(flight, request, key, decision, streamed)
+        except asyncio.CancelledError:
+            flight.end(LLMError("the upstream call was cancelled"))
+            raise
+        except Exception as exc:  # every member gets it (upstream failure, or a bug)
+            flight.end(exc)
+            return
+        flight.end()
+
+    async def _call(
+        self,
+        flight: Flight,
+        request: LLMRequest,
+        key: str,
+        decision: Decision,
+        streamed: bool,
+        holding: bool = False,
+    ) -> bool:
+        """Call upstream for ``flight`` and store the answer; True if that write also released
+        the lease this call runs under (``holding``)."""
+        flight.set_origin("upstream")
+        if decision.action == "lead":
+            self.counters.misses += 1
+        started = time.perf_counter()
+        try:
+            if streamed:
+                await self._relay(flight, request)
+            else:
+                response = await self.inner.complete(request)
+        except Exception:
+            self.counters.errors += 1
+            raise
+        chunks: tuple[Chunk, ...] | None = None
+        if streamed:
+            chunks = tuple(flight.chunks)
+            model = request.model or self.inner.name()
+            response = joined_response(chunks, model, (time.perf_counter() - started) * 1000)
+        else:
+            # Stream members of a JSON-led flight get the answer as a replay.
+            for chunk in replay_chunks(CacheEntry(response, 0.0)):
+                flight.publish(chunk)
+        flight.answered(response)
+        if not decision.store:
+            return False
+        return await self.store_answer(key, request, response, chunks, release=holding)
+
+    async def _relay(self, flight: Flight, request: LLMRequest) -> None:
+        """Pass the upstream stream's chunks to the flight, up to the terminal one."""
+        upstream = self.inner.stream(request)
+        terminal = False
+        try:
+            async for chunk in upstream:
+                flight.publish(chunk)
+                if chunk.is_final:
+                    terminal = True
+                    break
+        finally:
+            aclose = getattr(upstream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not terminal:
+            raise InvalidResponse(f"{self.inner.name()} stream ended without a final chunk")
+
+    async def store_answer(
+        self,
+        key: str,
+        request: LLMRequest,
+        response: LLMResponse,
+        chunks: tuple[Chunk, ...] | None = None,
+        *,
+        release: bool = False,
+    ) -> bool:
+        """Store a complete answer (and its recorded stream, if it was streamed); True when
+        the write also released this cache's lease on ``key`` (``release``: it holds it)."""
+        ttl, tti = store_expiry(self.config, request.cache)
+        # The size is the entry's persisted (JSON) size, the same figure for every store.
+        entry = CacheEntry.of(response, self.clock(), chunks)
+        return await self.store.write(key, entry, ttl, tti, release=release)
