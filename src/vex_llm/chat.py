@@ -102,12 +102,17 @@ class ToolCall:
     name: str
     arguments: str = ""
     type: str = "function"
+    #: The call object's other fields, kept as given (e.g. a provider's signature that must
+    #: come back on the next turn).
+    extra: FrozenJSON | None = None
 
     def __post_init__(self) -> None:
         _str("tool call id", self.id)
         _str("tool call name", self.name)
         _str("tool call arguments", self.arguments)
         _str("tool call type", self.type)
+        if self.extra is not None and not isinstance(self.extra, FrozenJSON):
+            object.__setattr__(self, "extra", freeze(self.extra, "tool call extra"))
 
     @classmethod
     def from_openai(cls, call: object, where: str = "tool call") -> ToolCall:
@@ -118,21 +123,26 @@ class ToolCall:
             raise TypeError(f"{where}.type must be a string")
         body = _mapping(f"{where}.{kind}", doc.get(kind))
         arguments = body.get("arguments" if kind == "function" else "input", "")
+        rest = {k: v for k, v in doc.items() if k not in ("id", "type", kind)}
         return cls(
             id=_str(f"{where}.id", doc.get("id")),
             name=_str(f"{where}.{kind}.name", body.get("name")),
             arguments=_str(f"{where}.{kind}.arguments", arguments),
             type=kind,
+            extra=freeze(rest, where) if rest else None,
         )
 
     def to_openai(self) -> dict[str, Any]:
-        """The call in OpenAI's shape."""
+        """The call in OpenAI's shape, its other fields included."""
         field = "arguments" if self.type == "function" else "input"
-        return {
+        doc: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             self.type: {"name": self.name, field: self.arguments},
         }
+        if self.extra is not None:
+            doc.update(self.extra.value)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)

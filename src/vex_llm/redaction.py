@@ -104,6 +104,11 @@ class PieceScrubber:
         self._held = text[len(text) - keep :]
         return text[: len(text) - keep]
 
+    @property
+    def holding(self) -> bool:
+        """True while some text is held back."""
+        return bool(self._held)
+
     def flush(self) -> str:
         """The text held back (the start of no complete secret)."""
         held, self._held = self._held, ""

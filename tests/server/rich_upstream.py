@@ -124,7 +124,7 @@ class RichUpstream:
             text = f"tool said {last['content']} for {last.get('tool_call_id')}"
         else:
             text = f"echo {index}: {_text_of(last.get('content'))[:60]}"
-            extras = sorted(k for k in doc if k not in ("model", "messages", *_TRAVEL))
+            extras = sorted(k for k in doc if k not in ("model", "messages", "n", *_TRAVEL))
             if extras:
                 text += " +" + ",".join(extras)
         message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}

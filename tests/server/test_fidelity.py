@@ -125,11 +125,14 @@ class Weather(BaseModel):
 
 
 @contextlib.asynccontextmanager
-async def clients() -> AsyncIterator[tuple[RichUpstream, AsyncOpenAI, AsyncOpenAI]]:
-    """The fake upstream, a client straight to it, and a client through the proxy."""
+async def clients(
+    api_key: str | None = None,
+) -> AsyncIterator[tuple[RichUpstream, AsyncOpenAI, AsyncOpenAI]]:
+    """The fake upstream, a client straight to it, and a client through the proxy (whose
+    provider sends ``api_key`` upstream, if given)."""
     upstream = RichUpstream()
     async with serve(upstream.app) as upstream_url:
-        provider = OpenAICompatibleProvider(f"{upstream_url}/v1", model=MODEL)
+        provider = OpenAICompatibleProvider(f"{upstream_url}/v1", api_key, model=MODEL)
         async with proxy(provider) as proxy_url:
             direct = AsyncOpenAI(base_url=f"{upstream_url}/v1", api_key="sk-upstream")
             via = AsyncOpenAI(base_url=proxy_url, api_key=KEY_A, max_retries=0)
@@ -288,3 +291,32 @@ async def test_tenants_never_share_a_tool_answer() -> None:
             raw = await other.chat.completions.with_raw_response.create(**request)
         assert raw.headers["x-vex-cache"] == "miss"
         assert upstream.calls == 2
+
+
+@pytest.mark.parametrize("n", [1, 2])
+async def test_scrubbing_the_upstream_key_loses_no_text(n: int) -> None:
+    """With an upstream key, text that might begin the key ("s" for "sk-...") is held back
+    until the next piece shows it is not the key: it moves, it is never lost (not even at
+    the end of a choice), and it stays in its own choice."""
+    request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Paris"}],  # answered "echo i: Paris"
+        "n": n,
+        "stream_options": USAGE,
+    }
+    async with clients(api_key="sk-upstream-0123456789") as (_, direct, via):
+        expected, _ = await _chunks(direct, request)
+        got, _ = await _chunks(via, request)
+        replay, outcome = await _chunks(via, request)
+
+    def texts(chunks: list[Any]) -> dict[int, str]:
+        joined: dict[int, str] = {}
+        for chunk in chunks:
+            for choice in chunk["choices"]:
+                text = choice["delta"].get("content") or ""
+                joined[choice["index"]] = joined.get(choice["index"], "") + text
+        return joined
+
+    assert all(t.endswith("Paris") for t in texts(expected).values())
+    assert texts(got) == texts(expected)
+    assert (outcome, texts(replay)) == ("hit", texts(expected))

@@ -43,7 +43,8 @@ def _typed(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMRespons
         for piece in chunk.tool_calls:
             call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
             call["id"] = call["id"] or piece.id or ""
-            call["name"] += piece.name or ""
+            if piece.name and piece.name != call["name"]:  # some servers repeat it whole
+                call["name"] += piece.name
             call["arguments"] += piece.arguments
             call.setdefault("type", piece.type)
         if chunk.refusal is not None:

@@ -179,13 +179,14 @@ def decode_chunks(data: bytes) -> tuple[Chunk, ...]:
     return _chunks(items)
 
 
-def _call_json(call: ToolCall) -> list[str]:
-    return [call.id, call.name, call.arguments, call.type]
+def _call_json(call: ToolCall) -> list[str | None]:
+    extra = None if call.extra is None else call.extra.text
+    return [call.id, call.name, call.arguments, call.type, extra]
 
 
 def _call(item: Any) -> ToolCall:
-    id_, name, arguments, kind = item
-    return ToolCall(id_, name, arguments, kind)
+    id_, name, arguments, kind, extra = item
+    return ToolCall(id_, name, arguments, kind, _frozen(extra, "a tool call's extra"))
 
 
 def _choice_json(c: Choice) -> list[Any]:

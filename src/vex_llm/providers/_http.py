@@ -29,6 +29,7 @@ import asyncio
 import codecs
 import dataclasses
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -179,6 +180,11 @@ def _headers(headers: dict[str, str]) -> dict[str, str]:
     return {"accept-encoding": ACCEPT_ENCODING, **headers}
 
 
+#: How soon a connection must fail for a request to be sent again (see :func:`sent`): a
+#: server closing an idle keep-alive connection fails the next request within a round trip.
+RESEND_WINDOW = 0.25
+
+
 @asynccontextmanager
 async def sent(
     client: httpx.AsyncClient,
@@ -197,12 +203,17 @@ async def sent(
     request = client.build_request(
         "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
     )
+    started = time.monotonic()
     try:
         response = await client.send(request, stream=True)
     except httpx.RemoteProtocolError as exc:
         # httpcore's one way of saying "the connection closed before any response"; every
-        # other protocol error is a broken response and is not resent.
-        if "without sending a response" not in str(exc):
+        # other protocol error is a broken response and is not resent. Only a close that
+        # came at once is the keep-alive race: an upstream that worked on the request and
+        # then died must not be asked (and paid) twice.
+        if "without sending a response" not in str(exc) or (
+            time.monotonic() - started > RESEND_WINDOW
+        ):
             raise
         response = await client.send(request, stream=True)
     try:
@@ -347,7 +358,7 @@ async def decoded_sse(
     With a ``redactor``, the chunks' text is scrubbed across chunks too: the lines are
     scrubbed already, but a backend may send a key in several deltas.
     """
-    pieces = PieceScrubber(redactor) if redactor else None
+    scrub = StreamScrubber(redactor) if redactor else None
     async with aclosing(lines), aclosing(sse_events(lines)) as events:
         async for event in events:
             try:
@@ -357,21 +368,50 @@ async def decoded_sse(
             if decoder.done:
                 await drain(lines)
             for chunk in chunks:
-                yield chunk if pieces is None else _scrubbed(chunk, pieces)
+                yield chunk if scrub is None else scrub.chunk(chunk)
             if decoder.done:
                 return
     decoder.finish()
 
 
-def _scrubbed(chunk: Chunk, pieces: PieceScrubber) -> Chunk:
-    delta = pieces.feed(chunk.delta)
-    if chunk.is_final:
-        delta += pieces.flush()
-    if delta == chunk.delta:
-        return chunk
-    # The event kept as ``raw`` must say what the scrubbed chunk says, or a proxy relaying
-    # it would pass on what the scrubbing held back.
-    return dataclasses.replace(chunk, delta=delta, raw=_with_text(chunk.raw, delta))
+class StreamScrubber:
+    """Scrubs a stream's text across its chunks, one :class:`PieceScrubber` per choice.
+
+    Text that might begin a secret is held back and put in front of the choice's next text;
+    a choice's event that carries its finish reason takes what is still held (no text of that
+    choice comes after it), and the terminal chunk whatever is left. A chunk whose text moved
+    gets its ``raw`` event rewritten to say the same, so a proxy relaying the events passes on
+    exactly the scrubbed text — all of it, none of a secret.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._pieces: dict[int, PieceScrubber] = {}
+
+    def chunk(self, chunk: Chunk) -> Chunk:
+        """``chunk`` with its text scrubbed (and its raw event to match)."""
+        pieces = self._pieces.get(chunk.index)
+        if pieces is None:
+            pieces = self._pieces[chunk.index] = PieceScrubber(self._redactor)
+        delta = pieces.feed(chunk.delta)
+        if chunk.is_final:
+            for held in self._pieces.values():
+                delta += held.flush()
+        elif pieces.holding and chunk.raw is not None and _finishes(chunk.raw):
+            delta += pieces.flush()
+        if delta == chunk.delta:
+            return chunk
+        # The event kept as ``raw`` must say what the scrubbed chunk says, or a proxy relaying
+        # it would pass on what the scrubbing held back.
+        return dataclasses.replace(chunk, delta=delta, raw=_with_text(chunk.raw, delta))
+
+
+def _finishes(raw: str) -> bool:
+    """True for an OpenAI chunk event whose choice carries a finish reason."""
+    try:
+        return json.loads(raw)["choices"][0]["finish_reason"] is not None
+    except (ValueError, LookupError, TypeError):
+        return False
 
 
 def _with_text(raw: str | None, text: str) -> str | None:

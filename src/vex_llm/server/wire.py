@@ -322,21 +322,9 @@ def _param_in(message: str, where: str) -> str:
     return first if first.startswith(where) else where
 
 
-_TYPED = {
-    "temperature",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "max_tokens",
-    "seed",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "n",
-    "logprobs",
-    "top_logprobs",
-}
+#: The typed fields ``LLMRequest`` takes as they are (messages, the model and stop are read
+#: apart; stream is how the answer travels).
+_TYPED = TYPED_REQUEST_FIELDS - {"messages", "model", "stop", "stream"}
 
 
 def parse_chat_request(

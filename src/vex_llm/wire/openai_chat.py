@@ -131,8 +131,11 @@ def _choice(doc: object, position: int) -> Choice:
     content = _opt_str(message.get("content"), f"{where}.message.content")
     calls = _tool_calls(message.get("tool_calls"), f"{where}.message")
     refusal = _opt_str(message.get("refusal"), f"{where}.message.refusal")
-    if content is None and not calls and refusal is None:
-        # An answer with nothing in it would be cached and replayed as if it were one.
+    if content is None and not any(
+        value is not None for name, value in message.items() if name not in ("role", "content")
+    ):
+        # An answer with nothing in it would be cached and replayed as if it were one. One
+        # with something else (a deprecated ``function_call``, ``audio``...) is an answer.
         raise InvalidResponse(f"chat completion {where} has no content, tool calls or refusal")
     finish = doc.get("finish_reason")
     index = doc.get("index", position)
@@ -282,6 +285,11 @@ class OpenAIStreamDecoder:
 _HEAD = ("id", "created", "model", "system_fingerprint", "service_tier")
 
 
+#: Delta fields that name a thing rather than add to it: the first value stands (OpenAI sends
+#: them once; Ollama's and Gemini's OpenAI endpoints repeat them in every delta).
+_SET_ONCE = frozenset({"role", "id", "type", "index"})
+
+
 def _accumulate(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
     """Fold one delta into ``into`` the way streamed fields add up: text appends, lists
     extend, tool calls gather by their index, anything else takes the latest value."""
@@ -295,6 +303,8 @@ def _accumulate(into: dict[str, Any], delta: Mapping[str, Any]) -> None:
                 _accumulate(call, {k: v for k, v in piece.items() if k != "index"})
             continue
         current: Any = into.get(name)
+        if (name in _SET_ONCE and current) or (name == "name" and value == current):
+            continue  # sent again on every delta by some servers: the same value, not more
         if isinstance(value, str | list) and isinstance(current, type(value)):
             joined: Any = value
             into[name] = current + joined
