@@ -343,6 +343,12 @@ class LLMRequest:
     other request field a backend understands (``{"top_k": 5}``, ``reasoning_effort``,
     ``metadata``...) to it untouched; a provider that cannot honour one raises
     :class:`~vex_llm.errors.UnsupportedFeature` naming it instead of dropping it.
+
+    ``raw`` is the request exactly as a client sent it, in the wire format ``raw_format``
+    names (the proxy's Anthropic door keeps the ``/v1/messages`` body): a provider speaking
+    that format sends it as it came (with its own model name) rather than rebuilding it from
+    the typed fields, which every other provider uses. It is not part of the cache key: the
+    typed fields say everything in it that can change the answer.
     """
 
     prompt: str = ""
@@ -367,6 +373,8 @@ class LLMRequest:
     logprobs: bool | None = None
     top_logprobs: int | None = None
     extra: FrozenJSON | None = None
+    raw: FrozenJSON | None = None
+    raw_format: str | None = None
     #: False when any field beyond the classic text-chat ones is set (tools, parts, extra...):
     #: the cache key encodes the common case without looking at them.
     plain: bool = field(default=True, init=False, repr=False, compare=False)
@@ -415,6 +423,10 @@ class LLMRequest:
                 raise TypeError("cache must be a CacheControl (or a mapping of its fields)")
         if not self.prompt and not self.messages:
             raise ValueError("a request needs a prompt or at least one message")
+        if self.raw is not None:
+            if not isinstance(self.raw, FrozenJSON) or not self.raw.text.startswith("{"):
+                raise TypeError("raw must be a FrozenJSON object (the request as it came)")
+            _text("raw_format", self.raw_format)
         if (
             self.tools != ()
             or self.tool_choice is not None

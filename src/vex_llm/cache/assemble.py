@@ -10,10 +10,15 @@ later request may want the other kind. Pure functions, no I/O:
 - :func:`response_chunks`: the chunks that stream a stored response: for an OpenAI answer,
   the ``chat.completion.chunk`` events that would have carried it (decoded by the same
   decoder a live stream goes through); otherwise typed chunks.
+
+Anthropic's format gets the same two ways: its ``message`` rebuilt from the events, and the
+events that would have carried a stored ``message``
+(:mod:`vex_llm.wire.anthropic_answer`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +27,9 @@ from vex_llm.chat import ToolCall, ToolCallDelta
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import OPENAI_CHAT, Chunk, LLMResponse, Usage
+from vex_llm.wire.anthropic_answer import assemble_message, message_events
+from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES, parse_message
+from vex_llm.wire.anthropic_stream import AnthropicStreamDecoder
 from vex_llm.wire.openai_chat import (
     OpenAIStreamDecoder,
     assemble_completion,
@@ -69,8 +77,27 @@ def _typed(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMRespons
     )
 
 
+def _anthropic_response(
+    chunks: Sequence[Chunk], model: str, latency_ms: float
+) -> LLMResponse | None:
+    """The answer an Anthropic stream amounts to, its ``message`` rebuilt as ``raw``."""
+    events = [c.raw for c in chunks if c.raw is not None and c.raw_format == ANTHROPIC_MESSAGES]
+    if not events:
+        return None
+    try:
+        response = parse_message(assemble_message(json.loads(e) for e in events), model)
+    except InvalidResponse:
+        return None  # an odd stream: the typed pieces still tell the answer
+    return dataclasses.replace(
+        response, latency_ms=latency_ms, finish_reason=chunks[-1].finish_reason
+    )
+
+
 def assemble_response(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse:
     """The whole answer a finished stream amounts to (what ``complete()`` would have returned)."""
+    anthropic = _anthropic_response(chunks, model, latency_ms)
+    if anthropic is not None:
+        return anthropic
     events = [c.raw for c in chunks if c.raw is not None and c.raw_format == OPENAI_CHAT]
     if events:
         doc = assemble_completion(json.loads(e) for e in events)
@@ -106,6 +133,12 @@ def response_chunks(response: LLMResponse) -> tuple[Chunk, ...]:
             chunks += decoder.feed(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
         chunks += decoder.feed("[DONE]")
         return tuple(chunks)
+    if response.raw is not None and response.raw_format == ANTHROPIC_MESSAGES:
+        events = AnthropicStreamDecoder(response.model)
+        replay: list[Chunk] = []
+        for name, doc in message_events(response.raw.value):
+            replay += events.feed(name, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+        return tuple(replay)
     r = response
     text = (Chunk(delta=r.content, model=r.model),) if r.content else ()
     calls = (

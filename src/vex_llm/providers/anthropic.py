@@ -6,7 +6,8 @@ blocks, and what the API cannot honour (seed, penalties, ``n`` > 1, logprobs, st
 output) raises :class:`~vex_llm.errors.UnsupportedFeature` before any I/O rather than being
 answered as if it had been applied. ``max_tokens`` is required by the API, so a request
 without one gets ``max_tokens_default``. A stream that ends without ``message_stop`` raises
-``InvalidResponse``.
+``InvalidResponse``. A request that came in Anthropic's own format (``LLMRequest.raw``, the
+proxy's ``/v1/messages`` door) is sent as it came.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._base import HTTPProvider
 from vex_llm.providers._http import decoded_sse
 from vex_llm.wire.anthropic_messages import (
+    ANTHROPIC_MESSAGES,
     build_payload,
     finish_reason,
     parse_message,
@@ -92,6 +94,12 @@ class AnthropicProvider(HTTPProvider):
         }
 
     def _payload(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
+        if request.raw is not None and request.raw_format == ANTHROPIC_MESSAGES:
+            # A body that came in this format goes out as it came: only the model name (the
+            # upstream's) and the streaming flag (how the cache asks) are ours to set.
+            payload = {**request.raw.value, "model": model}
+            payload.pop("stream", None)
+            return {**payload, "stream": True} if stream else payload
         return build_anthropic_payload(
             request, model, max_tokens_default=self.max_tokens_default, stream=stream
         )

@@ -1,6 +1,7 @@
 """``create_app``: the OpenAI-compatible caching proxy as a Starlette application.
 
-Every request through a front door (``server.doors``: chat completions, ...) goes: client key
+Every request through a front door (``server.doors``: chat completions, Anthropic's messages,
+...) goes: client key (``Authorization: Bearer``, or ``x-api-key``)
 -> tenant (401 if unknown); body read under the size cap (413, checked against Content-Length
 *and* counted while reading); body -> ``LLMRequest`` by the door's wire format (400 naming the
 param); the request's model -> its upstream's ``CachedProvider`` (404 if none); then a cached
@@ -37,6 +38,7 @@ from vex_llm.server.admin import (
 from vex_llm.server.cache_control import cache_control
 from vex_llm.server.doors import Door, DoorRequest, Rendered
 from vex_llm.server.doors.chat import ChatDoor
+from vex_llm.server.doors.messages import MessagesDoor
 from vex_llm.server.failures import Failure, failure_for
 from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
@@ -88,6 +90,16 @@ def _store_unavailable(what: str, exc: BaseException) -> Response:
             code="cache_store_unavailable",
         )
     )
+
+
+def _client_key(request: Request) -> str | None:
+    """The client's key as an ``Authorization`` value: its own, or Anthropic's ``x-api-key``
+    (which Anthropic's SDKs send) as a bearer token. More than one ``x-api-key`` is none."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        return authorization
+    keys = request.headers.getlist("x-api-key")
+    return f"Bearer {keys[0]}" if len(keys) == 1 else None
 
 
 class _Proxy:
@@ -195,7 +207,7 @@ class _Proxy:
 
     async def _serve(self, request: Request, door: Door) -> Response:
         started = time.perf_counter()
-        tenant = self.directory.tenant(request.headers.get("authorization"))
+        tenant = self.directory.tenant(_client_key(request))
         if tenant is None:
             self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401)
             return self._render(door.error(unauthorized()))
@@ -473,6 +485,7 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", proxy.door(ChatDoor()), methods=["POST"]),
+        Route("/v1/messages", proxy.door(MessagesDoor()), methods=["POST"]),
         Route("/v1/models", proxy.models, methods=["GET"]),
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),

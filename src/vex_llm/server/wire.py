@@ -35,6 +35,7 @@ from vex_llm.models import (
 __all__ = [
     "ChatRequest",
     "WireError",
+    "decode_body",
     "error_json",
     "parse_chat_request",
 ]
@@ -111,6 +112,12 @@ def _decode(body: bytes) -> Any:
                 param=where or None,
             )
     return doc
+
+
+def decode_body(body: bytes) -> Any:
+    """A request body's JSON (any door's), or a :class:`WireError`: not UTF-8, not JSON,
+    nested too deeply, or holding a lone surrogate."""
+    return _decode(body)
 
 
 def _check_depth(value: Any, depth: int) -> None:
