@@ -150,3 +150,30 @@ def test_policy_from_a_store_url() -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
     with pytest.raises(ValueError, match="policy"):
         open_store("memory://?policy=random")
+
+
+async def test_store_hits_reach_the_policy_in_batches_and_keep_hot_keys() -> None:
+    store = MemoryStore(max_entries=100)
+    hot = [f"hot{i}" for i in range(50)]
+    for key in hot:
+        await store.set(key, entry(), None, None)
+    for _ in range(20):  # 1000 hits, buffered and applied 64 at a time
+        for key in hot:
+            assert store.get_now(key) is not None
+    for i in range(1000):  # a scan of one-off keys, each a miss then a set
+        key = f"scan{i}"
+        assert store.get_now(key) is None
+        await store.set(key, entry(), None, None)
+    assert store.count_now() == 100
+    assert sum(store.get_now(key) is not None for key in hot) >= 45
+
+
+def test_a_batch_of_hits_counts_each_hit() -> None:
+    one, batch = WTinyLFU(100), WTinyLFU(100)
+    for policy in (one, batch):
+        policy.on_miss("k")
+        policy.insert("k", 1)
+    for _ in range(5):
+        one.on_hit("k")
+    batch.on_hits(["k"] * 5)
+    assert one.sketch.frequency("k") == batch.sketch.frequency("k") == 6

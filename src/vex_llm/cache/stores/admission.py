@@ -29,7 +29,8 @@ weight at or below ``capacity``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 
 __all__ = ["FrequencySketch", "WTinyLFU"]
 
@@ -76,6 +77,15 @@ class FrequencySketch:
             t[i] += 1
         if t[j] < 15:
             t[j] += 1
+
+    def add(self, key: str, count: int) -> None:
+        """Count ``count`` accesses of ``key`` at once."""
+        h = hash(key)
+        t, m = self._table, self._mask
+        i = h & m
+        j = (h >> 32) & m
+        t[i] = min(15, t[i] + count)
+        t[j] = min(15, t[j] + count)
 
     def halve(self) -> None:
         """Halve every counter (ageing)."""
@@ -143,10 +153,25 @@ class WTinyLFU:
 
     # -- reads -----------------------------------------------------------------------------
 
+    def on_hits(self, keys: Sequence[str]) -> None:
+        """Hits buffered by a store, oldest first: each distinct key is counted once per hit
+        and refreshed once (a hot key read 40 times in a batch costs one update)."""
+        for key, count in Counter(keys).items():
+            self.sketch.add(key, count)
+            self._clock += count
+            self._refresh(key)
+        if self._clock >= self._next_tick:
+            self._tick()
+
     def on_hit(self, key: str) -> None:
         """``key`` was read and found: count it and refresh its recency."""
         self.sketch.increment(key)
         self._clock += 1
+        self._refresh(key)
+        if self._clock >= self._next_tick:
+            self._tick()
+
+    def _refresh(self, key: str) -> None:
         protected = self._protected
         if key in protected:
             protected.move_to_end(key)
@@ -158,8 +183,6 @@ class WTinyLFU:
         elif key in self._window:
             self._window.move_to_end(key)
             self._used[key] = self._clock
-        if self._clock >= self._next_tick:
-            self._tick()
 
     def on_miss(self, key: str) -> None:
         """``key`` was read and not found: count the demand for it."""

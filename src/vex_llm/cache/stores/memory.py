@@ -33,6 +33,9 @@ _MAX_UNIT = 1 << 16
 
 # With W-TinyLFU, moka's own bound is out of reach: the policy evicts.
 _UNBOUNDED = 2**63
+#: Hits buffered before the policy sees them (benchmarks/cache_hit.py: W-TinyLFU added
+#: 0.47 µs to a library hit applied one by one, 0.15 µs batched; hit ratios unchanged).
+_READ_BATCH = 64
 
 
 def _entries_in(capacity: int) -> int:
@@ -107,6 +110,8 @@ class MemoryStore:
         # Keys the policy is evicting: moka reports their removal as "explicit".
         self._evicting: set[str] = set()
         self._policy: WTinyLFU | None = None
+        # Hits not yet applied to the policy (W-TinyLFU only).
+        self._reads: list[str] = []
         if policy == "lru":
             weigher = None if weight is None else (lambda _k, e: weight(e.nbytes))
             self._moka: Moka[str, CacheEntry] = Moka(
@@ -157,15 +162,26 @@ class MemoryStore:
         entry = self._moka.get(key)
         if entry is None:
             if self._policy is not None:
+                self._flush_reads()
                 self._policy.on_miss(key)
             return None
         if self._policy is not None:
-            self._policy.on_hit(key)
+            # Hits reach the policy in batches (Caffeine buffers its reads too): a hit only
+            # appends; the batch is applied before any write or miss, or when it is full.
+            reads = self._reads
+            reads.append(key)
+            if len(reads) >= _READ_BATCH:
+                self._flush_reads()
         if self._short:
             tracked = self._short.get(key)
             if tracked is not None:
                 tracked[2] = time.monotonic()
         return entry
+
+    def _flush_reads(self) -> None:
+        if self._reads and self._policy is not None:
+            reads, self._reads = self._reads, []
+            self._policy.on_hits(reads)
 
     async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
         """Store ``entry``; False (and a ``size`` eviction) if it exceeds ``max_bytes``."""
@@ -191,6 +207,7 @@ class MemoryStore:
             ]
             self._moka.set(key, entry, ttl=ttl, tti=tti)
         if self._policy is not None:
+            self._flush_reads()
             weight = 1 if self._weight is None else self._weight(entry.nbytes)
             for victim in self._policy.insert(key, weight):
                 self._evicting.add(victim)
@@ -213,6 +230,7 @@ class MemoryStore:
         self._moka.run_pending_tasks()
         self._short.clear()
         if self._policy is not None:
+            self._reads.clear()
             self._policy.clear()
 
     async def count(self) -> int:
