@@ -87,14 +87,15 @@ async def test_a_clear_with_a_body_is_400_and_clears_nothing() -> None:
     assert again.headers["x-vex-cache"] == "hit"
 
 
+@pytest.mark.parametrize("header", ["Authorization", "x-api-key"])
 @pytest.mark.parametrize("path", ["/chat/completions", "/models", "/cache/stats", "/cache"])
-async def test_two_authorization_headers_are_refused(path: str) -> None:
+async def test_two_credential_headers_are_refused(path: str, header: str) -> None:
     async with proxy(MockProvider.constant("x")) as base, httpx.AsyncClient(base_url=base) as raw:
-        headers = [("authorization", f"Bearer {KEY_A}"), ("authorization", f"Bearer {ADMIN_KEY}")]
+        headers = [(header, f"Bearer {KEY_A}"), (header.upper(), f"Bearer {ADMIN_KEY}")]
         method = {"/chat/completions": "POST", "/cache": "DELETE"}.get(path, "GET")
         refused = await raw.request(method, path, headers=headers, json={"model": MODEL})
     assert refused.status_code == 400
-    assert refused.json()["error"]["param"] == "Authorization"
+    assert refused.json()["error"]["param"] == header
 
 
 def test_strict_query_accepts_exactly_the_known_parameters() -> None:

@@ -123,26 +123,35 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return json_response(error_json(str(detail), kind if status < 500 else "server_error"), status)
 
 
+_CREDENTIAL_HEADERS = {b"authorization": "Authorization", b"x-api-key": "x-api-key"}
+
+
 class OneAuthorization:
-    """ASGI middleware: a request with more than one ``Authorization`` header is refused (400)
-    before any handler sees it. Picking one of them would let a client and whatever sits in
-    front of the proxy disagree on who is asking."""
+    """ASGI middleware: a request with more than one credential header (``Authorization``, or
+    ``x-api-key``, which Anthropic's clients send) is refused (400) before any handler sees
+    it. Picking one of them would let a client and whatever sits in front of the proxy
+    disagree on who is asking."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            count = sum(1 for name, _ in scope["headers"] if name == b"authorization")
-            if count > 1:
-                err = WireError(
-                    "more than one Authorization header; send exactly one",
-                    param="Authorization",
-                    status=400,
-                )
-                response = error_response(err, {"connection": "close"})
-                await response(scope, receive, send)
-                return
+            seen: set[bytes] = set()
+            for name, _ in scope["headers"]:
+                if name not in _CREDENTIAL_HEADERS:
+                    continue
+                if name in seen:
+                    header = _CREDENTIAL_HEADERS[name]
+                    err = WireError(
+                        f"more than one {header} header; send exactly one",
+                        param=header,
+                        status=400,
+                    )
+                    response = error_response(err, {"connection": "close"})
+                    await response(scope, receive, send)
+                    return
+                seen.add(name)
         await self.app(scope, receive, send)
 
 
