@@ -18,6 +18,7 @@ from typing import Any
 from vex_llm.chat import Choice, ContentPart, Tool, ToolCall, ToolCallDelta
 from vex_llm.errors import InputTooLarge
 from vex_llm.frozen_json import FrozenJSON, freeze_optional
+from vex_llm.validation import number_in, positive_int, seconds
 
 __all__ = [
     "DEFAULT_SYSTEM",
@@ -40,51 +41,12 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
-def _is_number(value: object) -> bool:
-    # bool is an int subclass; True as a temperature is a caller's bug, not 1.0.
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _opt_float(name: str, value: object, low: float, high: float) -> float | None:
-    if value is None:
-        return None
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number or None, not {type(value).__name__}")
-    number = float(value)  # type: ignore[arg-type]
-    if math.isnan(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
-    return number
+    return number_in(name, value, low, high)
 
 
 def _opt_int(name: str, value: object, low: int) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, got {value}")
-    return value
-
-
-def seconds(name: str, value: object) -> float | None:
-    """Normalise a duration given as seconds (int/float) or ``timedelta``; None stays None.
-
-    Raises ``TypeError`` for other types and ``ValueError`` unless the duration is positive
-    and finite: a zero or negative time-to-live is always a caller's mistake.
-    """
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        number = value.total_seconds()
-    elif _is_number(value):
-        number = float(value)  # type: ignore[arg-type]
-    else:
-        raise TypeError(
-            f"{name} must be seconds (int or float) or a timedelta, not {type(value).__name__}"
-        )
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a positive, finite duration, got {value!r}")
-    return number
+    return positive_int(name, value, optional=True, low=low)
 
 
 def _text(name: str, value: object) -> str:

@@ -12,12 +12,27 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-__all__ = ["is_number", "positive_int", "seconds"]
+__all__ = ["is_number", "number_in", "positive_int", "seconds"]
 
 
 def is_number(value: object) -> bool:
     """An int or float, but not a bool (``True`` as a temperature is a caller's bug, not 1.0)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def number_in(
+    name: str, value: object, low: float, high: float, *, optional: bool = True
+) -> float | None:
+    """``value`` as a float between ``low`` and ``high`` (inclusive; never NaN)."""
+    if value is None and optional:
+        return None
+    if not is_number(value):
+        wanted = "a number or None" if optional else "a number"
+        raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
+    number = float(value)  # type: ignore[arg-type]
+    if math.isnan(number) or not low <= number <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+    return number
 
 
 def positive_int(name: str, value: object, *, optional: bool = False, low: int = 1) -> int | None:

@@ -27,7 +27,6 @@ line through ``repr(provider)``, ``vars(provider)`` or a debugger's pretty-print
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 
@@ -43,6 +42,7 @@ from vex_llm.providers._http import (
     stream_lines,
 )
 from vex_llm.redaction import Redactor
+from vex_llm.validation import seconds
 
 __all__ = [
     "PASSED_ON_HEADERS",
@@ -163,12 +163,9 @@ def normalise_base_url(base_url: str) -> str:
 
 
 def check_timeout(timeout: object) -> float:
-    """A provider's default timeout: a positive, finite number of seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be seconds (a number), not {type(timeout).__name__}")
-    value = float(timeout)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+    """A provider's default timeout: a positive, finite number of seconds (or timedelta)."""
+    value = seconds("timeout", timeout, optional=False)
+    assert value is not None
     return value
 
 

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
+from vex_llm.validation import is_number as _number
 
 __all__ = ["RESILIENCE_SETTINGS", "read_resilience"]
 
@@ -47,10 +48,6 @@ RESILIENCE_SETTINGS = frozenset(
 )
 
 Problems = list[tuple[str, str]]
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _policy(

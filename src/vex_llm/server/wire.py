@@ -31,6 +31,7 @@ from vex_llm.models import (
     Message,
     extra_fields,
 )
+from vex_llm.validation import is_number as _is_number
 
 __all__ = [
     "ChatRequest",
@@ -159,10 +160,6 @@ def _lone_surrogate(value: Any, where: str) -> str | None:
             if found is not None:
                 return found
     return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _json_type(value: object) -> str:
