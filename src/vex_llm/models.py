@@ -23,6 +23,8 @@ from vex_llm.validation import number_in, positive_int, seconds
 __all__ = [
     "DEFAULT_SYSTEM",
     "OPENAI_CHAT",
+    "OPENAI_COMPLETIONS",
+    "OPENAI_RESPONSES",
     "TYPED_REQUEST_FIELDS",
     "CacheControl",
     "Chunk",
@@ -311,6 +313,13 @@ class LLMRequest:
     that format sends it as it came (with its own model name) rather than rebuilding it from
     the typed fields, which every other provider uses. It is not part of the cache key: the
     typed fields say everything in it that can change the answer.
+
+    ``operation`` names an API other than chat whose request body ``extra`` holds whole
+    (bar ``model`` and ``stream``): :data:`OPENAI_COMPLETIONS` (legacy ``/completions``:
+    ``prompt``, ``suffix``, ``echo``...) or :data:`OPENAI_RESPONSES` (``/responses``:
+    ``input``, ``instructions``...). Such a request has no prompt, messages or typed
+    sampling fields; it is keyed like any other (the operation included), and only a
+    provider that speaks that API answers it (others raise ``UnsupportedFeature``).
     """
 
     prompt: str = ""
@@ -337,6 +346,7 @@ class LLMRequest:
     extra: FrozenJSON | None = None
     raw: FrozenJSON | None = None
     raw_format: str | None = None
+    operation: str | None = None
     #: False when any field beyond the classic text-chat ones is set (tools, parts, extra...):
     #: the cache key encodes the common case without looking at them.
     plain: bool = field(default=True, init=False, repr=False, compare=False)
@@ -383,7 +393,7 @@ class LLMRequest:
                 set_(self, "cache", CacheControl.from_mapping(self.cache))
             else:
                 raise TypeError("cache must be a CacheControl (or a mapping of its fields)")
-        if not self.prompt and not self.messages:
+        if not self.prompt and not self.messages and self.operation is None:
             raise ValueError("a request needs a prompt or at least one message")
         if self.raw is not None:
             if not isinstance(self.raw, FrozenJSON) or not self.raw.text.startswith("{"):
@@ -398,6 +408,7 @@ class LLMRequest:
             or self.logprobs is not None
             or self.top_logprobs is not None
             or self.extra is not None
+            or self.operation is not None
             or not all(m.plain for m in self.messages)
         ):
             self._check_rich()
@@ -434,12 +445,31 @@ class LLMRequest:
                 extra = extra_fields(extra)
             elif not extra.text.startswith("{"):
                 raise TypeError("extra must be a JSON object")
-            typed = TYPED_REQUEST_FIELDS.intersection(extra.value)
+            typed = (
+                TYPED_REQUEST_FIELDS if self.operation is None else _OPERATION_TYPED
+            ).intersection(extra.value)
             if typed:
                 raise ValueError(
                     f"extra must not repeat typed fields; use the {sorted(typed)[0]!r} field"
                 )
             set_(self, "extra", extra)
+        if self.operation is not None:
+            self._check_operation()
+
+    def _check_operation(self) -> None:
+        _text("operation", self.operation)
+        if not self.operation:
+            raise ValueError("operation must not be empty (None is chat)")
+        if self.prompt or self.messages or self.system is not None:
+            raise ValueError(
+                f"an {self.operation} request carries its input in extra, "
+                "not in prompt, system or messages"
+            )
+        for name in _CHAT_ONLY:
+            if getattr(self, name) not in (None, ()):
+                raise ValueError(
+                    f"an {self.operation} request carries {name!r} in extra, as its API names it"
+                )
 
     @staticmethod
     def _normalise_messages(messages: object) -> tuple[Message, ...]:
@@ -486,6 +516,11 @@ class LLMRequest:
             and len(self.prompt) * 4 <= limits.max_prompt_bytes
             and (self.system is None or len(self.system) * 4 <= limits.max_system_bytes)
         ):
+            if self.operation is not None and self.extra is not None:
+                # The whole body is the input: bounded by the prompt limit (JSON included).
+                size = _utf8_size_over((self.extra.text,), limits.max_prompt_bytes)
+                if size is not None:
+                    raise InputTooLarge("input", size, limits.max_prompt_bytes)
             return
         system_texts = [m.text for m in self.messages if m.role in ("system", "developer")]
         if self.system is not None:
@@ -538,6 +573,28 @@ TYPED_REQUEST_FIELDS = frozenset(
     }
 )
 
+#: What ``extra`` of an ``operation`` request may not hold: the model is typed, and whether
+#: the answer streams is how it travels (``complete()`` or ``stream()``).
+_OPERATION_TYPED = frozenset({"model", "stream"})
+
+#: The typed fields of a chat request that an ``operation`` request leaves unset.
+_CHAT_ONLY = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "n",
+    "logprobs",
+    "top_logprobs",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -555,6 +612,15 @@ class Usage:
 #: ``raw_format`` of an OpenAI chat-completions answer (a ``chat.completion`` object, or one
 #: ``chat.completion.chunk`` per stream chunk).
 OPENAI_CHAT = "openai.chat"
+
+#: OpenAI's legacy completions API: the ``operation`` of a ``/completions`` request, and the
+#: ``raw_format`` of its answers (a ``text_completion`` object, or one per stream chunk).
+OPENAI_COMPLETIONS = "openai.completions"
+
+#: OpenAI's Responses API: the ``operation`` of a ``/responses`` request, and the
+#: ``raw_format`` of its answers (a ``response`` object, or its typed stream events, each
+#: chunk's ``raw_event`` naming the event).
+OPENAI_RESPONSES = "openai.responses"
 
 
 @dataclass(frozen=True, slots=True)

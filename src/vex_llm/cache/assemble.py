@@ -14,6 +14,13 @@ later request may want the other kind. Pure functions, no I/O:
 Anthropic's format gets the same two ways: its ``message`` rebuilt from the events, and the
 events that would have carried a stored ``message``
 (:mod:`vex_llm.wire.anthropic_answer`).
+
+Answers of OpenAI's other APIs (``raw_format`` :data:`~vex_llm.models.OPENAI_COMPLETIONS`,
+:data:`~vex_llm.models.OPENAI_RESPONSES`) follow the same two rules in their own format: a
+completions stream joined into its ``text_completion`` and back; a Responses stream's answer
+is the response its ``response.completed`` event carries, and a stored response streams as
+the typed events that would have carried it (:mod:`vex_llm.wire.openai_completions`,
+:mod:`vex_llm.wire.openai_responses`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,14 @@ from typing import Any
 from vex_llm.chat import ToolCall, ToolCallDelta
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
-from vex_llm.models import OPENAI_CHAT, Chunk, LLMResponse, Usage
+from vex_llm.models import (
+    OPENAI_CHAT,
+    OPENAI_COMPLETIONS,
+    OPENAI_RESPONSES,
+    Chunk,
+    LLMResponse,
+    Usage,
+)
 from vex_llm.wire.anthropic_answer import assemble_message, message_events
 from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES, parse_message
 from vex_llm.wire.anthropic_stream import AnthropicStreamDecoder
@@ -35,6 +49,18 @@ from vex_llm.wire.openai_chat import (
     assemble_completion,
     completion_chunks,
     parse_completion,
+)
+from vex_llm.wire.openai_completions import (
+    CompletionsStreamDecoder,
+    assemble_text_completion,
+    parse_text_completion,
+    text_completion_chunks,
+)
+from vex_llm.wire.openai_responses import (
+    ResponsesStreamDecoder,
+    final_response,
+    parse_response,
+    response_events,
 )
 
 __all__ = ["assemble_response", "response_chunks"]
@@ -93,12 +119,40 @@ def _anthropic_response(
     )
 
 
+def _other_format(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse | None:
+    """The answer a stream of OpenAI completions or Responses events amounts to (None for
+    another format, or a stream that does not say it whole)."""
+    kind = next((c.raw_format for c in chunks if c.raw is not None), None)
+    events = [json.loads(c.raw) for c in chunks if c.raw is not None and c.raw_format == kind]
+    final = chunks[-1]
+    try:
+        if kind == OPENAI_COMPLETIONS:
+            doc = assemble_text_completion(events)
+            response = parse_text_completion(doc, model)
+            if doc.get("usage") is None:
+                response = dataclasses.replace(response, usage=final.usage or Usage())
+        elif kind == OPENAI_RESPONSES:
+            whole = final_response(events)
+            if whole is None:
+                return None
+            response = parse_response(whole, model)
+        else:
+            return None
+    except InvalidResponse:
+        return None
+    return dataclasses.replace(response, latency_ms=latency_ms)
+
+
 def assemble_response(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse:
     """The whole answer a finished stream amounts to (what ``complete()`` would have returned)."""
     anthropic = _anthropic_response(chunks, model, latency_ms)
     if anthropic is not None:
         return anthropic
     events = [c.raw for c in chunks if c.raw is not None and c.raw_format == OPENAI_CHAT]
+    if not events:
+        other = _other_format(chunks, model, latency_ms)
+        if other is not None:
+            return other
     if events:
         doc = assemble_completion(json.loads(e) for e in events)
         try:
@@ -124,11 +178,15 @@ def assemble_response(chunks: Sequence[Chunk], model: str, latency_ms: float) ->
     return _typed(chunks, model, latency_ms)
 
 
+def _compact(doc: object) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
 def response_chunks(response: LLMResponse) -> tuple[Chunk, ...]:
     """The chunks a stream hit replays for a response stored whole."""
+    chunks: list[Chunk] = []
     if response.raw is not None and response.raw_format == OPENAI_CHAT:
         decoder = OpenAIStreamDecoder(response.model)
-        chunks: list[Chunk] = []
         for event in completion_chunks(response.raw.value):
             chunks += decoder.feed(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
         chunks += decoder.feed("[DONE]")
@@ -139,6 +197,17 @@ def response_chunks(response: LLMResponse) -> tuple[Chunk, ...]:
         for name, doc in message_events(response.raw.value):
             replay += events.feed(name, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
         return tuple(replay)
+    if response.raw is not None and response.raw_format == OPENAI_COMPLETIONS:
+        text_decoder = CompletionsStreamDecoder(response.model)
+        for event in text_completion_chunks(response.raw.value):
+            chunks += text_decoder.feed(_compact(event))
+        chunks += text_decoder.feed("[DONE]")
+        return tuple(chunks)
+    if response.raw is not None and response.raw_format == OPENAI_RESPONSES:
+        event_decoder = ResponsesStreamDecoder(response.model)
+        for name, body in response_events(response.raw.value):
+            chunks += event_decoder.feed(name, _compact(body))
+        return tuple(chunks)
     r = response
     text = (Chunk(delta=r.content, model=r.model),) if r.content else ()
     calls = (

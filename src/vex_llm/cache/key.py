@@ -15,8 +15,11 @@ more than a role and text (content parts, a name, tool calls, a tool result, ext
 is an upper-case role letter and the length of its JSON (``Message.to_openai``), which takes
 its place among the texts: ``"a\\nb"`` and the parts ``["a", "b"]`` never meet. Numbers are
 ``repr``-ed (exact for floats; ``None`` when unset). After the texts, each richer field that
-is set (tools, tool_choice, parallel_tool_calls, response_format, n, logprobs, top_logprobs,
-then the keyed ``extra`` fields) follows as ``name=<length>:<json>``, in that order.
+is set (the ``operation``, tools, tool_choice, parallel_tool_calls, response_format, n,
+logprobs, top_logprobs, then the keyed ``extra`` fields) follows as ``name=<length>:<json>``,
+in that order. A request of another ``operation`` (OpenAI's completions or responses) has
+no turns or sampling fields: its whole body is in ``extra``, and the operation keeps it
+apart from a chat request with the same fields.
 
 Tenant comes first. Left out, because they cannot change the answer: ``timeout`` and the
 cache controls other than ``namespace``, and the ``extra`` fields in :data:`UNKEYED_FIELDS`.
@@ -170,6 +173,8 @@ def keyed_extra(extra: FrozenJSON | None) -> str | None:
 
 def _rich_fields(request: LLMRequest) -> str:
     parts = []
+    if request.operation is not None:
+        parts.append(_field("operation", request.operation))
     if request.tools:
         parts.append(_field("tools", "[" + ",".join(t.spec.text for t in request.tools) + "]"))
     for name in RICH_FIELDS[1:]:

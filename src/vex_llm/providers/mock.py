@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from vex_llm.errors import LLMError
+from vex_llm.errors import LLMError, UnsupportedFeature
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.provider import LLMProvider
 
@@ -119,6 +119,8 @@ class MockProvider(LLMProvider):
 
     async def _answer(self, request: LLMRequest) -> str:
         request.validate(self.limits)
+        if request.operation is not None:
+            raise UnsupportedFeature("operation", "mock", f"it speaks no {request.operation} API")
         self.calls += 1
         self.last_request = request
         if self.latency:

@@ -7,21 +7,34 @@ Streaming is SSE (``data: {...}`` lines ending with ``data: [DONE]``); usage arr
 chunk with empty ``choices`` when ``stream_options.include_usage`` is sent. Every field of the
 request is sent (``extra`` as it came) and every answer keeps the backend's JSON as ``raw``;
 the wire format itself is pure code in :mod:`vex_llm.wire.openai_chat`.
+
+It also speaks OpenAI's other two text APIs, for requests whose ``operation`` names them:
+legacy ``POST {base_url}/completions`` (:mod:`vex_llm.wire.openai_completions`) and
+``POST {base_url}/responses`` (:mod:`vex_llm.wire.openai_responses`); the request body is
+``extra`` as it came (the model set), and the answers keep their JSON and events as ``raw``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
-from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.errors import UnsupportedFeature
+from vex_llm.models import OPENAI_COMPLETIONS, OPENAI_RESPONSES, Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._http import decoded_sse
 from vex_llm.providers.base import HTTPProvider, passed_on
+from vex_llm.providers.sse import SSEEvent
 from vex_llm.wire.openai_chat import OpenAIStreamDecoder, build_payload, parse_completion
+from vex_llm.wire.openai_completions import (
+    CompletionsStreamDecoder,
+    operation_payload,
+    parse_text_completion,
+)
+from vex_llm.wire.openai_responses import ResponsesStreamDecoder, parse_response
 
 __all__ = ["MISTRAL_MODELS", "OpenAICompatibleProvider", "OpenAIStreamDecoder", "build_payload"]
 
@@ -122,9 +135,11 @@ class OpenAICompatibleProvider(HTTPProvider):
         return await self._probe("/models", self._headers())
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        """One chat completion, non-streamed."""
+        """One chat completion (or the ``operation`` asked for), non-streamed."""
         request.validate(self.limits)
         model = self._model_for(request)
+        if request.operation is not None:
+            return await self._complete_operation(request, model)
         payload = build_payload(
             request, model, stream=False, seed_field=self.seed_field, stream_usage=False
         )
@@ -145,9 +160,14 @@ class OpenAICompatibleProvider(HTTPProvider):
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        """Stream a chat completion over SSE, yielding text as it arrives."""
+        """Stream a chat completion (or the ``operation`` asked for) over SSE, yielding text
+        as it arrives."""
         request.validate(self.limits)
         model = self._model_for(request)
+        if request.operation is not None:
+            async for chunk in self._stream_operation(request, model):
+                yield chunk
+            return
         payload = build_payload(
             request,
             model,
@@ -173,3 +193,67 @@ class OpenAICompatibleProvider(HTTPProvider):
                 chunk = dataclasses.replace(chunk, headers=tuple(kept))
             first = False
             yield chunk
+
+    # -- OpenAI's completions and Responses APIs (LLMRequest.operation) ---------------------
+
+    def _path(self, request: LLMRequest) -> str:
+        path = _OPERATION_PATHS.get(request.operation)  # type: ignore[arg-type]
+        if path is None:
+            raise UnsupportedFeature(
+                "operation", self.label, f"it speaks no {request.operation!r} API"
+            )
+        return path
+
+    async def _complete_operation(self, request: LLMRequest, model: str) -> LLMResponse:
+        path = self._path(request)
+        started = time.perf_counter()
+        kept: list[tuple[str, str]] = []
+        doc = await self._post(
+            request,
+            path,
+            headers=self._headers(),
+            payload=operation_payload(request, model, stream=False),
+            what=f"{self.label} {path[1:]}",
+            on_headers=lambda h: kept.extend(passed_on(h)),
+        )
+        parse = parse_text_completion if request.operation == OPENAI_COMPLETIONS else parse_response
+        return dataclasses.replace(
+            parse(doc, model),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            headers=tuple(kept),
+        )
+
+    async def _stream_operation(self, request: LLMRequest, model: str) -> AsyncIterator[Chunk]:
+        path = self._path(request)
+        decoder: CompletionsStreamDecoder | ResponsesStreamDecoder
+        feed: Callable[[SSEEvent], list[Chunk]]
+        if request.operation == OPENAI_COMPLETIONS:
+            decoder = text = CompletionsStreamDecoder(model)
+            feed = lambda event: text.feed(event.data)  # noqa: E731
+        else:
+            decoder = events = ResponsesStreamDecoder(model)
+            feed = lambda event: events.feed(event.event, event.data)  # noqa: E731
+        kept: list[tuple[str, str]] = []
+        lines = self._lines(
+            request,
+            path,
+            headers={**self._headers(), "accept": "text/event-stream"},
+            payload=operation_payload(
+                request,
+                model,
+                stream=True,
+                stream_usage=self.stream_usage and request.operation == OPENAI_COMPLETIONS,
+            ),
+            what=f"{self.label} {path[1:]} stream",
+            on_headers=lambda h: kept.extend(passed_on(h)),
+        )
+        first = True
+        async for chunk in decoded_sse(lines, decoder, feed, self._redactor):
+            if first and kept:
+                chunk = dataclasses.replace(chunk, headers=tuple(kept))
+            first = False
+            yield chunk
+
+
+#: Where each ``LLMRequest.operation`` this provider speaks is sent.
+_OPERATION_PATHS = {OPENAI_COMPLETIONS: "/completions", OPENAI_RESPONSES: "/responses"}

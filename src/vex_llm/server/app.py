@@ -1,7 +1,8 @@
 """``create_app``: the OpenAI-compatible caching proxy as a Starlette application.
 
 Every request through a front door (``server.doors``: chat completions, Anthropic's messages,
-...) goes: client key (``Authorization: Bearer``, or ``x-api-key``)
+OpenAI's legacy completions and Responses, ...) goes: client key (``Authorization: Bearer``,
+or ``x-api-key``)
 -> tenant (401 if unknown); body read under the size cap (413, checked against Content-Length
 *and* counted while reading); body -> ``LLMRequest`` by the door's wire format (400 naming the
 param); the request's model -> its upstream's ``CachedProvider`` (404 if none); then a cached
@@ -38,7 +39,9 @@ from vex_llm.server.admin import (
 from vex_llm.server.cache_control import cache_control
 from vex_llm.server.doors import Door, DoorRequest, Rendered
 from vex_llm.server.doors.chat import ChatDoor
+from vex_llm.server.doors.completions import CompletionsDoor
 from vex_llm.server.doors.messages import MessagesDoor
+from vex_llm.server.doors.responses import ResponsesDoor
 from vex_llm.server.failures import Failure, failure_for
 from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
@@ -486,6 +489,8 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", proxy.door(ChatDoor()), methods=["POST"]),
         Route("/v1/messages", proxy.door(MessagesDoor()), methods=["POST"]),
+        Route("/v1/completions", proxy.door(CompletionsDoor()), methods=["POST"]),
+        Route("/v1/responses", proxy.door(ResponsesDoor()), methods=["POST"]),
         Route("/v1/models", proxy.models, methods=["GET"]),
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),

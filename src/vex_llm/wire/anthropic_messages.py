@@ -27,6 +27,7 @@ from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import LLMRequest, LLMResponse, Message, Usage
 from vex_llm.wire.translate import (
     OPENAI_ONLY_FIELDS,
+    chat_only,
     data_uri,
     extra_fields,
     max_completion_tokens,
@@ -225,6 +226,7 @@ def _tool_choice(request: LLMRequest) -> dict[str, Any] | None:
 
 
 def _refuse_unsupported(request: LLMRequest) -> None:
+    chat_only(request, PROVIDER)
     for name in ("seed", "presence_penalty", "frequency_penalty"):
         if getattr(request, name) is not None:
             raise _unsupported(name, "the Messages API has none")

@@ -25,6 +25,7 @@ from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Message, Usage
 from vex_llm.wire.translate import (
     OPENAI_ONLY_FIELDS,
+    chat_only,
     data_uri,
     extra_fields,
     max_completion_tokens,
@@ -143,6 +144,7 @@ def _format(request: LLMRequest) -> object:
 
 
 def _refuse_unsupported(request: LLMRequest) -> None:
+    chat_only(request, PROVIDER)
     if request.tool_choice is not None and request.tool_choice.value != "auto":
         raise _unsupported("tool_choice", "Ollama lets the model choose (auto) only")
     if request.parallel_tool_calls is False:

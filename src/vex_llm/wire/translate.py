@@ -19,6 +19,7 @@ from vex_llm.models import LLMRequest, Message
 
 __all__ = [
     "OPENAI_ONLY_FIELDS",
+    "chat_only",
     "data_uri",
     "extra_fields",
     "max_completion_tokens",
@@ -63,6 +64,17 @@ def max_completion_tokens(request: LLMRequest, extra: dict[str, Any], provider: 
     if request.max_tokens is not None and request.max_tokens != value:
         raise UnsupportedFeature("max_completion_tokens", provider, "it contradicts max_tokens")
     return value
+
+
+def chat_only(request: LLMRequest, provider: str) -> None:
+    """``UnsupportedFeature`` for a request of another API than chat (``operation``): only
+    OpenAI-compatible backends speak OpenAI's completions and Responses APIs."""
+    if request.operation is not None:
+        raise UnsupportedFeature(
+            "operation",
+            provider,
+            f"it speaks no {request.operation} API (only OpenAI-compatible upstreams do)",
+        )
 
 
 def message_label(position: int, offset: int) -> str:
