@@ -84,8 +84,10 @@ class FrequencySketch:
         t, m = self._table, self._mask
         i = h & m
         j = (h >> 32) & m
-        t[i] = min(15, t[i] + count)
-        t[j] = min(15, t[j] + count)
+        a = t[i] + count
+        b = t[j] + count
+        t[i] = a if a < 15 else 15
+        t[j] = b if b < 15 else 15
 
     def halve(self) -> None:
         """Halve every counter (ageing)."""
@@ -156,10 +158,11 @@ class WTinyLFU:
     def on_hits(self, keys: Sequence[str]) -> None:
         """Hits buffered by a store, oldest first: each distinct key is counted once per hit
         and refreshed once (a hot key read 40 times in a batch costs one update)."""
+        self._clock += len(keys)
+        add, refresh = self.sketch.add, self._refresh
         for key, count in Counter(keys).items():
-            self.sketch.add(key, count)
-            self._clock += count
-            self._refresh(key)
+            add(key, count)
+            refresh(key)
         if self._clock >= self._next_tick:
             self._tick()
 
