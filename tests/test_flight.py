@@ -16,6 +16,7 @@ from vex_llm import (
     ServerError,
 )
 from vex_llm.cache.flight import Flight, Flights
+from vex_llm.models import Chunk
 
 
 async def test_many_concurrent_identical_misses_call_upstream_once() -> None:
@@ -120,3 +121,36 @@ async def test_different_keys_fly_separately() -> None:
     cached = CachedProvider.wrap(mock)
     await asyncio.gather(*(cached.complete(LLMRequest(prompt=f"p{i % 5}")) for i in range(50)))
     assert mock.calls == 5
+
+
+async def test_a_recording_past_its_limit_is_let_go_as_readers_pass_it() -> None:
+    """An answer larger than the cache can hold is relayed, not kept: chunks every reader has
+    passed are dropped, no newcomer may join, and the reader gets every chunk."""
+    flights = Flights()
+    release = asyncio.Event()
+    sizes: list[int] = []
+
+    async def run(flight: Flight) -> None:
+        for i in range(200):
+            flight.publish(Chunk(delta=f"piece{i:03d} " * 10))
+            sizes.append(len(flight.chunks))
+            await asyncio.sleep(0)
+        flight.publish(Chunk(finish_reason="stop"))
+        await release.wait()
+        flight.end()
+
+    flight = flights.start("k", run, shared=True, limit=5_000)
+    flight.join()
+    flight.read_up_to(1, 0)
+    read = []
+    while len(read) < 201:
+        if len(read) < flight.count:
+            read.append(flight.chunk(len(read)).delta)
+            flight.read_up_to(1, len(read))
+        else:
+            await flight.changed()
+    release.set()
+    assert "".join(read) == "".join(f"piece{i:03d} " * 10 for i in range(200))
+    assert flight.unrecorded
+    assert max(sizes[100:]) <= 2  # past the limit, only what the reader has not read is kept
+    assert flights.get("k") is None  # a newcomer could not be given the start

@@ -320,3 +320,25 @@ async def test_an_attached_stream_keeps_its_own_timeout() -> None:
     assert [c.delta async for c in first] == ["ok", ""]
     assert upstream.calls == 1
     assert upstream.cancelled == 0
+
+
+async def test_a_stream_larger_than_the_cache_is_relayed_whole_and_not_kept() -> None:
+    """Past what the cache could ever store, the recording stops: every subscriber still gets
+    the whole answer (a JSON member too), and nothing is stored."""
+    text = "x" * 40_000
+    upstream = MockProvider.constant(text, chunk_size=100, latency=0.05)
+    cached = CachedProvider(upstream, LLMCacheConfig(max_entries=None, max_bytes=10_000))
+    request = LLMRequest(prompt="big")
+    streamed, answered = await asyncio.gather(
+        _text(cached.stream(request)), cached.complete(request)
+    )
+    assert streamed == text
+    assert answered.content == text
+    assert upstream.calls == 1
+    assert cached.stats().entries == 0
+    assert await _text(cached.stream(request)) == text
+    assert upstream.calls == 2  # not stored: asked again
+
+
+async def _text(chunks: AsyncIterator[Chunk]) -> str:
+    return "".join([c.delta async for c in chunks])

@@ -67,14 +67,17 @@ class UpstreamCalls:
         if decision.action == "join":
             joined = self.flights.get(key)
             assert joined is not None
-            joined.join()
+            joined.join(waits=not streamed)
             return joined, True
         flight = self.flights.start(
             key,
             lambda f: self._fly(f, request, key, decision, leased, streamed),
             shared=decision.action == "lead",
+            # An answer larger than the whole cache can never be stored: past that, a stream
+            # is relayed without being kept (no_store answers are never kept either).
+            limit=0 if not decision.store else self.config.max_bytes,
         )
-        flight.join()
+        flight.join(waits=not streamed)
         if not (decision.lease and self.store.lease_store is not None):
             flight.set_origin("upstream")  # no lease to wait for
         return flight, False
@@ -147,7 +150,7 @@ class UpstreamCalls:
             raise
         chunks: tuple[Chunk, ...] | None = None
         if streamed:
-            chunks = tuple(flight.chunks)
+            chunks = tuple(flight.chunks)  # whole unless unrecorded (then never stored)
             model = request.model or self.inner.name()
             response = joined_response(chunks, model, (time.perf_counter() - started) * 1000)
         else:
@@ -155,7 +158,7 @@ class UpstreamCalls:
             for chunk in replay_chunks(CacheEntry(response, 0.0)):
                 flight.publish(chunk)
         flight.answered(response)
-        if not decision.store:
+        if not decision.store or flight.unrecorded:
             return False
         return await self.store_answer(key, request, response, chunks, release=holding)
 

@@ -41,22 +41,41 @@ class Flight:
 
     __slots__ = (
         "_changed",
+        "base",
         "chunks",
         "complete",
         "error",
         "finished",
         "key",
+        "limit",
         "members",
         "on_abandoned",
         "origin",
+        "readers",
+        "recorded",
         "response",
         "task",
+        "unrecorded",
+        "waiters",
     )
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, limit: int | None = None) -> None:
         self.key = key
-        #: Chunks so far, in order (a JSON-led flight publishes its answer's chunks at the end).
+        #: Chunks so far, in order (a JSON-led flight publishes its answer's chunks at the end);
+        #: ``chunks[0]`` is chunk number ``base`` (see ``unrecorded``).
         self.chunks: list[Chunk] = []
+        self.base = 0
+        #: How many bytes a recording may reach and still be stored (None: no bound), and the
+        #: estimate so far. Past it the answer can never be stored, so it is not recorded:
+        #: ``unrecorded``, no newcomer may join (it could not be given the start), and chunks
+        #: every reader has passed are let go — the stream is relayed, not kept.
+        self.limit = limit
+        self.recorded = 0
+        self.unrecorded = False
+        #: Each stream reader's next chunk number (by id), and the JSON members waiting for
+        #: the whole answer (who need every chunk kept).
+        self.readers: dict[int, int] = {}
+        self.waiters = 0
         #: True once the terminal chunk (or the whole answer) is in: it will not be cancelled.
         self.complete = False
         #: True once the call is over (answered and stored, failed or cancelled).
@@ -80,9 +99,38 @@ class Flight:
     def publish(self, chunk: Chunk) -> None:
         """Record ``chunk`` and wake the members."""
         self.chunks.append(chunk)
+        if self.limit is not None:
+            # Roughly its encoded size: the text, the upstream's event, the fields around.
+            self.recorded += len(chunk.delta) + len(chunk.raw or "") + 48
+            if self.recorded > self.limit:
+                self.unrecorded = True
+            if self.unrecorded:
+                self._let_go()
         if chunk.is_final:
             self.complete = True
         self._wake()
+
+    @property
+    def count(self) -> int:
+        """How many chunks were published (kept or let go)."""
+        return self.base + len(self.chunks)
+
+    def chunk(self, number: int) -> Chunk:
+        """Chunk ``number`` (one no reader has passed yet)."""
+        return self.chunks[number - self.base]
+
+    def read_up_to(self, reader: int, number: int) -> None:
+        """Reader ``reader`` will read chunk ``number`` next."""
+        self.readers[reader] = number
+
+    def _let_go(self) -> None:
+        if self.waiters:
+            return  # a JSON member needs the whole answer assembled
+        passed = min(self.readers.values(), default=self.count)
+        drop = passed - self.base
+        if drop > 0:
+            del self.chunks[:drop]
+            self.base = passed
 
     def answered(self, response: LLMResponse) -> None:
         """The whole answer is known (it may still be being stored)."""
@@ -105,13 +153,16 @@ class Flight:
 
     # -- the member side --------------------------------------------------------------------
 
-    def join(self) -> None:
-        """Count one more member."""
+    def join(self, waits: bool = False) -> None:
+        """Count one more member (``waits``: a JSON member, which needs the whole answer)."""
         self.members += 1
+        self.waiters += waits
 
-    def leave(self) -> None:
+    def leave(self, reader: int | None = None) -> None:
         """Count one member less; with none left before the answer is complete, cancel."""
         self.members -= 1
+        if reader is not None:
+            self.readers.pop(reader, None)
         if self.members > 0 or self.complete or self.finished:
             return
         if self.on_abandoned is not None:
@@ -165,7 +216,7 @@ class Flights:
     def get(self, key: str) -> Flight | None:
         """The flight for ``key`` that a newcomer may join (one not over yet), or None."""
         flight = self._live.get(key)
-        return None if flight is None or flight.finished else flight
+        return None if flight is None or flight.finished or flight.unrecorded else flight
 
     def start(
         self,
@@ -173,10 +224,12 @@ class Flights:
         run: Callable[[Flight], Coroutine[Any, Any, None]],
         *,
         shared: bool,
+        limit: int | None = None,
     ) -> Flight:
         """A new flight for ``key`` running ``run(flight)`` in its own task; ``shared``
-        flights are listed for others to join until they end."""
-        flight = Flight(key)
+        flights are listed for others to join until they end. ``limit``: the recording's
+        bound (see :class:`Flight`)."""
+        flight = Flight(key, limit)
         if shared:
             self._live[key] = flight
             flight.on_abandoned = self._forget

@@ -225,7 +225,7 @@ class CachedProvider(WrapperProvider):
                 await flight.known_origin(deadline)
             if stale is not None:
                 # The stale entry stands in only before the first chunk: wait for it.
-                while not flight.chunks and not flight.finished:
+                while not flight.count and not flight.finished:
                     await flight.changed(deadline)
         except DeadlinePassed:
             flight.leave()
@@ -237,7 +237,7 @@ class CachedProvider(WrapperProvider):
             if stale is not None and isinstance(exc, LLMError) and covers(exc):
                 return self._stale_stream(key, stale, exc)
             raise
-        failed = flight.error if not flight.chunks else None
+        failed = flight.error if not flight.count else None
         if stale is not None and failed is not None and covers(failed):
             flight.leave()
             return self._stale_stream(key, stale, failed)

@@ -70,6 +70,8 @@ class CachedStream:
         self._deadline = deadline
         self._on_final = on_final
         # The caller joined the flight before handing it over (no await in between).
+        if flight is not None:
+            flight.read_up_to(id(self), 0)
 
     def __aiter__(self) -> Self:
         return self
@@ -83,9 +85,10 @@ class CachedStream:
             self._next += 1
             return chunk
         while True:
-            if self._next < len(flight.chunks):
-                chunk = flight.chunks[self._next]
+            if self._next < flight.count:
+                chunk = flight.chunk(self._next)
                 self._next += 1
+                flight.read_up_to(id(self), self._next)
                 if chunk.is_final and self._on_final is not None:
                     self._on_final(chunk)
                 return chunk
@@ -113,12 +116,12 @@ class CachedStream:
         flight = self._flight
         if flight is None:
             return True
-        return self._next < len(flight.chunks) or flight.finished
+        return self._next < flight.count or flight.finished
 
     def _detach(self) -> None:
         flight, self._flight = self._flight, None
         if flight is not None:
-            flight.leave()
+            flight.leave(id(self))
 
     async def aclose(self) -> None:
         """Stop reading; the upstream is cancelled only when no member is left."""
