@@ -18,7 +18,7 @@ ignores them); an Anthropic backend gets them anyway, because it is sent the bod
 type with its fields, so it is neither lost nor confused with another request.
 
 Errors are :class:`BadRequest` naming the field the way the API does (``messages.0.content``).
-:func:`openai_extra` says what of the rest an OpenAI-compatible backend is sent.
+:func:`translated_extra` says what of the rest an OpenAI-compatible backend is sent.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from vex_llm.errors import UnsupportedFeature
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import TYPED_REQUEST_FIELDS, LLMRequest, Message
 
-__all__ = ["ANTHROPIC_ONLY_FIELDS", "BadRequest", "openai_extra", "typed_fields"]
+__all__ = ["ANTHROPIC_ONLY_FIELDS", "BadRequest", "translated_extra", "typed_fields"]
 
 #: Request fields only Anthropic's API understands: an OpenAI-compatible backend would ignore
 #: them (answering another question than the one asked), so a translation refuses them.
@@ -364,14 +364,15 @@ def typed_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-# -- towards an OpenAI-compatible backend --------------------------------------------------
+# -- towards another API's backend --------------------------------------------------
 
 
-def openai_extra(request: LLMRequest, provider: str) -> dict[str, Any]:
-    """The ``extra`` fields to send an OpenAI-compatible backend for a request read from a
-    ``/v1/messages`` body: those that cannot change the answer (``metadata``...) are not sent
-    (their meaning is Anthropic's), and what such a backend cannot honour — extended
-    thinking, server tools, MCP servers — raises ``UnsupportedFeature`` naming the field."""
+def translated_extra(request: LLMRequest, provider: str) -> dict[str, Any]:
+    """The ``extra`` fields to send another API's backend (OpenAI-compatible, Ollama) for a
+    request read from a ``/v1/messages`` body: those that cannot change the answer
+    (``metadata``...) are not sent (their meaning is Anthropic's), and what such a backend
+    cannot honour — extended thinking, server tools, MCP servers — raises
+    ``UnsupportedFeature`` naming the field."""
     for i, tool in enumerate(request.tools):
         if tool.type != "function":
             raise UnsupportedFeature(f"tools.{i}", provider, f"it runs no {tool.type} tools")

@@ -2,7 +2,7 @@
 
 - :func:`build_payload`: an :class:`LLMRequest` as the JSON body to send, every field kept
   (typed fields under their OpenAI names, ``extra`` merged in as it came; a request read
-  from Anthropic's format sends what :func:`~vex_llm.wire.anthropic_request.openai_extra`
+  from Anthropic's format sends what :func:`~vex_llm.wire.anthropic_request.translated_extra`
   keeps of it).
 - :func:`parse_completion`: a ``chat.completion`` object as an :class:`LLMResponse`, with the
   object itself kept as ``raw`` so that a proxy can hand it on unchanged.
@@ -25,7 +25,7 @@ from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import OPENAI_CHAT, Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES
-from vex_llm.wire.anthropic_request import openai_extra
+from vex_llm.wire.anthropic_request import translated_extra
 
 __all__ = [
     "OpenAIStreamDecoder",
@@ -78,7 +78,7 @@ def build_payload(
                 payload[name] = value
     extra: dict[str, Any] = request.extra.value if request.extra is not None else {}
     if request.raw_format == ANTHROPIC_MESSAGES:
-        extra = openai_extra(request, "openai-compatible upstream")
+        extra = translated_extra(request, "openai-compatible upstream")
     options = extra.pop("stream_options", None)
     payload.update(extra)
     if stream:
