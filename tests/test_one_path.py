@@ -161,3 +161,15 @@ async def test_old_names_still_work_with_a_warning() -> None:
         import vex_llm  # the package itself imports without touching the old names
 
         assert "SyncCacheStore" not in vex_llm.__all__
+
+
+async def test_limits_reach_through_every_wrapper() -> None:
+    from vex_llm.resilience import CircuitBreaker, FallbackProvider, RetryingProvider
+
+    first, second = MockProvider.constant("a"), MockProvider.constant("b")
+    stack = CachedProvider(
+        RetryingProvider(CircuitBreaker(FallbackProvider([first, second]))),
+        LLMCacheConfig(limits=InputLimits(max_prompt_bytes=200_000)),
+    )
+    assert first.limits.max_prompt_bytes == second.limits.max_prompt_bytes == 200_000
+    assert (await stack.complete(LLMRequest(prompt="x" * 150_000))).content == "a"

@@ -97,6 +97,7 @@ async def test_text_json_and_stream_cached_and_translated() -> None:
         ]
         assert (sent["max_tokens"], sent["stop"], sent["temperature"]) == (64, ["END"], 0.5)
         assert sent["top_k"] == 5
+        assert "metadata" not in sent  # Anthropic's label; it cannot change the answer
         # metadata is not keyed: another user id is the same question.
         again = await client.messages.with_raw_response.create(
             **{**ask, "metadata": {"user_id": "u-2"}}
@@ -305,3 +306,33 @@ async def test_both_ways_of_sending_the_key(auth: str) -> None:
             async with client:
                 message = await client.messages.create(**GOOD)
     assert message.content[0].text.startswith("echo 0: hi")  # type: ignore[union-attr]
+
+
+async def test_what_an_openai_upstream_cannot_honour_is_a_400_naming_it() -> None:
+    async with door() as (upstream, client, root):
+        refused = {
+            "thinking": {**GOOD, "thinking": {"type": "enabled", "budget_tokens": 1024}},
+            "tools.0": {
+                **GOOD,
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            },
+            "mcp_servers": {**GOOD, "mcp_servers": [{"type": "url", "url": "https://x"}]},
+        }
+        async with httpx.AsyncClient() as http:
+            for field, body in refused.items():
+                for stream in (False, True):
+                    answer = await http.post(
+                        f"{root}/v1/messages",
+                        json={**body, "stream": stream},
+                        headers={"x-api-key": KEY_A},
+                    )
+                    assert answer.status_code == 400, (field, answer.text)
+                    error = answer.json()["error"]
+                    assert error["type"] == "invalid_request_error"
+                    assert f"'{field}'" in error["message"]
+                    assert "openai-compatible upstream" in error["message"]
+        # Thinking turned off asks nothing of it.
+        off = await client.messages.create(**GOOD, thinking={"type": "disabled"})
+        assert off.content[0].text.startswith("echo 0: hi")  # type: ignore[union-attr]
+        assert "thinking" not in upstream.bodies[-1]
+        assert upstream.calls == 1

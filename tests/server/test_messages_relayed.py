@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from anthropic import AsyncAnthropic
+import pytest
+from anthropic import AsyncAnthropic, RateLimitError
 
 from vex_llm import AnthropicProvider
 
 from ..fakes import LoopbackServer, Recorded, Reply, json_reply
 from ..test_anthropic_tools import EVENTS, MESSAGE, stream_body
-from .conftest import KEY_A, MODEL, proxy
+from .conftest import KEY_A, MODEL, make_settings, proxy
 from .test_messages_door import events_of
 
 ASK: dict[str, Any] = {
@@ -106,3 +107,22 @@ async def test_a_stream_cut_short_ends_with_an_error_event() -> None:
     assert name == "error"
     assert error["type"] == "error"
     assert error["error"]["type"] == "api_error"
+
+
+async def test_an_upstream_rate_limit_is_anthropic_s_429() -> None:
+    def limited(request: Recorded) -> Reply:
+        error = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+        return json_reply(error, status=429, headers={"retry-after": "7"})
+
+    async with LoopbackServer(limited) as upstream:
+        provider = AnthropicProvider("sk-ant-upstream", model=MODEL, base_url=upstream.url)
+        async with proxy(provider, make_settings(upstream={"retry": None})) as base:
+            client = AsyncAnthropic(base_url=base.removesuffix("/v1"), api_key=KEY_A, max_retries=0)
+            async with client:
+                with pytest.raises(RateLimitError) as limited_error:
+                    await client.messages.create(**ASK)
+    assert limited_error.value.response.headers["retry-after"] == "7"
+    body = limited_error.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "rate_limit_error"

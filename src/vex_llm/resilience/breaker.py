@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable
 
 from vex_llm.errors import NotAvailable
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
-from vex_llm.provider import LLMProvider
+from vex_llm.provider import LLMProvider, WrapperProvider
 from vex_llm.resilience.circuit import Circuit, CircuitState, Ticket, outcome_of
 from vex_llm.resilience.policy import BreakerPolicy
 
 __all__ = ["CircuitBreaker"]
 
 
-class CircuitBreaker(LLMProvider):
+class CircuitBreaker(WrapperProvider):
     """Wraps ``inner`` with a circuit breaker under ``policy`` (see :class:`BreakerPolicy`).
 
     ``clock`` (monotonic seconds) is injectable for tests.
@@ -37,8 +37,7 @@ class CircuitBreaker(LLMProvider):
     ) -> None:
         if not isinstance(inner, LLMProvider):
             raise TypeError(f"inner must be an LLMProvider, not {type(inner).__name__}")
-        self.inner = inner
-        self.limits = inner.limits
+        super().__init__(inner)  # limits read and set through to ``inner``
         self.circuit = Circuit(policy, clock=clock)
         #: Calls refused because the circuit was open.
         self.rejected = 0

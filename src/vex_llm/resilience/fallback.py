@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Generic, TypeVar
 
 from vex_llm.errors import LLMError, Timeout
-from vex_llm.models import Chunk, LLMRequest, LLMResponse
+from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 from vex_llm.resilience.classify import FailureKind, failure_kind
 
@@ -58,9 +58,19 @@ class FallbackProvider(LLMProvider, Generic[P]):
             if not isinstance(provider, LLMProvider):
                 raise TypeError(f"providers must be LLMProviders, not {type(provider).__name__}")
         self.fall_back_on = frozenset(fall_back_on)
-        self.limits = self.providers[0].limits
         self.answered = [0] * len(self.providers)
         self._clock = clock
+
+    @property
+    def limits(self) -> InputLimits:
+        """The first provider's size limits; setting them sets every provider's (any of them
+        may answer, so all must accept what this accepts)."""
+        return self.providers[0].limits
+
+    @limits.setter
+    def limits(self, value: InputLimits) -> None:
+        for provider in self.providers:
+            provider.limits = value
 
     def name(self) -> str:
         """``fallback(<first name>, <second name>, ...)``."""

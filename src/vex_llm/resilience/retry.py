@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from vex_llm.errors import LLMError, RateLimited, ServerError, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
-from vex_llm.provider import LLMProvider
+from vex_llm.provider import LLMProvider, WrapperProvider
 from vex_llm.resilience.backoff import plan_retry
 from vex_llm.resilience.budget import RetryBudget
 from vex_llm.resilience.classify import failure_kind
@@ -39,7 +39,7 @@ class RetryCounters:
     gave_up_early: int = 0
 
 
-class RetryingProvider(LLMProvider):
+class RetryingProvider(WrapperProvider):
     """Wraps ``inner`` with retries under ``policy`` (see :class:`RetryPolicy`).
 
     ``budget`` defaults to one built from the policy; pass one to share it between wrappers.
@@ -59,9 +59,8 @@ class RetryingProvider(LLMProvider):
     ) -> None:
         if not isinstance(inner, LLMProvider):
             raise TypeError(f"inner must be an LLMProvider, not {type(inner).__name__}")
-        self.inner = inner
+        super().__init__(inner)  # limits read and set through to ``inner``
         self.policy = policy or RetryPolicy()
-        self.limits = inner.limits
         self.budget = budget or RetryBudget(
             self.policy.budget_ratio,
             self.policy.budget_min_per_second,

@@ -18,6 +18,7 @@ ignores them); an Anthropic backend gets them anyway, because it is sent the bod
 type with its fields, so it is neither lost nor confused with another request.
 
 Errors are :class:`BadRequest` naming the field the way the API does (``messages.0.content``).
+:func:`translated_extra` says what of the rest an OpenAI-compatible backend is sent.
 """
 
 from __future__ import annotations
@@ -27,11 +28,19 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vex_llm.cache.key import UNKEYED_FIELDS
 from vex_llm.chat import ContentPart, Tool, ToolCall
+from vex_llm.errors import UnsupportedFeature
 from vex_llm.frozen_json import FrozenJSON
-from vex_llm.models import TYPED_REQUEST_FIELDS, Message
+from vex_llm.models import TYPED_REQUEST_FIELDS, LLMRequest, Message
 
-__all__ = ["BadRequest", "typed_fields"]
+__all__ = ["ANTHROPIC_ONLY_FIELDS", "BadRequest", "translated_extra", "typed_fields"]
+
+#: Request fields only Anthropic's API understands: an OpenAI-compatible backend would ignore
+#: them (answering another question than the one asked), so a translation refuses them.
+ANTHROPIC_ONLY_FIELDS = frozenset(
+    {"thinking", "container", "mcp_servers", "context_management", "output_config"}
+)
 
 #: Top-level fields read into typed ones (the rest go to ``extra``).
 _TYPED = frozenset(
@@ -353,3 +362,23 @@ def typed_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     if extra:
         fields["extra"] = dict(sorted(extra.items()))
     return fields
+
+
+# -- towards another API's backend --------------------------------------------------
+
+
+def translated_extra(request: LLMRequest, provider: str) -> dict[str, Any]:
+    """The ``extra`` fields to send another API's backend (OpenAI-compatible, Ollama) for a
+    request read from a ``/v1/messages`` body: those that cannot change the answer
+    (``metadata``...) are not sent (their meaning is Anthropic's), and what such a backend
+    cannot honour — extended thinking, server tools, MCP servers — raises
+    ``UnsupportedFeature`` naming the field."""
+    for i, tool in enumerate(request.tools):
+        if tool.type != "function":
+            raise UnsupportedFeature(f"tools.{i}", provider, f"it runs no {tool.type} tools")
+    fields: dict[str, Any] = request.extra.value if request.extra is not None else {}
+    for name in sorted(ANTHROPIC_ONLY_FIELDS.intersection(fields)):
+        if name == "thinking" and fields[name] == {"type": "disabled"}:
+            continue
+        raise UnsupportedFeature(name, provider, "it is Anthropic's own")
+    return {k: v for k, v in fields.items() if k not in UNKEYED_FIELDS and k not in {"thinking"}}

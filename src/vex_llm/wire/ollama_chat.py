@@ -23,6 +23,8 @@ from vex_llm.chat import ToolCall, ToolCallDelta
 from vex_llm.errors import InvalidResponse, UnsupportedFeature
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Message, Usage
+from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES
+from vex_llm.wire.anthropic_request import translated_extra
 from vex_llm.wire.translate import (
     OPENAI_ONLY_FIELDS,
     chat_only,
@@ -163,6 +165,8 @@ def _refuse_unsupported(request: LLMRequest) -> None:
 def build_payload(request: LLMRequest, model: str, *, stream: bool) -> dict[str, Any]:
     """The ``/api/chat`` body for ``request``; unset fields are left to the model's defaults."""
     _refuse_unsupported(request)
+    if request.raw_format == ANTHROPIC_MESSAGES:
+        translated_extra(request, PROVIDER)  # refuses what only Anthropic's API honours
     extra = extra_fields(request, keep=frozenset())
     for name in OPENAI_ONLY_FIELDS.intersection(extra):
         raise _unsupported(name, "it is OpenAI's own")

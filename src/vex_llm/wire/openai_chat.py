@@ -1,7 +1,9 @@
 """OpenAI's Chat Completions wire format, both ways, as pure functions (no I/O).
 
 - :func:`build_payload`: an :class:`LLMRequest` as the JSON body to send, every field kept
-  (typed fields under their OpenAI names, ``extra`` merged in as it came).
+  (typed fields under their OpenAI names, ``extra`` merged in as it came; a request read
+  from Anthropic's format sends what :func:`~vex_llm.wire.anthropic_request.translated_extra`
+  keeps of it).
 - :func:`parse_completion`: a ``chat.completion`` object as an :class:`LLMResponse`, with the
   object itself kept as ``raw`` so that a proxy can hand it on unchanged.
 - :class:`OpenAIStreamDecoder`: ``chat.completion.chunk`` events as :class:`Chunk`\\ s, one
@@ -22,6 +24,8 @@ from vex_llm.chat import Choice, ToolCall, ToolCallDelta
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import OPENAI_CHAT, Chunk, LLMRequest, LLMResponse, Usage
+from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES
+from vex_llm.wire.anthropic_request import translated_extra
 
 __all__ = [
     "OpenAIStreamDecoder",
@@ -73,6 +77,8 @@ def build_payload(
             if value is not None:
                 payload[name] = value
     extra: dict[str, Any] = request.extra.value if request.extra is not None else {}
+    if request.raw_format == ANTHROPIC_MESSAGES:
+        extra = translated_extra(request, "openai-compatible upstream")
     options = extra.pop("stream_options", None)
     payload.update(extra)
     if stream:
