@@ -288,6 +288,7 @@ async def test_stateful_responses_bypass_the_cache() -> None:
         {"previous_response_id": "resp_earlier"},
         {"conversation": "conv_1"},
         {"background": True},
+        {"input": [{"type": "item_reference", "id": "msg_stored"}]},
     ]
     async with clients() as (upstream, _, via):
         for change in stateful:
@@ -298,7 +299,7 @@ async def test_stateful_responses_bypass_the_cache() -> None:
             events, outcome = await _events(via, request)
             assert outcome == "bypass"
             assert events[-1]["type"] == "response.completed"
-        assert upstream.calls == 9
+        assert upstream.calls == 3 * len(stateful)
         # ``store`` asks the upstream to keep a copy; the answer is the same: not keyed.
         await via.responses.create(model=MODEL, input="Hi.", store=True)
         raw = await via.responses.with_raw_response.create(model=MODEL, input="Hi.", store=False)

@@ -16,8 +16,9 @@ The request is the client's body as it came (``LLMRequest.extra`` of an
   amounts to (its terminal event carries it whole), and a response as the events that would
   have streamed it (a JSON hit from a stored stream, a stream hit from a stored JSON answer).
 
-Requests that depend on state kept upstream (:func:`stateful_field`) are the proxy's to
-pass through uncached.
+Requests that depend on state kept upstream (:func:`stateful_field`: an earlier response,
+a conversation, a stored item referred to, or a background run) are the proxy's to pass
+through uncached.
 """
 
 from __future__ import annotations
@@ -52,8 +53,15 @@ _FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
 def stateful_field(body: Mapping[str, Any]) -> str | None:
-    """The first of :data:`STATEFUL_FIELDS` that ``body`` sets (not null, not false)."""
-    return next((name for name in STATEFUL_FIELDS if body.get(name) not in (None, False)), None)
+    """The first of :data:`STATEFUL_FIELDS` that ``body`` sets (not null, not false), or
+    ``input[i]`` for an input item that refers to an item the upstream stored
+    (``item_reference``); None for a request whose answer depends on its body alone."""
+    field = next((name for name in STATEFUL_FIELDS if body.get(name) not in (None, False)), None)
+    if field is None and isinstance(body.get("input"), list):
+        for i, item in enumerate(body["input"]):
+            if isinstance(item, dict) and item.get("type") == "item_reference":
+                return f"input[{i}]"
+    return field
 
 
 def _error_text(error: object) -> str:

@@ -7,7 +7,8 @@ own ``response`` object, or its typed events (``event: response.created`` ...
 ``response.completed``), on a miss and on a hit.
 
 A request that depends on state the upstream keeps (``previous_response_id``,
-``conversation``) or that runs in the ``background`` goes upstream uncached: its answer is
+``conversation``, an ``item_reference`` input item) or that runs in the ``background`` goes
+upstream uncached: its answer is
 neither looked up nor stored (``x-vex-cache: bypass``). ``store`` does not change the answer
 and is not keyed.
 """
