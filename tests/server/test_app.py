@@ -157,8 +157,8 @@ async def test_models_health_ready_and_metrics() -> None:
     assert ready.status_code == 200
     assert ready.json()["upstreams"] == {MODEL: True}
     assert (
-        'vex_llm_cache_lookups_total{model="test-model",outcome="hit",tenant="tenant-a"} 1.0'
-        in (metrics)
+        'vex_llm_cache_lookups_total{endpoint="chat.completions",model="test-model",'
+        'outcome="hit",tenant="tenant-a"} 1.0' in metrics
     )
     assert 'vex_llm_tokens_saved_total{model="test-model",tenant="tenant-a"}' in metrics
     assert KEY_A not in metrics
@@ -220,3 +220,16 @@ async def test_readyz_is_503_while_an_upstream_is_down() -> None:
         "store": True,
         "breakers": {MODEL: "closed"},
     }
+
+
+async def test_metrics_say_which_door_answered() -> None:
+    async with proxy(MockProvider.constant("hi")) as base:
+        root = base.removesuffix("/v1")
+        async with httpx.AsyncClient(base_url=root, headers=_bearer(KEY_A)) as raw:
+            chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+            assert (await raw.post("/v1/chat/completions", json=chat)).status_code == 200
+            messages = {**chat, "max_tokens": 10}
+            assert (await raw.post("/v1/messages", json=messages)).status_code == 200
+            metrics = (await raw.get("/metrics")).text
+    for endpoint in ("chat.completions", "messages"):
+        assert f'vex_llm_requests_total{{endpoint="{endpoint}",model="test-model"' in metrics

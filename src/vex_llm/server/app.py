@@ -191,7 +191,7 @@ class _Proxy:
     def _fail(
         self, door: Door, failure: Failure, tenant: str, model: str, exc: LLMError | None
     ) -> Response:
-        self.metrics.status(tenant, model, failure.status)
+        self.metrics.status(tenant, model, failure.status, door.endpoint)
         if exc is not None and failure.status >= 500:
             self.metrics.upstream_error(tenant, model, type(exc).__name__)
             log.warning("upstream %s failed: %s", model, failure.message)
@@ -212,7 +212,7 @@ class _Proxy:
         started = time.perf_counter()
         tenant = self.directory.tenant(_client_key(request))
         if tenant is None:
-            self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401)
+            self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401, door.endpoint)
             return self._render(door.error(unauthorized()))
         try:
             body = await read_body(request, self.settings.max_body_bytes)
@@ -221,10 +221,10 @@ class _Proxy:
                 body, tenant=tenant, control=control, upstream_model=self.upstream_model
             )
         except WireError as err:
-            self.metrics.status(tenant, UNKNOWN_MODEL, err.status)
+            self.metrics.status(tenant, UNKNOWN_MODEL, err.status, door.endpoint)
             return self._render(door.error(err))
         if call.model not in self.cached:
-            self.metrics.status(tenant, UNKNOWN_MODEL, 404)
+            self.metrics.status(tenant, UNKNOWN_MODEL, 404, door.endpoint)
             return self._render(
                 door.error(
                     WireError(
@@ -248,8 +248,9 @@ class _Proxy:
             result.outcome,
             time.perf_counter() - started,
             response.usage.total_tokens,
+            door.endpoint,
         )
-        self.metrics.status(tenant, call.model, 200)
+        self.metrics.status(tenant, call.model, 200, door.endpoint)
         headers = cache_headers(result.outcome, result.key, result.age)
         headers["x-vex-upstream"] = answered_by
         headers.update(response.headers)  # the upstream's request id and limits, misses only
@@ -303,15 +304,20 @@ class _Proxy:
                 usage = final[0].usage if final else None
                 tokens = usage.total_tokens if usage is not None else 0
                 self.metrics.observe(
-                    tenant, call.model, stream.outcome, time.perf_counter() - started, tokens
+                    tenant,
+                    call.model,
+                    stream.outcome,
+                    time.perf_counter() - started,
+                    tokens,
+                    door.endpoint,
                 )
-                self.metrics.status(tenant, call.model, 200)
+                self.metrics.status(tenant, call.model, 200, door.endpoint)
             except LLMError as exc:
                 # Headers are gone already: the error travels in-band, and the missing end
                 # marker tells the client the stream is incomplete.
                 failure = self._failure(exc)
                 self.metrics.upstream_error(tenant, call.model, type(exc).__name__)
-                self.metrics.status(tenant, call.model, failure.status)
+                self.metrics.status(tenant, call.model, failure.status, door.endpoint)
                 log.warning("stream from %s failed: %s", call.model, failure.message)
                 yield door.stream_error(failure.as_wire())
             finally:

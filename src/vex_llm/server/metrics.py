@@ -53,14 +53,14 @@ class ProxyMetrics:
         r = self.registry
         self.requests = prom.Counter(
             "vex_llm_requests",
-            "Chat-completion requests answered, by HTTP status class.",
-            (*labels, "status"),
+            "Requests answered, by endpoint and HTTP status class.",
+            (*labels, "endpoint", "status"),
             registry=r,
         )
         self.cache = prom.Counter(
             "vex_llm_cache_lookups",
-            "Chat completions by cache outcome (hit, miss, coalesced, bypass).",
-            (*labels, "outcome"),
+            "Answers by endpoint and cache outcome (hit, miss, coalesced, bypass, stale).",
+            (*labels, "endpoint", "outcome"),
             registry=r,
         )
         self.upstream_errors = prom.Counter(
@@ -77,8 +77,8 @@ class ProxyMetrics:
         )
         self.latency = prom.Histogram(
             "vex_llm_request_duration_seconds",
-            "Time to answer a chat completion (to the last byte for streams), by outcome.",
-            (*labels, "outcome"),
+            "Time to answer (to the last byte for streams), by endpoint and outcome.",
+            (*labels, "endpoint", "outcome"),
             buckets=_BUCKETS,
             registry=r,
         )
@@ -94,17 +94,25 @@ class ProxyMetrics:
         self._extra.append(collector)
 
     def observe(
-        self, tenant: str, model: str, outcome: str, seconds: float, tokens_saved: int
+        self,
+        tenant: str,
+        model: str,
+        outcome: str,
+        seconds: float,
+        tokens_saved: int,
+        endpoint: str = "chat.completions",
     ) -> None:
-        """Record one answered completion."""
-        self.cache.labels(tenant, model, outcome).inc()
-        self.latency.labels(tenant, model, outcome).observe(seconds)
+        """Record one answer served through ``endpoint`` (a front door's name)."""
+        self.cache.labels(tenant, model, endpoint, outcome).inc()
+        self.latency.labels(tenant, model, endpoint, outcome).observe(seconds)
         if tokens_saved and outcome in ("hit", "coalesced"):
             self.tokens_saved.labels(tenant, model).inc(tokens_saved)
 
-    def status(self, tenant: str, model: str, status: int) -> None:
-        """Count a response by its status class (``2xx``, ``4xx``...)."""
-        self.requests.labels(tenant, model, f"{status // 100}xx").inc()
+    def status(
+        self, tenant: str, model: str, status: int, endpoint: str = "chat.completions"
+    ) -> None:
+        """Count a response of ``endpoint`` by its status class (``2xx``, ``4xx``...)."""
+        self.requests.labels(tenant, model, endpoint, f"{status // 100}xx").inc()
 
     def upstream_error(self, tenant: str, model: str, error: str) -> None:
         """Count an upstream failure of type ``error`` (the exception class name)."""
