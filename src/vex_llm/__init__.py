@@ -26,6 +26,7 @@ from vex_llm.cache import (
     cache_key,
     open_store,
 )
+from vex_llm.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import (
     AnswerTooLarge,
     AuthenticationFailed,
@@ -78,6 +79,9 @@ __all__ = [
     "CachedStream",
     "Chunk",
     "ConnectionFailed",
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "InputLimits",
     "InputTooLarge",
     "InvalidResponse",

@@ -2,6 +2,7 @@
 
 A subclass implements ``name()``, ``is_available()`` and ``complete()``; ``stream()`` (one
 chunk from ``complete``), ``ask()``, ``aclose()`` and ``async with`` come from this base.
+``embed()`` (embeddings) raises ``UnsupportedFeature`` unless a backend has them.
 Wrappers such as the cache implement the same contract, so they stack; ``WrapperProvider`` is
 their base, and keeps one rule: the size limits live on the innermost provider, which checks
 them before its I/O, and a wrapper reads and sets them there, so the whole stack agrees.
@@ -14,6 +15,8 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
+from vex_llm.errors import UnsupportedFeature
 from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
 
 __all__ = ["LLMProvider", "WrapperProvider"]
@@ -49,6 +52,14 @@ class LLMProvider(abc.ABC):
             usage=response.usage,
             model=response.model,
         )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The vectors of ``request.inputs``, in their order.
+
+        This default is for backends without embeddings: ``UnsupportedFeature`` naming the
+        provider, before any I/O.
+        """
+        raise UnsupportedFeature("embeddings", self.name(), "it has no embeddings endpoint")
 
     async def ask(self, prompt: str) -> str:
         """Answer one prompt with :meth:`LLMRequest.simple` defaults and return the text."""
@@ -106,6 +117,10 @@ class WrapperProvider(LLMProvider):
     async def is_available(self) -> bool:
         """Whether the wrapped provider is available."""
         return await self.inner.is_available()
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The wrapped provider's embeddings."""
+        return await self.inner.embed(request)
 
     def cache_identity(self) -> tuple[str, ...]:
         """The wrapped provider's identity: a wrapper changes no answer."""

@@ -1,6 +1,7 @@
 """The response cache: key, config, single-flight, stats, stores and ``CachedProvider``."""
 
 from vex_llm.cache.config import LLMCacheConfig, effective_expiry
+from vex_llm.cache.embeddings import EmbeddingOutcome, EmbeddingResult
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.key import KEY_VERSION, cache_key
 from vex_llm.cache.lease import LeasePolicy
@@ -29,6 +30,8 @@ __all__ = [
     "CacheStoreWithSyncOps",
     "CachedProvider",
     "CachedStream",
+    "EmbeddingOutcome",
+    "EmbeddingResult",
     "LLMCacheConfig",
     "LeasePolicy",
     "LeaseStore",

@@ -38,6 +38,7 @@ from vex_llm.cache.access import StoreAccess
 from vex_llm.cache.calls import UpstreamCalls
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.decision import LEAD, Decision, Stored, decide, reads_store
+from vex_llm.cache.embeddings import EmbeddingCache, EmbeddingResult
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight
 from vex_llm.cache.key import hash_material, identity_prefix, material_after
@@ -51,6 +52,7 @@ from vex_llm.cache.stores.base import (
 )
 from vex_llm.cache.stores.memory import MemoryStore
 from vex_llm.cache.streaming import CachedStream, iterate, replay_chunks
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import CacheMiss, LLMError, Timeout
 from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider, WrapperProvider
@@ -126,6 +128,18 @@ class CachedProvider(WrapperProvider):
         # Everything that goes upstream: one flight per key, the lease, the store write.
         self._calls = UpstreamCalls(provider, self._store, self._counters, self.config, clock)
         self._flights = self._calls.flights
+        # Embeddings: cached per input, through the same store access, counters and flights.
+        self._embeddings = EmbeddingCache(
+            provider,
+            self._store,
+            self._counters,
+            self._flights,
+            self.config,
+            clock,
+            self._identity,
+            is_fresh=None if self._grace is None else self._is_fresh,
+            get_now=self._get_now,
+        )
 
     @classmethod
     def wrap(cls, provider: LLMProvider) -> CachedProvider:
@@ -194,6 +208,15 @@ class CachedProvider(WrapperProvider):
             if not covers(exc):
                 raise
             return self._stale(key, entry, exc)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The vectors of ``request.inputs``, each input cached on its own: only the inputs
+        nobody has go upstream, in one call (see ``cache.embeddings``)."""
+        return (await self._embeddings.embed(request)).response
+
+    async def embed_result(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Like :meth:`embed`, and also say how the inputs were served (for the proxy)."""
+        return await self._embeddings.embed(request)
 
     async def lookup(self, request: LLMRequest) -> CacheResult:
         """Deprecated name of :meth:`complete_result` (it calls upstream on a miss)."""

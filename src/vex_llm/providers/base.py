@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.models import LLMRequest
 from vex_llm.provider import LLMProvider
 from vex_llm.providers._http import (
@@ -205,7 +206,7 @@ class HTTPProvider(LLMProvider):
             )
         self.answer_limits = answer_limits
 
-    def _timeout_for(self, request: LLMRequest) -> float:
+    def _timeout_for(self, request: LLMRequest | EmbeddingRequest) -> float:
         return request.timeout if request.timeout is not None else self.timeout
 
     def _model_for(self, request: LLMRequest) -> str:
@@ -222,7 +223,7 @@ class HTTPProvider(LLMProvider):
 
     async def _post(
         self,
-        request: LLMRequest,
+        request: LLMRequest | EmbeddingRequest,
         path: str,
         *,
         headers: dict[str, str],

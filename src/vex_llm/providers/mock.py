@@ -8,14 +8,18 @@ so tests can assert how often the upstream was really reached.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
+import struct
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from vex_llm.embeddings import EmbeddingInput, EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import LLMError, UnsupportedFeature
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.provider import LLMProvider
 
-__all__ = ["MockProvider", "smart_answer"]
+__all__ = ["MockProvider", "mock_vector", "smart_answer"]
 
 _CHALLENGE = (
     "After careful analysis, I found the following concerns:\n"
@@ -66,6 +70,8 @@ class MockProvider(LLMProvider):
     ``latency`` (seconds) is awaited before each answer. ``error`` is raised instead of
     answering, for the first ``fail_times`` calls (every call when ``fail_times`` is None).
     ``chunk_size`` splits streamed answers into pieces of that many characters.
+    :meth:`embed` answers deterministic unit vectors of ``dimensions`` (a request's own
+    ``dimensions`` wins) derived from each input's hash, and counts its calls apart.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class MockProvider(LLMProvider):
         fail_times: int | None = None,
         model: str = "mock",
         chunk_size: int = 8,
+        dimensions: int = 8,
     ) -> None:
         if isinstance(responses, str):
             raise TypeError("responses must be a sequence of str; use MockProvider.constant(text)")
@@ -92,6 +99,14 @@ class MockProvider(LLMProvider):
         self.fail_times = fail_times
         self.model = model
         self.chunk_size = chunk_size
+        if dimensions < 1:
+            raise ValueError("dimensions must be >= 1")
+        self.dimensions = dimensions
+        #: How many times ``embed`` reached this provider, and how many inputs it embedded.
+        self.embed_calls = 0
+        self.inputs_embedded = 0
+        #: The last embedding request that reached this provider.
+        self.last_embedding_request: EmbeddingRequest | None = None
         #: How many times ``complete`` or ``stream`` reached this provider.
         self.calls = 0
         #: The last request that reached this provider (only the last: a long-running demo
@@ -159,3 +174,40 @@ class MockProvider(LLMProvider):
             yield Chunk(delta=piece, model=model)
             await asyncio.sleep(0)
         yield Chunk(finish_reason="stop", usage=self._usage(request, text), model=model)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Deterministic vectors (see the class docstring), after the configured latency or
+        error; one token per 4 characters (or per token id)."""
+        request.validate(self.limits)
+        started = time.perf_counter()
+        self.embed_calls += 1
+        call = self.embed_calls  # this call's number, whatever others start meanwhile
+        self.inputs_embedded += len(request.inputs)
+        self.last_embedding_request = request
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.error is not None and (self.fail_times is None or call <= self.fail_times):
+            raise self.error
+        size = request.dimensions or self.dimensions
+        tokens = sum(
+            len(item) // 4 + 1 if isinstance(item, str) else len(item) for item in request.inputs
+        )
+        return EmbeddingResponse.of(
+            (mock_vector(item, size) for item in request.inputs),
+            request.model or self.model,
+            tokens,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def mock_vector(item: EmbeddingInput, dimensions: int) -> tuple[float, ...]:
+    """The unit vector :class:`MockProvider` answers for ``item``: a function of it alone."""
+    seed = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else repr(item).encode()
+    raw = b""
+    counter = 0
+    while len(raw) < 4 * dimensions:
+        raw += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    values = [v / 2**31 for v in struct.unpack(f">{dimensions}i", raw[: 4 * dimensions])]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return tuple(v / norm for v in values)

@@ -3,7 +3,8 @@
 The translation both ways lives in :mod:`vex_llm.wire.ollama_chat` (pure): sampling fields go
 in ``options`` under Ollama's names, tools keep OpenAI's shape, ``response_format`` becomes
 ``format``, and what Ollama cannot honour raises :class:`~vex_llm.errors.UnsupportedFeature`
-before any I/O. A streamed answer is one JSON object per line; the last has ``"done": true``
+before any I/O. Embeddings are ``POST /api/embed``. A streamed answer is one JSON object per
+line; the last has ``"done": true``
 with ``done_reason`` and the token counts ``prompt_eval_count`` / ``eval_count``. A stream
 that ends before that line is cut short and raises ``InvalidResponse``.
 """
@@ -17,9 +18,11 @@ from contextlib import aclosing
 
 import httpx
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._base import HTTPProvider
 from vex_llm.providers._http import drain
+from vex_llm.wire.embeddings import ollama_embed_payload, parse_ollama_embed
 from vex_llm.wire.ollama_chat import OllamaStreamDecoder, build_payload, parse_chat
 
 __all__ = ["OllamaProvider", "build_ollama_payload"]
@@ -71,6 +74,26 @@ class OllamaProvider(HTTPProvider):
         )
         return dataclasses.replace(
             parse_chat(doc, model), latency_ms=(time.perf_counter() - started) * 1000
+        )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The vectors of ``request.inputs`` from ``POST /api/embed`` (text inputs only)."""
+        request.validate(self.limits)
+        model = request.model or self.model
+        payload = ollama_embed_payload(request, model, self.name())
+        started = time.perf_counter()
+        doc = await self._post(
+            request,
+            "/api/embed",
+            headers={"accept": "application/json"},
+            payload=payload,
+            what="ollama embed",
+        )
+        vectors, answered, tokens = parse_ollama_embed(
+            doc, len(request.inputs), request.dimensions, model, self.name()
+        )
+        return EmbeddingResponse.of(
+            vectors, answered, tokens or 0, latency_ms=(time.perf_counter() - started) * 1000
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:

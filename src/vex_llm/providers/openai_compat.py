@@ -3,6 +3,7 @@
 One class serves every backend that speaks ``POST {base_url}/chat/completions``: OpenAI,
 DeepSeek, Mistral, Groq, and local servers (llama.cpp's ``llama-server``, vLLM, LM Studio).
 ``base_url`` is given the way OpenAI's own client takes it, e.g. ``http://127.0.0.1:8080/v1``.
+Embeddings are ``POST {base_url}/embeddings`` (:meth:`OpenAICompatibleProvider.embed`).
 Streaming is SSE (``data: {...}`` lines ending with ``data: [DONE]``); usage arrives in a last
 chunk with empty ``choices`` when ``stream_options.include_usage`` is sent. Every field of the
 request is sent (``extra`` as it came) and every answer keeps the backend's JSON as ``raw``;
@@ -23,11 +24,13 @@ from typing import Any
 
 import httpx
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import UnsupportedFeature
 from vex_llm.models import OPENAI_COMPLETIONS, OPENAI_RESPONSES, Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._http import decoded_sse
 from vex_llm.providers.base import HTTPProvider, passed_on
 from vex_llm.providers.sse import SSEEvent
+from vex_llm.wire.embeddings import openai_embeddings_payload, parse_openai_embeddings
 from vex_llm.wire.openai_chat import OpenAIStreamDecoder, build_payload, parse_completion
 from vex_llm.wire.openai_completions import (
     CompletionsStreamDecoder,
@@ -155,6 +158,31 @@ class OpenAICompatibleProvider(HTTPProvider):
         )
         return dataclasses.replace(
             parse_completion(doc, model),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            headers=tuple(kept),
+        )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The vectors of ``request.inputs`` from ``POST {base_url}/embeddings``."""
+        request.validate(self.limits)
+        model = request.model or self.model
+        started = time.perf_counter()
+        kept: list[tuple[str, str]] = []
+        doc = await self._post(
+            request,
+            "/embeddings",
+            headers=self._headers(),
+            payload=openai_embeddings_payload(request, model),
+            what=f"{self.label} embeddings",
+            on_headers=lambda h: kept.extend(passed_on(h)),
+        )
+        vectors, answered, tokens = parse_openai_embeddings(
+            doc, len(request.inputs), request.dimensions, model, self.name()
+        )
+        return EmbeddingResponse.of(
+            vectors,
+            answered,
+            tokens or 0,
             latency_ms=(time.perf_counter() - started) * 1000,
             headers=tuple(kept),
         )

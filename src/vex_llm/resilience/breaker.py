@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import NotAvailable
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider, WrapperProvider
@@ -78,6 +79,17 @@ class CircuitBreaker(WrapperProvider):
         ticket = self._ticket()
         try:
             response = await self.inner.complete(request)
+        except BaseException as exc:
+            self.circuit.record(ticket, outcome_of(_cause(exc), self.circuit.policy))
+            raise
+        self.circuit.record(ticket, "success")
+        return response
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The wrapped provider's embeddings, or ``NotAvailable`` at once while open."""
+        ticket = self._ticket()
+        try:
+            response = await self.inner.embed(request)
         except BaseException as exc:
             self.circuit.record(ticket, outcome_of(_cause(exc), self.circuit.policy))
             raise

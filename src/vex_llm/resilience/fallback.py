@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Generic, TypeVar
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import LLMError, Timeout
 from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
@@ -30,6 +31,8 @@ __all__ = ["DEFAULT_FALL_BACK_ON", "FallbackProvider"]
 
 P = TypeVar("P", bound=LLMProvider)
 T = TypeVar("T")
+#: A request kind: chat or embeddings.
+Q = TypeVar("Q", LLMRequest, EmbeddingRequest)
 
 #: The failures another provider may well not have.
 DEFAULT_FALL_BACK_ON: frozenset[FailureKind] = frozenset(
@@ -97,8 +100,8 @@ class FallbackProvider(LLMProvider, Generic[P]):
 
     async def first_answer(
         self,
-        request: LLMRequest,
-        call: Callable[[P, LLMRequest], Awaitable[T]],
+        request: Q,
+        call: Callable[[P, Q], Awaitable[T]],
     ) -> tuple[T, int]:
         """``call(member, request)`` on each member in turn; the first result and its index.
 
@@ -127,6 +130,11 @@ class FallbackProvider(LLMProvider, Generic[P]):
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """The first answer any member gives (see the module docstring)."""
         response, _ = await self.first_answer(request, lambda p, r: p.complete(r))
+        return response
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The first embeddings any member gives."""
+        response, _ = await self.first_answer(request, lambda p, r: p.embed(r))
         return response
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:

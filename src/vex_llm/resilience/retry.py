@@ -16,7 +16,9 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import LLMError, RateLimited, ServerError, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider, WrapperProvider
@@ -26,6 +28,10 @@ from vex_llm.resilience.classify import failure_kind
 from vex_llm.resilience.policy import RetryPolicy
 
 __all__ = ["RetryCounters", "RetryingProvider"]
+
+#: A request kind (chat or embeddings) and what it is answered with.
+Q = TypeVar("Q", LLMRequest, EmbeddingRequest)
+A = TypeVar("A")
 
 
 @dataclass(slots=True)
@@ -84,11 +90,11 @@ class RetryingProvider(WrapperProvider):
         """Whether the wrapped provider is available."""
         return await self.inner.is_available()
 
-    def _deadline(self, request: LLMRequest) -> float | None:
+    def _deadline(self, request: LLMRequest | EmbeddingRequest) -> float | None:
         timeout = request.timeout if request.timeout is not None else self.policy.timeout
         return None if timeout is None else self._clock() + timeout
 
-    def _attempt_request(self, request: LLMRequest, deadline: float | None) -> LLMRequest:
+    def _attempt_request(self, request: Q, deadline: float | None) -> Q:
         """``request`` with the time left as its timeout (the deadline covers every attempt)."""
         if deadline is None:
             return request
@@ -126,6 +132,13 @@ class RetryingProvider(WrapperProvider):
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """The wrapped provider's answer, retrying retryable failures within the deadline."""
+        return await self._retried(request, self.inner.complete)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The wrapped provider's embeddings, retried like :meth:`complete`."""
+        return await self._retried(request, self.inner.embed)
+
+    async def _retried(self, request: Q, call: Callable[[Q], Awaitable[A]]) -> A:
         self.counters.requests += 1
         self.budget.record_request()
         deadline = self._deadline(request)
@@ -135,9 +148,9 @@ class RetryingProvider(WrapperProvider):
             attempts += 1
             try:
                 if deadline is None:
-                    return await self.inner.complete(attempt)
+                    return await call(attempt)
                 async with asyncio.timeout(deadline - self._clock()):
-                    return await self.inner.complete(attempt)
+                    return await call(attempt)
             except TimeoutError:
                 limit = request.timeout or self.policy.timeout
                 raise Timeout(f"no answer within {limit:g} s") from None
