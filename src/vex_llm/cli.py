@@ -282,7 +282,11 @@ async def _serve_workers(settings: Any, local: Any) -> int:
         if local is not None:
             await local.start()
         signals.remove()
-        supervisor = Supervisor(settings, local_base_url=local.base_url if local else None)
+        supervisor = Supervisor(
+            settings,
+            local_base_url=local.base_url if local else None,
+            local_embeddings_url=local.embeddings_base_url if local else None,
+        )
         try:
             code = await supervisor.run(lambda real: _announce(real, OPEN_TENANT))
         except OSError as exc:
@@ -403,6 +407,79 @@ async def _ask(
     elapsed = (time.perf_counter() - started) * 1000
     colour = "green" if outcome in ("hit", "coalesced") else "yellow"
     err.print(f"[{colour}]{outcome}[/] in {elapsed:.1f} ms  (key {key[:16]}…)", highlight=False)
+
+
+@main.command()
+@click.argument("text", nargs=-1, required=True)
+@_upstream_options
+@click.option("--no-cache", is_flag=True, help="Ask upstream even if a vector is cached.")
+@click.option("--dimensions", type=click.IntRange(1), help="Vector size, if the model can shorten.")
+@click.option("--values", type=click.IntRange(0), default=5, show_default=True,
+              help="How many leading values to print.")  # fmt: skip
+def embed(
+    text: tuple[str, ...],
+    upstream: str | None,
+    upstream_kind: str,
+    upstream_key_env: str | None,
+    model: str | None,
+    store: str | None,
+    no_cache: bool,
+    dimensions: int | None,
+    values: int,
+) -> None:
+    """Embed TEXT (one or more inputs) through the cache; print each vector's size and first
+    values, then hit/miss/partial and latency."""
+    provider, model = _upstream_provider(upstream, upstream_kind, upstream_key_env, model)
+    _run(_embed(text, provider, model, _store_url(store), no_cache, dimensions, values))
+
+
+async def _embed(
+    texts: tuple[str, ...],
+    provider: Any,
+    model: str,
+    store_url: str,
+    no_cache: bool,
+    dimensions: int | None,
+    values: int,
+) -> None:
+    from vex_llm.cache.provider import CachedProvider
+    from vex_llm.embeddings import EmbeddingRequest
+    from vex_llm.server.run import OPEN_TENANT
+
+    config = LLMCacheConfig.default()
+    try:
+        # As ``ask``: the proxy's quick path's tenant, so the CLI and curl share entries.
+        request = EmbeddingRequest(
+            texts,
+            model=model,
+            dimensions=dimensions,
+            tenant_id=OPEN_TENANT,
+            cache=CacheControl(no_cache=no_cache),
+        )
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    started = time.perf_counter()
+    store = _open_store(store_url, config)
+    try:
+        async with CachedProvider(provider, config, store=store) as cached:
+            result = await cached.embed_result(request)
+    except LLMError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        await store.aclose()
+    elapsed = (time.perf_counter() - started) * 1000
+    for item in result.response.data:
+        head = ", ".join(f"{v:.6f}" for v in item.vector[:values])
+        more = ", …" if len(item.vector) > values else ""
+        click.echo(f"[{item.index}] {len(item.vector)} dims: [{head}{more}]")
+    response = result.response
+    colour = "green" if result.outcome in ("hit", "coalesced") else "yellow"
+    err.print(
+        f"[{colour}]{result.outcome}[/] in {elapsed:.1f} ms  ({result.hits} of "
+        f"{len(response.data)} from the cache, {response.usage.prompt_tokens} tokens sent, "
+        f"model {response.model})",
+        highlight=False,
+    )
 
 
 @main.group()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from vex_llm.cli import main
 
 COMMANDS = [[], ["serve"], ["ask"], ["cache"], ["cache", "stats"], ["cache", "clear"],
-            ["config"], ["config", "check"], ["demo"]]  # fmt: skip
+            ["config"], ["config", "check"], ["demo"], ["embed"]]  # fmt: skip
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "main")

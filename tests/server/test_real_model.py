@@ -77,14 +77,27 @@ async def test_two_workers_share_one_local_model_and_stop_it(tmp_path: Path) -> 
         descendants = children(proxy.process.pid)
         llama = [pid for pid in descendants if is_llama(pid)]
         outcomes = await ask_each_on_a_new_connection(proxy.base, 4, model=MODEL)
+        async with httpx.AsyncClient(timeout=60) as http:
+            embedded = await http.post(
+                f"{proxy.base}/v1/embeddings",
+                json={"model": MODEL, "input": ["a worker embeds"]},
+                headers={"authorization": "Bearer any"},
+            )
         code = await proxy.stop(signal.SIGINT)
-    assert len(llama) == 1  # one model server for both workers
+    assert embedded.status_code == 200, embedded.text
+    assert len(embedded.json()["data"][0]["embedding"]) == 576
+    assert len(llama) == 2  # one chat and one embeddings server, for both workers
     assert outcomes == ["miss", "hit", "hit", "hit"]
     assert code == 0, proxy.stderr
-    match = re.search(r"local model ready at http://127\.0\.0\.1:(\d+)/v1", proxy.stderr)
+    match = re.search(
+        r"local model ready at http://127\.0\.0\.1:(\d+)/v1 "
+        r"\(embeddings: http://127\.0\.0\.1:(\d+)/v1\)",
+        proxy.stderr,
+    )
     assert match, proxy.stderr
-    with (
-        pytest.raises(ConnectionRefusedError),
-        socket.create_connection(("127.0.0.1", int(match[1])), 1),
-    ):
-        pass
+    for port in (match[1], match[2]):
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", int(port)), 1),
+        ):
+            pass

@@ -171,7 +171,8 @@ class EmbeddingCache:
         keys = [embedding_key(prefix, item) for item in request.inputs]
         items = dict(zip(keys, request.inputs, strict=True))  # unique keys, caller's order
         control = request.cache
-        found, leased = await self._read_all(list(items), request)
+        vectors: dict[str, tuple[float, ...]] = {}
+        found, leased = await self._read_all(list(items), request, vectors)
         deadline = None
         if request.timeout is not None:
             deadline = asyncio.get_running_loop().time() + request.timeout
@@ -194,7 +195,9 @@ class EmbeddingCache:
                 f"{len(refused)} of {len(items)} inputs have no cached vector (only-if-cached)"
             )
         flights, batch = self._board(request, items, decisions, leased)
-        result = await self._gather(request, keys, found, decisions, flights, deadline, started)
+        result = await self._gather(
+            request, keys, found, vectors, decisions, flights, deadline, started
+        )
         if batch.headers:
             result = dataclasses.replace(
                 result, response=dataclasses.replace(result.response, headers=batch.headers)
@@ -202,10 +205,11 @@ class EmbeddingCache:
         return result
 
     async def _read_all(
-        self, keys: list[str], request: EmbeddingRequest
+        self, keys: list[str], request: EmbeddingRequest, vectors: dict[str, tuple[float, ...]]
     ) -> tuple[dict[str, LLMResponse], dict[str, LeaseStart | None]]:
-        """The usable entries among ``keys`` (fresh, decodable), and the leases taken while
-        reading (an ``AtomicLeaseStore`` takes them for inputs that would lead)."""
+        """The usable entries among ``keys`` (fresh, decodable; their decoded ``vectors``
+        kept), and the leases taken while reading (an ``AtomicLeaseStore`` takes them for
+        inputs that would lead)."""
         found: dict[str, LLMResponse] = {}
         leased: dict[str, LeaseStart | None] = {}
         if not reads_store(request.cache):
@@ -231,7 +235,7 @@ class EmbeddingCache:
             if entry is None or (self._is_fresh is not None and not self._is_fresh(entry)):
                 continue
             try:
-                entry_vector(entry.response)
+                vectors[key] = entry_vector(entry.response)
             except ValueError:
                 continue  # not an embedding entry: a miss, never a wrong vector
             found[key] = entry.response
@@ -375,6 +379,7 @@ class EmbeddingCache:
         request: EmbeddingRequest,
         keys: list[str],
         found: dict[str, LLMResponse],
+        vectors: dict[str, tuple[float, ...]],
         decisions: dict[str, Decision],
         flights: dict[str, tuple[Flight, bool]],
         deadline: float | None,
@@ -404,9 +409,12 @@ class EmbeddingCache:
         counters.tokens_saved += saved
         sent = sum(answers[k].usage.prompt_tokens for k in flights if k not in coalesced)
         try:
-            data = tuple(Embedding(i, entry_vector(answers[key])) for i, key in enumerate(keys))
+            for key, answer in answers.items():
+                if key not in vectors:  # the hits' were decoded when they were read
+                    vectors[key] = entry_vector(answer)
         except ValueError as exc:  # another process stored something else under the key
             raise InvalidResponse(f"a shared cache entry is not a vector: {exc}") from None
+        data = tuple(Embedding(i, vectors[key]) for i, key in enumerate(keys))
         led = [answers[k] for k in flights if k not in coalesced]
         model = (led or [answers[keys[0]]])[0].model
         response = EmbeddingResponse(

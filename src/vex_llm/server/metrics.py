@@ -105,7 +105,7 @@ class ProxyMetrics:
         """Record one answer served through ``endpoint`` (a front door's name)."""
         self.cache.labels(tenant, model, endpoint, outcome).inc()
         self.latency.labels(tenant, model, endpoint, outcome).observe(seconds)
-        if tokens_saved and outcome in ("hit", "coalesced"):
+        if tokens_saved and outcome in ("hit", "coalesced", "partial"):
             self.tokens_saved.labels(tenant, model).inc(tokens_saved)
 
     def status(

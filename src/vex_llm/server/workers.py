@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
 from vex_llm.server.settings import Settings
@@ -49,12 +50,17 @@ class AttachedLocalModel(LLMProvider):
     worker's cached answers are the ones a single-process server stores and finds.
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, embeddings_url: str | None = None) -> None:
         from vex_llm.local.provider import LOCAL_MODEL, LocalModelProvider
         from vex_llm.providers.openai_compat import OpenAICompatibleProvider
 
         self._identity = LocalModelProvider(progress=lambda _line: None)
         self._inner = OpenAICompatibleProvider(base_url=base_url, model=LOCAL_MODEL)
+        self._embedder = (
+            None
+            if embeddings_url is None
+            else OpenAICompatibleProvider(base_url=embeddings_url, model=LOCAL_MODEL)
+        )
 
     def name(self) -> str:
         """``local:smollm2-135m``, as the provider that started the server."""
@@ -77,9 +83,17 @@ class AttachedLocalModel(LLMProvider):
         async for chunk in self._inner.stream(request):
             yield chunk
 
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The shared local embeddings server's vectors."""
+        if self._embedder is None:
+            return await super().embed(request)
+        return await self._embedder.embed(request)
+
     async def aclose(self) -> None:
-        """Close this worker's connections; the server belongs to the supervisor."""
+        """Close this worker's connections; the servers belong to the supervisor."""
         await self._inner.aclose()
+        if self._embedder is not None:
+            await self._embedder.aclose()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +102,7 @@ class WorkerSpec:
 
     settings: Settings
     local_base_url: str | None = None
+    local_embeddings_url: str | None = None
 
 
 def _listener(host: str, port: int, *, listen: bool) -> socket.socket:
@@ -146,7 +161,10 @@ async def _serve_worker(spec: WorkerSpec, ready: Connection) -> None:  # pragma:
     settings = spec.settings
     providers: dict[str, LLMProvider] | None = None
     if spec.local_base_url is not None:
-        providers = {u.name: AttachedLocalModel(spec.local_base_url) for u in settings.upstreams}
+        providers = {
+            u.name: AttachedLocalModel(spec.local_base_url, spec.local_embeddings_url)
+            for u in settings.upstreams
+        }
     signals = ShutdownSignals()
     signals.install()
     try:
@@ -178,11 +196,13 @@ class Supervisor:
         settings: Settings,
         *,
         local_base_url: str | None = None,
+        local_embeddings_url: str | None = None,
         grace: float = 30.0,
         start_timeout: float = 60.0,
     ) -> None:
         self.settings = settings
         self.local_base_url = local_base_url
+        self.local_embeddings_url = local_embeddings_url
         self.grace = grace
         self.start_timeout = start_timeout
         self.processes: list[multiprocessing.process.BaseProcess] = []
@@ -212,7 +232,11 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
         try:
             port = reserved.getsockname()[1]
-            spec = WorkerSpec(dataclasses.replace(self.settings, port=port), self.local_base_url)
+            spec = WorkerSpec(
+                dataclasses.replace(self.settings, port=port),
+                self.local_base_url,
+                self.local_embeddings_url,
+            )
             try:
                 await self._start_all(spec)
             except _StartFailed as exc:

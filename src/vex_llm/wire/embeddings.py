@@ -49,6 +49,12 @@ def openai_embeddings_payload(request: EmbeddingRequest, model: str) -> dict[str
 def _vector(value: object, where: str) -> tuple[float, ...]:
     if not isinstance(value, list) or not value:
         raise InvalidResponse(f"{where} is not a non-empty array of numbers")
+    if all(type(n) is float for n in value):
+        # The common case, checked at C speed: a sum is finite only if every value is (a
+        # vector of values near 1e308 would be refused; no embedding has them).
+        if not math.isfinite(sum(value)):
+            raise InvalidResponse(f"{where} holds a value that is not finite")
+        return tuple(value)
     for number in value:
         if isinstance(number, bool) or not isinstance(number, int | float):
             raise InvalidResponse(f"{where} holds a {type(number).__name__}, not a number")
