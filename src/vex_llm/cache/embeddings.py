@@ -92,6 +92,7 @@ class _Batch:
         #: The upstream's response headers (request id, rate limits) of the last call.
         self.headers: tuple[tuple[str, str], ...] = ()
         self._pending: list[_Pending] = []
+        self._registered: set[str] = set()
 
     async def fetch(self, flight: Flight, item: EmbeddingInput, holding: bool) -> bool:
         """Go upstream for ``flight``'s input (with the others) and publish its stored
@@ -100,6 +101,7 @@ class _Batch:
             asyncio.get_running_loop().create_future()
         )
         self._pending.append((flight.key, item, holding, future))
+        self._registered.add(flight.key)
         flight.set_origin("upstream")
         if len(self._pending) >= self.expected:
             self._send()
@@ -107,8 +109,11 @@ class _Batch:
         flight.answered(response)
         return released
 
-    def withdraw(self) -> None:
-        """An input expected to register will not (its flight ended first)."""
+    def settled(self, key: str) -> None:
+        """The flight of an input expected to register has ended: if it never registered
+        (cancelled before it began), the others must not wait for it."""
+        if key in self._registered or self.expected == 0:
+            return
         self.expected -= 1
         if self._pending and len(self._pending) >= self.expected:
             self._send()
@@ -281,6 +286,11 @@ class EmbeddingCache:
             )
             flight.join()
             flights[key] = (flight, False)
+            counted = not (decision.lease and lease_store is not None) or (
+                leased.get(key) == "acquired"
+            )
+            if counted and flight.task is not None:
+                flight.task.add_done_callback(lambda _t, k=key: batch.settled(k))  # type: ignore[misc]
         return flights, batch
 
     async def _fly(
@@ -294,10 +304,8 @@ class EmbeddingCache:
         """A flight's task: the lease (when the store has them), then the batch's call."""
         store = self.store
         lease_store = store.lease_store
-        registered = [False]
 
         async def fetch(holding: bool) -> bool:
-            registered[0] = True
             return await batch.fetch(flight, item, holding)
 
         try:
@@ -326,9 +334,6 @@ class EmbeddingCache:
         except Exception as exc:  # every member gets it (upstream failure, or a bug)
             flight.end(exc)
             return
-        finally:
-            if not registered[0] and leased != "held":
-                batch.withdraw()
         flight.end()
 
     async def _call(self, batch: _Batch, pending: list[_Pending]) -> None:
