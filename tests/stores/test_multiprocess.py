@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,23 +45,27 @@ def test_one_process_writes_the_other_hits(shared_url: str) -> None:
 
 
 def test_fifty_identical_misses_over_two_processes_make_one_call(shared_url: str) -> None:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, WORKER, "burst", shared_url, "25", "0.5"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    for proc in procs:  # both have their store open...
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    for proc in procs:  # ...then both fire together
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    reports = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                subprocess.Popen(  # closed (pipes, process) however the test ends
+                    [sys.executable, WORKER, "burst", shared_url, "25", "0.5"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            for _ in range(2)
+        ]
+        stack.callback(lambda: [p.kill() for p in procs if p.poll() is None])
+        for proc in procs:  # both have their store open...
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:  # ...then both fire together
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        reports = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(r["calls"] for r in reports) == 1
     assert [r["contents"] for r in reports] == [["the shared answer"]] * 2

@@ -181,13 +181,32 @@ class CacheFile:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(conn)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             migrate(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (it stays so: later opens find it there).
+
+        Switching needs the file to itself, and SQLite answers "database is locked" at once
+        rather than waiting when another process is opening or migrating the same new file
+        (two workers starting together): that is retried until ``busy_timeout``.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # on the store's own thread, never the event loop
+            pause = min(pause * 2, 0.1)
 
     def follow(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         """``conn``, or a new connection if the file was deleted (recreated) or replaced
