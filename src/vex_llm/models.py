@@ -577,23 +577,9 @@ TYPED_REQUEST_FIELDS = frozenset(
 #: the answer streams is how it travels (``complete()`` or ``stream()``).
 _OPERATION_TYPED = frozenset({"model", "stream"})
 
-#: The typed fields of a chat request that an ``operation`` request leaves unset.
-_CHAT_ONLY = (
-    "temperature",
-    "max_tokens",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "stop",
-    "seed",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "n",
-    "logprobs",
-    "top_logprobs",
-)
+#: The typed fields of a chat request that an ``operation`` request leaves unset (its input
+#: and parameters travel in ``extra``, under its own API's names).
+_CHAT_ONLY = tuple(sorted(TYPED_REQUEST_FIELDS - {"messages", "model", "stream"}))
 
 
 @dataclass(frozen=True, slots=True)
