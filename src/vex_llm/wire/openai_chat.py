@@ -16,9 +16,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from vex_llm.chat import Choice, ToolCall, ToolCallDelta
 from vex_llm.errors import InvalidResponse
@@ -28,11 +29,14 @@ from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES
 from vex_llm.wire.anthropic_request import translated_extra
 
 __all__ = [
+    "OpenAIEventDecoder",
     "OpenAIStreamDecoder",
     "assemble_completion",
     "build_payload",
     "completion_chunks",
+    "error_text",
     "parse_completion",
+    "usage_of",
 ]
 
 _SAMPLING = ("temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty")
@@ -91,7 +95,7 @@ def build_payload(
     return payload
 
 
-def _usage(value: object) -> Usage | None:
+def usage_of(value: object) -> Usage | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -102,7 +106,7 @@ def _usage(value: object) -> Usage | None:
     return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
-def _error_text(doc: dict[str, Any]) -> str:
+def error_text(doc: Mapping[str, Any]) -> str:
     error = doc.get("error")
     message = error.get("message") if isinstance(error, dict) else error
     return " ".join(str(message).split())[:200]
@@ -159,7 +163,7 @@ def _choice(doc: object, position: int) -> Choice:
 def parse_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
     """An ``LLMResponse`` from a chat completion object (latency left at 0); ``raw`` is it."""
     if "error" in doc:
-        raise InvalidResponse(f"backend answered an error object: {_error_text(doc)}")
+        raise InvalidResponse(f"backend answered an error object: {error_text(doc)}")
     choices = doc.get("choices")
     if not isinstance(choices, list) or not choices:
         raise InvalidResponse("chat completion has no 'choices'")
@@ -173,7 +177,7 @@ def parse_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
     return LLMResponse(
         content=first.content,
         model=model if isinstance(model, str) and model else fallback_model,
-        usage=_usage(doc.get("usage")) or Usage(),
+        usage=usage_of(doc.get("usage")) or Usage(),
         finish_reason=first.finish_reason,
         tool_calls=first.tool_calls,
         refusal=first.refusal,
@@ -210,15 +214,18 @@ def _deltas(value: object) -> tuple[ToolCallDelta, ...]:
     return tuple(deltas)
 
 
-class OpenAIStreamDecoder:
-    """Turns the ``data:`` payloads of a chat completion stream into ``Chunk``\\ s.
+class OpenAIEventDecoder:
+    """What OpenAI's streams share (chat and legacy completions): ``data:`` payloads of JSON
+    chunks with a ``choices`` list, an optional usage-only chunk, ``[DONE]`` at the end.
 
-    Each event becomes one chunk that keeps the event as ``raw``; its typed fields describe
-    the event's first choice (text, tool-call pieces, refusal, log-probabilities), and a
-    usage-only event carries ``usage``. ``finish_reason`` and usage are also gathered into one
-    terminal chunk (no ``raw``) when ``[DONE]`` arrives. :meth:`finish` raises
-    ``InvalidResponse`` if ``[DONE]`` never came.
+    Each event becomes one chunk that keeps the event as ``raw`` (in ``raw_format``); its
+    typed fields describe the event's first choice (:meth:`_choice`, per format), and a
+    usage-only event carries ``usage``. ``finish_reason`` (the first choice's) and usage are
+    also gathered into one terminal chunk (no ``raw``) when ``[DONE]`` arrives.
+    :meth:`finish` raises ``InvalidResponse`` if ``[DONE]`` never came.
     """
+
+    raw_format: ClassVar[str]
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -242,48 +249,67 @@ class OpenAIStreamDecoder:
         if not isinstance(doc, dict):
             raise InvalidResponse("stream event is not a JSON object")
         if "error" in doc:
-            raise InvalidResponse(f"backend reported an error mid-stream: {_error_text(doc)}")
+            raise InvalidResponse(f"backend reported an error mid-stream: {error_text(doc)}")
         if isinstance(doc.get("model"), str) and doc["model"]:
             self.model = doc["model"]
-        usage = _usage(doc.get("usage"))
+        usage = usage_of(doc.get("usage"))
         if usage is not None:
             self._usage = usage
         choices = doc.get("choices")
         if not isinstance(choices, list):
             raise InvalidResponse("stream chunk has no 'choices' list")
         if not choices:  # the usage-only chunk
-            return [Chunk(usage=usage, model=self.model, raw=data, raw_format=OPENAI_CHAT)]
+            return [Chunk(usage=usage, model=self.model, raw=data, raw_format=self.raw_format)]
         choice = choices[0]
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if not isinstance(delta, dict):
-            raise InvalidResponse("stream chunk choice has no 'delta' object")
+        if not isinstance(choice, dict):
+            raise InvalidResponse("stream chunk choice is not an object")
         index = choice.get("index", 0)
         if not isinstance(index, int):
             raise InvalidResponse("stream chunk choice has no integer 'index'")
         finish = choice.get("finish_reason")
         if isinstance(finish, str) and (index == 0 or self._finish is None):
             self._finish = finish
-        text = delta.get("content")
-        if text is not None and not isinstance(text, str):
-            raise InvalidResponse("stream delta 'content' is not a string")
         logprobs = choice.get("logprobs")
+        chunk = self._choice(choice, index)
         return [
-            Chunk(
-                delta=text or "",
+            dataclasses.replace(
+                chunk,
                 model=self.model,
                 index=index,
-                tool_calls=_deltas(delta.get("tool_calls")),
-                refusal=_opt_str(delta.get("refusal"), "stream delta 'refusal'"),
                 logprobs=None if logprobs is None else FrozenJSON.of(logprobs, "logprobs"),
                 raw=data,
-                raw_format=OPENAI_CHAT,
+                raw_format=self.raw_format,
             )
         ]
+
+    def _choice(self, choice: dict[str, Any], index: int) -> Chunk:
+        """The format's own fields of one choice (text, tool calls...)."""
+        raise NotImplementedError
 
     def finish(self) -> None:
         """Check the stream ended properly (raise ``InvalidResponse`` if not)."""
         if not self.done:
             raise InvalidResponse("stream ended without its terminal 'data: [DONE]'")
+
+
+class OpenAIStreamDecoder(OpenAIEventDecoder):
+    """Turns the ``data:`` payloads of a chat completion stream into ``Chunk``\\ s: text,
+    tool-call pieces and refusals of each event's first choice (see the base)."""
+
+    raw_format = OPENAI_CHAT
+
+    def _choice(self, choice: dict[str, Any], index: int) -> Chunk:
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            raise InvalidResponse("stream chunk choice has no 'delta' object")
+        text = delta.get("content")
+        if text is not None and not isinstance(text, str):
+            raise InvalidResponse("stream delta 'content' is not a string")
+        return Chunk(
+            delta=text or "",
+            tool_calls=_deltas(delta.get("tool_calls")),
+            refusal=_opt_str(delta.get("refusal"), "stream delta 'refusal'"),
+        )
 
 
 # -- a recorded stream as one answer, and one answer as a stream -------------------------

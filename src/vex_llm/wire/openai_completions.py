@@ -16,7 +16,6 @@ keep the upstream's JSON as ``raw``:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from vex_llm.chat import Choice
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import OPENAI_COMPLETIONS, Chunk, LLMRequest, LLMResponse, Usage
+from vex_llm.wire.openai_chat import OpenAIEventDecoder, error_text, usage_of
 
 __all__ = [
     "CompletionsStreamDecoder",
@@ -56,21 +56,6 @@ def operation_payload(
     return payload
 
 
-def _error_text(doc: Mapping[str, Any]) -> str:
-    error = doc.get("error")
-    message = error.get("message") if isinstance(error, dict) else error
-    return " ".join(str(message).split())[:200]
-
-
-def _usage(value: object) -> Usage | None:
-    if not isinstance(value, dict):
-        return None
-    prompt, completion = value.get("prompt_tokens", 0), value.get("completion_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        raise InvalidResponse("usage token counts must be integers")
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)
-
-
 def _choice(doc: object, position: int) -> Choice:
     if not isinstance(doc, dict):
         raise InvalidResponse(f"text completion choices[{position}] is not an object")
@@ -93,7 +78,7 @@ def _choice(doc: object, position: int) -> Choice:
 def parse_text_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
     """An ``LLMResponse`` from a ``text_completion`` object; ``raw`` is the object."""
     if "error" in doc:
-        raise InvalidResponse(f"backend answered an error object: {_error_text(doc)}")
+        raise InvalidResponse(f"backend answered an error object: {error_text(doc)}")
     choices = doc.get("choices")
     if not isinstance(choices, list) or not choices:
         raise InvalidResponse("text completion has no 'choices'")
@@ -106,7 +91,7 @@ def parse_text_completion(doc: dict[str, Any], fallback_model: str) -> LLMRespon
     return LLMResponse(
         content=first.content,
         model=model if isinstance(model, str) and model else fallback_model,
-        usage=_usage(doc.get("usage")) or Usage(),
+        usage=usage_of(doc.get("usage")) or Usage(),
         finish_reason=first.finish_reason,
         logprobs=first.logprobs,
         choices=parsed if len(parsed) > 1 else (),
@@ -115,71 +100,17 @@ def parse_text_completion(doc: dict[str, Any], fallback_model: str) -> LLMRespon
     )
 
 
-class CompletionsStreamDecoder:
-    """The ``data:`` payloads of a completions stream as ``Chunk``\\ s (one per event, the
-    event kept as ``raw``; typed: the text, index and log-probabilities of its choice, or the
-    usage of a usage-only event); ``[DONE]`` gives the terminal chunk with the first choice's
-    finish reason and the usage. :meth:`finish` raises ``InvalidResponse`` if ``[DONE]``
-    never came."""
+class CompletionsStreamDecoder(OpenAIEventDecoder):
+    """The ``data:`` payloads of a completions stream as ``Chunk``\\ s: each event's first
+    choice's text (see the base for the rest)."""
 
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.done = False
-        self._finish: str | None = None
-        self._usage: Usage | None = None
+    raw_format = OPENAI_COMPLETIONS
 
-    def feed(self, data: str) -> list[Chunk]:
-        """The chunks carried by one event's data."""
-        if self.done:
-            raise InvalidResponse("stream continued after [DONE]")
-        if data.strip() == "[DONE]":
-            self.done = True
-            return [
-                Chunk(finish_reason=self._finish or "stop", usage=self._usage, model=self.model)
-            ]
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise InvalidResponse(f"stream event is not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise InvalidResponse("stream event is not a JSON object")
-        if "error" in doc:
-            raise InvalidResponse(f"backend reported an error mid-stream: {_error_text(doc)}")
-        if isinstance(doc.get("model"), str) and doc["model"]:
-            self.model = doc["model"]
-        usage = _usage(doc.get("usage"))
-        if usage is not None:
-            self._usage = usage
-        choices = doc.get("choices")
-        if not isinstance(choices, list):
-            raise InvalidResponse("stream chunk has no 'choices' list")
-        if not choices:
-            return [Chunk(usage=usage, model=self.model, raw=data, raw_format=OPENAI_COMPLETIONS)]
-        choice = choices[0]
-        if not isinstance(choice, dict):
-            raise InvalidResponse("stream chunk choice is not an object")
-        text, index = choice.get("text", ""), choice.get("index", 0)
-        if not isinstance(text, str) or not isinstance(index, int):
-            raise InvalidResponse("stream chunk choice needs 'text' and an integer 'index'")
-        finish = choice.get("finish_reason")
-        if isinstance(finish, str) and (index == 0 or self._finish is None):
-            self._finish = finish
-        logprobs = choice.get("logprobs")
-        return [
-            Chunk(
-                delta=text,
-                model=self.model,
-                index=index,
-                logprobs=None if logprobs is None else FrozenJSON.of(logprobs, "logprobs"),
-                raw=data,
-                raw_format=OPENAI_COMPLETIONS,
-            )
-        ]
-
-    def finish(self) -> None:
-        """Check the stream ended properly (raise ``InvalidResponse`` if not)."""
-        if not self.done:
-            raise InvalidResponse("stream ended without its terminal 'data: [DONE]'")
+    def _choice(self, choice: dict[str, Any], index: int) -> Chunk:
+        text = choice.get("text", "")
+        if not isinstance(text, str):
+            raise InvalidResponse("stream chunk choice needs 'text' as a string")
+        return Chunk(delta=text)
 
 
 _HEAD = ("id", "object", "created", "model", "system_fingerprint")
