@@ -10,6 +10,7 @@ route; it never copies the request path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
 from vex_llm.server.wire import WireError
 
-__all__ = ["Door", "DoorRequest", "Rendered"]
+__all__ = ["Door", "DoorRequest", "Rendered", "json_bytes", "openai_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +76,14 @@ class Door(Protocol):
     def stream_error(self, err: WireError) -> bytes:
         """An error after the first byte, in-band (the stream then ends without its end)."""
         ...
+
+
+def json_bytes(obj: object) -> bytes:
+    """``obj`` as compact JSON bytes, ASCII-only: a lone surrogate in an answer must not make
+    encoding fail."""
+    return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def openai_error(err: WireError) -> Rendered:
+    """``err`` in OpenAI's ``{"error": {...}}`` shape, with its status (every OpenAI door)."""
+    return Rendered(json_bytes(err.body()), status=err.status)

@@ -7,13 +7,12 @@ typed fields otherwise (an Anthropic or Ollama upstream): :mod:`vex_llm.server.e
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from vex_llm.models import CacheControl, Chunk, LLMResponse
-from vex_llm.server.doors import DoorRequest, Rendered
+from vex_llm.server.doors import DoorRequest, Rendered, json_bytes, openai_error
 from vex_llm.server.encode import (
     DONE_LINE,
     chunk_json,
@@ -40,11 +39,6 @@ def _says_nothing(chunk: Chunk) -> bool:
     )
 
 
-def _json(obj: object) -> bytes:
-    # ASCII: a lone surrogate in an answer must not make encoding fail.
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
-
-
 class ChatDoor:
     """The Chat Completions wire format (see the module docstring)."""
 
@@ -68,7 +62,7 @@ class ChatDoor:
 
     def error(self, err: WireError) -> Rendered:
         """OpenAI's ``{"error": {...}}``."""
-        return Rendered(_json(err.body()), status=err.status)
+        return openai_error(err)
 
     def answer(self, response: LLMResponse, call: DoorRequest) -> Rendered:
         """The upstream's own ``chat.completion`` (id and created included, miss or hit), or
@@ -82,7 +76,7 @@ class ChatDoor:
             created=int(time.time()),
             model=response.model or call.model,
         )
-        return Rendered(_json(body))
+        return Rendered(json_bytes(body))
 
     async def stream(
         self, chunks: AsyncIterator[Chunk], call: DoorRequest

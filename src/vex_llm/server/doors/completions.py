@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from vex_llm.models import OPENAI_COMPLETIONS, CacheControl, Chunk, LLMResponse
-from vex_llm.server.doors import DoorRequest, Rendered
+from vex_llm.server.doors import DoorRequest, Rendered, json_bytes, openai_error
 from vex_llm.server.doors.openai_body import (
     check_shapes,
     integer,
@@ -82,10 +82,6 @@ def _check_prompt(value: Any) -> None:
     )
 
 
-def _json(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
-
-
 def _is_usage_only(chunk: Chunk) -> bool:
     if chunk.usage is None or chunk.raw is None:
         return False
@@ -128,7 +124,7 @@ class CompletionsDoor:
 
     def error(self, err: WireError) -> Rendered:
         """OpenAI's ``{"error": {...}}``."""
-        return Rendered(_json(err.body()), status=err.status)
+        return openai_error(err)
 
     def answer(self, response: LLMResponse, call: DoorRequest) -> Rendered:
         """The upstream's own ``text_completion`` (miss or hit)."""
@@ -153,7 +149,7 @@ class CompletionsDoor:
                 "total_tokens": response.usage.total_tokens,
             },
         }
-        return Rendered(_json(body))
+        return Rendered(json_bytes(body))
 
     async def stream(
         self, chunks: AsyncIterator[Chunk], call: DoorRequest
@@ -177,9 +173,9 @@ class CompletionsDoor:
                     "model": chunk.model or call.model,
                     "choices": [{**choice, "finish_reason": None}],
                 }
-                yield b"data: " + _json(body) + b"\n\n"
+                yield b"data: " + json_bytes(body) + b"\n\n"
         yield _DONE
 
     def stream_error(self, err: WireError) -> bytes:
         """An SSE event carrying OpenAI's error object (no ``[DONE]`` follows)."""
-        return b"data: " + _json(err.body()) + b"\n\n"
+        return b"data: " + json_bytes(err.body()) + b"\n\n"

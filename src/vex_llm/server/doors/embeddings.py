@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from vex_llm.cache.embeddings import EmbeddingResult
 from vex_llm.embeddings import EmbeddingRequest, vector_base64
 from vex_llm.models import CacheControl
-from vex_llm.server.doors import Rendered
+from vex_llm.server.doors import Rendered, json_bytes, openai_error
 from vex_llm.server.wire import WireError, decode_body
 
 __all__ = ["EmbeddingCall", "EmbeddingsDoor"]
@@ -39,11 +39,6 @@ class EmbeddingCall:
     request: EmbeddingRequest
     model: str
     base64: bool
-
-
-def _json(obj: object) -> bytes:
-    # ASCII: a lone surrogate in an answer must not make encoding fail.
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def _input(value: object) -> object:
@@ -110,13 +105,13 @@ class EmbeddingsDoor:
 
     def error(self, err: WireError) -> Rendered:
         """OpenAI's ``{"error": {...}}``."""
-        return Rendered(_json(err.body()), status=err.status)
+        return openai_error(err)
 
     def answer(self, result: EmbeddingResult, call: EmbeddingCall) -> Rendered:
         """OpenAI's ``list`` of embeddings, floats or base64 as the client asked."""
         response = result.response
         tokens = response.usage.prompt_tokens
-        tail = _json(
+        tail = json_bytes(
             {
                 "model": response.model or call.model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},

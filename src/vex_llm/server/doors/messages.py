@@ -19,7 +19,7 @@ from typing import Any
 
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
-from vex_llm.server.doors import DoorRequest, Rendered
+from vex_llm.server.doors import DoorRequest, Rendered, json_bytes
 from vex_llm.server.wire import WireError, decode_body
 from vex_llm.wire.anthropic_answer import MessageStreamEncoder, message_json
 from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES
@@ -60,11 +60,6 @@ def _utf8(text: str) -> bytes:
 
 def _event(name: str, data: bytes) -> bytes:
     return b"event: " + name.encode("ascii") + b"\ndata: " + data + b"\n\n"
-
-
-def _json(obj: object) -> bytes:
-    # ASCII: a lone surrogate in an answer must not make encoding fail.
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def _message_id() -> str:
@@ -109,14 +104,14 @@ class MessagesDoor:
 
     def error(self, err: WireError) -> Rendered:
         """Anthropic's ``{"type": "error", "error": {...}}``."""
-        return Rendered(_json(_error_body(err)), status=err.status)
+        return Rendered(json_bytes(_error_body(err)), status=err.status)
 
     def answer(self, response: LLMResponse, call: DoorRequest) -> Rendered:
         """The upstream's own ``message`` (miss or hit), or one written from the typed fields."""
         if response.raw is not None and response.raw_format == ANTHROPIC_MESSAGES:
             return Rendered(_utf8(response.raw.text))
         body = message_json(response, message_id=_message_id(), model=response.model or call.model)
-        return Rendered(_json(body))
+        return Rendered(json_bytes(body))
 
     async def stream(
         self, chunks: AsyncIterator[Chunk], call: DoorRequest
@@ -132,8 +127,8 @@ class MessagesDoor:
             if relayed:
                 continue  # the terminal chunk of a relayed stream: message_stop said it all
             for name, data in encoder.feed(chunk):
-                yield _event(name, _json(data))
+                yield _event(name, json_bytes(data))
 
     def stream_error(self, err: WireError) -> bytes:
         """An ``error`` event carrying Anthropic's error object."""
-        return _event("error", _json(_error_body(err)))
+        return _event("error", json_bytes(_error_body(err)))

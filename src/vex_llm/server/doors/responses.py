@@ -16,14 +16,13 @@ and is not keyed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from vex_llm.models import OPENAI_RESPONSES, CacheControl, Chunk, LLMResponse
-from vex_llm.server.doors import DoorRequest, Rendered
+from vex_llm.server.doors import DoorRequest, Rendered, json_bytes, openai_error
 from vex_llm.server.doors.openai_body import (
     check_shapes,
     integer,
@@ -110,10 +109,6 @@ def _check_input(doc: Mapping[str, Any]) -> None:
             )
 
 
-def _json(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
-
-
 class ResponsesDoor:
     """The Responses API wire format (see the module docstring)."""
 
@@ -148,7 +143,7 @@ class ResponsesDoor:
 
     def error(self, err: WireError) -> Rendered:
         """OpenAI's ``{"error": {...}}``."""
-        return Rendered(_json(err.body()), status=err.status)
+        return openai_error(err)
 
     def answer(self, response: LLMResponse, call: DoorRequest) -> Rendered:
         """The upstream's own ``response`` object (miss or hit)."""
@@ -176,7 +171,7 @@ class ResponsesDoor:
                 "total_tokens": response.usage.total_tokens,
             },
         }
-        return Rendered(_json(body))
+        return Rendered(json_bytes(body))
 
     async def stream(
         self, chunks: AsyncIterator[Chunk], call: DoorRequest
@@ -198,4 +193,4 @@ class ResponsesDoor:
             "param": err.param,
             "sequence_number": 0,
         }
-        return b"event: error\ndata: " + _json(event) + b"\n\n"
+        return b"event: error\ndata: " + json_bytes(event) + b"\n\n"
