@@ -9,11 +9,11 @@ every problem; :mod:`vex_llm.server.config_file` reads them from TOML and the en
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
+from vex_llm.hosts import is_loopback
 from vex_llm.providers.kinds import KIND_NAMES
 from vex_llm.providers.kinds import UPSTREAM_KINDS as UPSTREAM_KIND_TABLE
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
@@ -42,16 +42,6 @@ _STORE_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "valkey://
 def hash_key(key: str) -> bytes:
     """The SHA-256 digest under which a client or admin key is kept."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
