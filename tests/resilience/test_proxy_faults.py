@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import json
 import time
@@ -184,7 +185,12 @@ async def test_a_hung_upstream_times_out_without_retries_or_falls_back() -> None
 async def test_a_hard_outage_opens_the_breaker_then_a_probe_closes_it() -> None:
     fake = FaultyUpstream()
     fake.mode = "down"
-    async with proxied({"primary": fake}, primary={"retry": None}) as (c, root):
+    # Open long enough that the checks below all see it open on a loaded machine.
+    breaker = dataclasses.replace(QUICK_BREAKER, open_for=1.5)
+    async with proxied({"primary": fake}, primary={"retry": None, "breaker": breaker}) as (
+        c,
+        root,
+    ):
         failures = [await c.post("/chat/completions", json=ask(f"q{i}")) for i in range(4)]
         assert [r.status_code for r in failures] == [502] * 4
         opened_at = time.perf_counter()
@@ -192,7 +198,7 @@ async def test_a_hard_outage_opens_the_breaker_then_a_probe_closes_it() -> None:
         fast = [await c.post("/chat/completions", json=ask(f"f{i}")) for i in range(5)]
         assert [r.status_code for r in fast] == [503] * 5
         assert fake.total == calls  # an open breaker fails fast: no upstream call
-        assert fast[0].headers["retry-after"] == "1"
+        assert fast[0].headers["retry-after"] == "2"  # 1.5 s, rounded up
         assert fast[0].json()["error"]["code"] == "unavailable"
         async with httpx.AsyncClient() as raw:
             ready = await raw.get(root + "/readyz")
@@ -202,7 +208,7 @@ async def test_a_hard_outage_opens_the_breaker_then_a_probe_closes_it() -> None:
             await metrics(root)
         )
         fake.mode = "ok"
-        await asyncio.sleep(max(0.0, 0.45 - (time.perf_counter() - opened_at)))
+        await asyncio.sleep(max(0.0, 1.55 - (time.perf_counter() - opened_at)))
         probe = await c.post("/chat/completions", json=ask("probe"))
         assert probe.status_code == 200
         assert fake.total == calls + 1
