@@ -291,6 +291,13 @@ async def test_bad_input_is_a_400_in_anthropics_shape() -> None:
             )
             assert answer.status_code == 404
             assert answer.json()["error"]["type"] == "not_found_error"
+            # Two keys are refused before any handler, still in Anthropic's shape.
+            two_keys = [("x-api-key", KEY_A), ("x-api-key", KEY_A)]
+            answer = await http.post(f"{root}/v1/messages", json=GOOD, headers=two_keys)
+            assert answer.status_code == 400
+            assert answer.json()["type"] == "error"
+            assert answer.json()["error"]["type"] == "invalid_request_error"
+            assert "x-api-key" in answer.json()["error"]["message"]
         assert upstream.calls == 0
 
 

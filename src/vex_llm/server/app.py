@@ -571,9 +571,17 @@ def create_app(
         finally:
             await proxy.aclose()
 
+    messages = MessagesDoor()
+
+    def refusal(path: str, err: WireError, headers: Mapping[str, str]) -> Response:
+        # The middlewares' refusals in the shape of the door the client called.
+        if path == "/v1/messages":
+            return proxy._render(messages.error(err), headers)
+        return error_response(err, headers)
+
     routes = [
         Route("/v1/chat/completions", proxy.door(ChatDoor()), methods=["POST"]),
-        Route("/v1/messages", proxy.door(MessagesDoor()), methods=["POST"]),
+        Route("/v1/messages", proxy.door(messages), methods=["POST"]),
         Route("/v1/completions", proxy.door(CompletionsDoor()), methods=["POST"]),
         Route("/v1/responses", proxy.door(ResponsesDoor()), methods=["POST"]),
         Route("/v1/embeddings", proxy.embeddings, methods=["POST"]),
@@ -589,8 +597,8 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: http_error},
         middleware=[
-            Middleware(OneAuthorization),
-            Middleware(BodyDeadline, timeout=settings.limits.body_timeout),
+            Middleware(OneAuthorization, render=refusal),
+            Middleware(BodyDeadline, timeout=settings.limits.body_timeout, render=refusal),
         ],
     )
     app.state.proxy = proxy

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from vex_llm.server.wire import WireError, error_json
@@ -25,6 +25,7 @@ log = logging.getLogger("vex_llm.server")
 
 __all__ = [
     "BodyDeadline",
+    "ErrorRenderer",
     "OneAuthorization",
     "SSEResponse",
     "cache_headers",
@@ -125,6 +126,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 _CREDENTIAL_HEADERS = {b"authorization": "Authorization", b"x-api-key": "x-api-key"}
 
+#: How a middleware writes a refusal for the request at ``path``: in the shape of the door
+#: the client called (Anthropic's SDK cannot read OpenAI's error shape), OpenAI's by default.
+ErrorRenderer = Callable[[str, WireError, Mapping[str, str]], Response]
+
+
+def _openai_error(path: str, err: WireError, headers: Mapping[str, str]) -> Response:
+    return error_response(err, headers)
+
 
 class OneAuthorization:
     """ASGI middleware: a request with more than one credential header (``Authorization``, or
@@ -132,8 +141,9 @@ class OneAuthorization:
     it. Picking one of them would let a client and whatever sits in front of the proxy
     disagree on who is asking."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, render: ErrorRenderer = _openai_error) -> None:
         self.app = app
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -148,7 +158,7 @@ class OneAuthorization:
                         param=header,
                         status=400,
                     )
-                    response = error_response(err, {"connection": "close"})
+                    response = self.render(scope["path"], err, {"connection": "close"})
                     await response(scope, receive, send)
                     return
                 seen.add(name)
@@ -163,9 +173,10 @@ class BodyDeadline:
     untouched (a streaming response waits on it to notice a client leaving).
     """
 
-    def __init__(self, app: ASGIApp, timeout: float) -> None:
+    def __init__(self, app: ASGIApp, timeout: float, render: ErrorRenderer = _openai_error) -> None:
         self.app = app
         self.timeout = timeout
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -189,7 +200,8 @@ class BodyDeadline:
                         status=408,
                         code="request_timeout",
                     )
-                    await error_response(err, {"connection": "close"})(scope, receive, send)
+                    refusal = self.render(scope["path"], err, {"connection": "close"})
+                    await refusal(scope, receive, send)
                 return {"type": "http.disconnect"}
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
