@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -13,7 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vex_llm import CacheControl, LLMRequest, Message, MockProvider, cache_key
-from vex_llm.cache.key import KEY_VERSION, RICH_FIELDS, ROLE_CODES, UNKEYED_FIELDS, key_material
+from vex_llm.cache.key import (
+    KEY_VERSION,
+    RICH_FIELDS,
+    ROLE_CODES,
+    TENANT_TAG_LENGTH,
+    UNKEYED_FIELDS,
+    TenantPrefixes,
+    key_material,
+    tenant_key_prefix,
+    tenant_tag,
+)
 from vex_llm.chat import ContentPart, ToolCall
 
 IDENTITY = ("mock:mock",)
@@ -286,4 +297,25 @@ def test_key_is_stable_across_processes() -> None:
         for seed in ("1", "2")
     }
     assert keys == {cache_key(request, IDENTITY)}
-    assert len(next(iter(keys))) == 64
+    assert re.fullmatch(r"t[0-9a-f]{16}:[0-9a-f]{64}", next(iter(keys)))
+
+
+def test_a_store_key_starts_with_its_tenants_tag() -> None:
+    tags = {t: tenant_tag(t) for t in (None, "", "a", "0:", "~")}
+    assert len(set(tags.values())) == len(tags)  # None and "" are tenants of their own
+    assert all(re.fullmatch(r"t[0-9a-f]{16}", tag) for tag in tags.values())
+    assert len(tags["a"]) == TENANT_TAG_LENGTH
+    for tenant, tag in tags.items():
+        key = cache_key(LLMRequest(prompt="p", tenant_id=tenant), IDENTITY)
+        assert key.startswith(tag + ":")
+        assert key.startswith(tenant_key_prefix(tenant))
+    with pytest.raises(TypeError, match="tenant"):
+        tenant_tag(1)  # type: ignore[arg-type]
+
+
+def test_tenant_prefixes_remember_a_bounded_number_of_tenants() -> None:
+    prefixes = TenantPrefixes(limit=2)
+    assert [prefixes[t] for t in ("a", "b", None)] == [
+        tenant_key_prefix(t) for t in ("a", "b", None)
+    ]
+    assert len(prefixes) <= 2

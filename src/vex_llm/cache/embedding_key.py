@@ -10,7 +10,9 @@ never equal a chat key::
 Tenant comes first. Left out, because they cannot change a vector: ``timeout``, the cache
 controls other than ``namespace``, and the ``extra`` fields in ``key.UNKEYED_FIELDS``
 (``user``...). Everything before the input is the same for a whole batch: it is rendered once
-(:func:`embedding_prefix`) and each input appended (:func:`embedding_key`).
+(:func:`embedding_prefix`) and each input appended (:func:`embedding_key`). The store key
+(:func:`embedding_keys`) is the tenant's tag and ``:`` before that hash, as a chat key's
+(``key.tenant_tag``), so a tenant's clear finds its vectors too.
 
 An entry is a ``CacheEntry`` like a chat answer's, so every store keeps it unchanged: its
 ``LLMResponse`` holds the vector as base64 of little-endian float64 (``raw``, a JSON string:
@@ -29,7 +31,7 @@ import struct
 from collections.abc import Sequence
 
 from vex_llm.cache.entry import CacheEntry
-from vex_llm.cache.key import keyed_extra
+from vex_llm.cache.key import keyed_extra, tenant_key_prefix
 from vex_llm.embeddings import EmbeddingInput, EmbeddingRequest
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import LLMResponse, Usage
@@ -39,6 +41,7 @@ __all__ = [
     "EMBEDDING_KEY_VERSION",
     "embedding_entry",
     "embedding_key",
+    "embedding_keys",
     "embedding_prefix",
     "entry_vector",
     "token_shares",
@@ -66,10 +69,18 @@ def embedding_prefix(identity: Sequence[str], request: EmbeddingRequest) -> str:
 
 
 def embedding_key(prefix: str, item: EmbeddingInput) -> str:
-    """The hex SHA-256 key of one input under ``prefix``."""
+    """The hex SHA-256 of one input's key material under ``prefix`` (the store key's tail)."""
     tail = f"s{item}" if isinstance(item, str) else "t" + ",".join(map(str, item))
     # surrogatepass: a str may hold lone surrogates (e.g. from JSON); they must hash too.
     return hashlib.sha256((prefix + tail).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def embedding_keys(identity: Sequence[str], request: EmbeddingRequest) -> list[str]:
+    """The store key of each of ``request``'s inputs, in order: the tenant's tag, ``:``, and
+    the input's :func:`embedding_key`."""
+    head = tenant_key_prefix(request.tenant_id)
+    prefix = embedding_prefix(identity, request)
+    return [head + embedding_key(prefix, item) for item in request.inputs]
 
 
 def embedding_entry(

@@ -1,6 +1,6 @@
 """``EmbeddingCache``: ``CachedProvider.embed``, caching per input, not per batch.
 
-Each input has its own key (``embedding_key``) and entry. A request's inputs are read from the
+Each input has its own key (``embedding_keys``) and entry. A request's inputs are read from the
 store together, then each is decided by the one rule, :func:`~vex_llm.cache.decision.decide`,
 exactly as a chat request is: a fresh entry is a hit; an identical input already in flight
 (from any request of this process) is joined; the rest lead (or bypass, for ``no_cache``).
@@ -33,8 +33,7 @@ from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.decision import Decision, decide, reads_store
 from vex_llm.cache.embedding_key import (
     embedding_entry,
-    embedding_key,
-    embedding_prefix,
+    embedding_keys,
     entry_vector,
     token_shares,
 )
@@ -172,8 +171,7 @@ class EmbeddingCache:
             raise _not_a_request(request)
         request.validate(self.inner.limits)
         started = time.perf_counter()
-        prefix = embedding_prefix(self.identity, request)
-        keys = [embedding_key(prefix, item) for item in request.inputs]
+        keys = embedding_keys(self.identity, request)
         items = dict(zip(keys, request.inputs, strict=True))  # unique keys, caller's order
         control = request.cache
         vectors: dict[str, tuple[float, ...]] = {}

@@ -27,10 +27,19 @@ Every other ``extra`` field is keyed, known or not: a field the cache does not u
 might change the answer. A layout change bumps ``KEY_VERSION``. Pure: no I/O, no ``hash()``,
 so every process computes the same key. The plain text chat is encoded without touching the
 richer fields and with one UTF-8 pass, which keeps the key cheap: it is computed on every hit.
+
+The key a store sees is ``<tenant tag>:<hex SHA-256>``. The tag (:func:`tenant_tag`) is a pure
+function of the tenant alone: ``t`` and 16 hex digits of a SHA-256 of the tenant, encoded as
+above (None is ``~``, so it has a tag of its own). The hash keeps entries apart; the tag only
+lets a store find one tenant's entries without an index of its own, so it survives restarts
+and is shared wherever the entries are: a SQLite primary-key range, a Redis ``SCAN MATCH``
+pattern (fixed length, ``[0-9a-f]``: nothing to escape). Two tenants whose tags collide (a
+64-bit hash, so in practice never) would only be cleared together.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -43,16 +52,24 @@ __all__ = [
     "KEY_VERSION",
     "RICH_FIELDS",
     "ROLE_CODES",
+    "TENANT_TAG_LENGTH",
     "UNKEYED_FIELDS",
+    "TenantPrefixes",
     "cache_key",
     "hash_material",
     "identity_prefix",
     "key_material",
     "keyed_extra",
     "material_after",
+    "tenant_key_prefix",
+    "tenant_tag",
 ]
 
 KEY_VERSION = "vex-llm/key/v2"
+#: Hashed with the tenant into its tag; a change of the tag's layout bumps it.
+TENANT_TAG_VERSION = "vex-llm/tenant-tag/v1"
+#: Characters in a tenant tag (``t`` and 16 hex digits); a store key is the tag, ``:``, a hash.
+TENANT_TAG_LENGTH = 17
 
 #: Request fields (in ``LLMRequest.extra``) that cannot change the answer, so they are not in
 #: the key: streaming is how an answer travels, not what it says; ``user``,
@@ -190,15 +207,52 @@ def _rich_fields(request: LLMRequest) -> str:
 
 
 def hash_material(material: bytes) -> str:
-    """The hex SHA-256 of key material: the cache key."""
+    """The hex SHA-256 of key material: the part of the cache key after the tenant tag."""
     return hashlib.sha256(material).hexdigest()
 
 
+def tenant_tag(tenant: str | None) -> str:
+    """The tag every store key of ``tenant``'s entries starts with: ``t`` and 16 hex digits.
+
+    None (no tenant), ``""`` and every real tenant have different tags.
+    """
+    if tenant is not None and not isinstance(tenant, str):
+        raise TypeError(f"a tenant is a str or None, not {type(tenant).__name__}")
+    encoded = "~" if tenant is None else f"{len(tenant)}:{tenant}"
+    material = f"{TENANT_TAG_VERSION}\n{encoded}".encode("utf-8", "surrogatepass")
+    return "t" + hashlib.sha256(material).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1024)
+def tenant_key_prefix(tenant: str | None) -> str:
+    """What every store key of ``tenant``'s entries starts with: its tag and ``:``
+    (remembered for the last 1024 tenants: a tag is a SHA-256)."""
+    return tenant_tag(tenant) + ":"
+
+
+class TenantPrefixes(dict[str | None, str]):
+    """:func:`tenant_key_prefix` remembered per tenant, for the hit path: ``prefixes[tenant]``
+    is one dict lookup, half the cost of the function's own memo (measured: ~40 ns against
+    ~90 ns on a ~3.4 µs hit). Bounded: past ``limit`` tenants it starts over."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, tenant: str | None) -> str:
+        prefix = tenant_key_prefix(tenant)
+        if len(self) >= self.limit:
+            self.clear()
+        self[tenant] = prefix
+        return prefix
+
+
 def cache_key(request: LLMRequest, provider: LLMProvider | Sequence[str]) -> str:
-    """The hex SHA-256 cache key of ``request`` sent to ``provider`` (or a provider identity).
+    """The store key of ``request`` sent to ``provider`` (or a provider identity): the
+    request's :func:`tenant_tag`, ``:``, and the hex SHA-256 of its key material.
 
     The system prompt plus prompt and the same turns given as ``messages`` are one
     conversation, so they share a key: the backend sees the same thing either way.
     """
     identity = provider.cache_identity() if isinstance(provider, LLMProvider) else provider
-    return hash_material(key_material(request, identity))
+    return tenant_key_prefix(request.tenant_id) + hash_material(key_material(request, identity))

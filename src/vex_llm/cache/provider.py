@@ -41,7 +41,7 @@ from vex_llm.cache.decision import LEAD, Decision, Stored, decide, reads_store
 from vex_llm.cache.embeddings import EmbeddingCache, EmbeddingResult
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight
-from vex_llm.cache.key import hash_material, identity_prefix, material_after
+from vex_llm.cache.key import TenantPrefixes, hash_material, identity_prefix, material_after
 from vex_llm.cache.lease import LeasePolicy, LeaseStart
 from vex_llm.cache.outcome import CacheOutcome, CacheResult
 from vex_llm.cache.staleness import covers, freshness
@@ -114,6 +114,8 @@ class CachedProvider(WrapperProvider):
         # hit path.
         self._identity = tuple(provider.cache_identity())
         self._key_prefix = identity_prefix(self._identity)
+        # Each tenant's store-key prefix (its tag), a dict lookup on the hit path.
+        self._tenant_prefixes = TenantPrefixes()
         # Exactly MemoryStore: a subclass may override get() (and fail), so it takes the
         # general path.
         self._get_now = self.store.get_now if type(self.store) is MemoryStore else None
@@ -155,8 +157,9 @@ class CachedProvider(WrapperProvider):
         return self._identity
 
     def key_for(self, request: LLMRequest) -> str:
-        """The cache key of ``request`` in this cache."""
-        return hash_material(material_after(self._key_prefix, request))
+        """The cache key of ``request`` in this cache (its tenant's tag, ``:``, a SHA-256)."""
+        material = material_after(self._key_prefix, request)
+        return self._tenant_prefixes[request.tenant_id] + hash_material(material)
 
     # -- the request path -------------------------------------------------------------------
 
@@ -168,7 +171,10 @@ class CachedProvider(WrapperProvider):
             request.validate(self.inner.limits)
         except AttributeError as exc:  # a try costs nothing on the hit path; a call would
             raise _not_a_request(request, exc) from None
-        key = sha256(material_after(self._key_prefix, request)).hexdigest()
+        key = (
+            self._tenant_prefixes[request.tenant_id]
+            + sha256(material_after(self._key_prefix, request)).hexdigest()
+        )
         control = request.cache
         # _decide's steps, spelled out: the hit path is what the cache is for, and every call
         # saved here shows in benchmarks/cache_hit.py.
@@ -286,7 +292,10 @@ class CachedProvider(WrapperProvider):
             request.validate(self.inner.limits)
         except AttributeError as exc:
             raise _not_a_request(request, exc) from None
-        key = sha256(material_after(self._key_prefix, request)).hexdigest()
+        key = (
+            self._tenant_prefixes[request.tenant_id]
+            + sha256(material_after(self._key_prefix, request)).hexdigest()
+        )
         control = request.cache
         entry = None
         leased: LeaseStart | None = None
