@@ -19,6 +19,8 @@ from vex_llm import (
     ServerError,
 )
 from vex_llm.cache.config import effective_expiry
+from vex_llm.cache.streaming import iterate
+from vex_llm.embeddings import EmbeddingRequest
 
 from .conftest import ManualClock
 
@@ -303,3 +305,26 @@ async def test_a_non_request_is_a_type_error(cached: CachedProvider, bad: object
         await cached.complete(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be an LLMRequest"):
         await cached.complete_result(bad)  # type: ignore[arg-type]
+
+
+async def test_clearing_a_tenant_forgets_its_answers_streams_and_vectors(
+    mock: MockProvider,
+) -> None:
+    cached = CachedProvider.wrap(mock)
+
+    async def ask(tenant: str | None) -> tuple[bool, bool, int]:
+        answer = await cached.complete(LLMRequest(prompt="p", tenant_id=tenant))
+        stream = await cached.open_stream(LLMRequest(prompt="s", tenant_id=tenant))
+        async for _ in iterate(stream):
+            pass
+        vectors = await cached.embed_result(EmbeddingRequest(["e1", "e2"], tenant_id=tenant))
+        return answer.cached, stream.outcome == "hit", vectors.hits
+
+    for tenant in ("a", "b", None):
+        assert await ask(tenant) == (False, False, 0)
+    assert await cached.aclear_tenant("a") == 4  # one answer, one stream, two vectors
+    assert await cached.aclear_tenant("a") == 0
+    assert await ask("a") == (False, False, 0)
+    assert await ask("b") == (True, True, 2)
+    assert await ask(None) == (True, True, 2)
+    assert cached.count() == 12

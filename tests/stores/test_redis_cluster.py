@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.key import tenant_key_prefix
 from vex_llm.cache.stores import RedisStore, open_store
 from vex_llm.cache.stores.redis_topology import parse_target
 from vex_llm.models import LLMResponse
@@ -77,9 +78,15 @@ async def test_shards_spread_entries_over_the_nodes(redis_cluster: Cluster) -> N
         await store.release_lease("k7", "me")
         assert not await store.lease_held("k7")
         assert await store.delete("k7")
+        # One tenant's entries, spread over the shards too, and cleared from all of them.
+        tenant = [tenant_key_prefix("a") + str(i) for i in range(32)]
+        for key in tenant:
+            await store.set(key, entry("a"), None, None)
+        assert await store.clear_tenant("a") == 32
+        assert await store.count() == 63
         await store.clear()
         assert await store.count() == 0
-        assert store.evictions()["explicit"] == 64
+        assert store.evictions()["explicit"] == 64 + 32
     finally:
         await store.aclose()
 
@@ -164,6 +171,9 @@ async def test_a_store_through_sentinel(sentinel: str) -> None:
         assert got is not None
         assert got.response.content == "c"
         assert store.evictions()["size"] == 1
+        await store.set(tenant_key_prefix("t") + "k", entry("t"), None, None)
+        assert await store.clear_tenant("t") == 1
+        assert await store.count() == 1
     finally:
         await store.clear()
         await store.aclose()

@@ -502,6 +502,16 @@ class CachedProvider(WrapperProvider):
         """:meth:`clear` for any store."""
         await self.store.clear()
 
+    async def aclear_tenant(self, tenant: str | None) -> int:
+        """Remove the entries of requests made with ``tenant_id=tenant`` (None: those made
+        without one), whichever provider or cache wrote them into this store; return how many
+        were removed. Other tenants' entries stay. Entries the tenant writes meanwhile are
+        either removed or kept whole, never half (see ``CacheStore.clear_tenant``).
+
+        Store failures raise (``StoreError``): an explicit clear must not fail silently.
+        """
+        return await self.store.clear_tenant(tenant)
+
     async def aclose(self) -> None:
         """Close the wrapped provider, and the store if this cache made it (a store passed in
         is the caller's, and may be shared)."""

@@ -79,6 +79,18 @@ class CacheStore(Protocol):
         """Remove every entry of this store (and only of this store)."""
         ...
 
+    async def clear_tenant(self, tenant: str | None) -> int:
+        """Remove the entries of one tenant (None: of requests without one); return how many
+        live entries went. The store finds them by key: a tenant's keys start with its
+        ``key.tenant_key_prefix`` (keys that do not look like cache keys are left alone).
+
+        Each entry is removed whole or kept whole: one the tenant writes while the clear runs
+        is either gone afterwards or fully there (value, size and bookkeeping). Other
+        tenants' entries are untouched. Leases in progress are kept (they expire on their
+        own). Removals count as ``explicit`` evictions.
+        """
+        ...
+
     async def count(self) -> int:
         """The exact number of live entries."""
         ...

@@ -68,7 +68,8 @@ class StoreBreakerPolicy:
     ``cooldown``: how long the store is skipped before a background probe tries it again.
     ``timeout``: the longest a request waits for one store call (get, set, delete, leases);
     past it the call counts as a failure. ``admin_timeout`` bounds the calls that scan the
-    whole store (count, total_bytes, clear), which are legitimately slower on a big store.
+    whole store (count, total_bytes, clear, clear_tenant), which are legitimately slower on a
+    big store.
     ``enabled=False``: no breaker (the store's own timeouts apply).
     """
 
@@ -266,6 +267,12 @@ class BreakerStore:
     async def clear(self) -> None:
         """The wrapped store's ``clear``, bounded by ``admin_timeout``."""
         await self._call("clear", self.store.clear, self.policy.admin_timeout)
+
+    async def clear_tenant(self, tenant: str | None) -> int:
+        """The wrapped store's ``clear_tenant``, bounded by ``admin_timeout``."""
+        return await self._call(
+            "clear_tenant", lambda: self.store.clear_tenant(tenant), self.policy.admin_timeout
+        )
 
     async def count(self) -> int:
         """The wrapped store's ``count``, bounded by ``admin_timeout``."""

@@ -16,6 +16,7 @@ from typing import Literal
 from moka_py import Moka
 
 from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.key import TENANT_TAG_LENGTH, tenant_key_prefix
 from vex_llm.cache.stores.admission import WTinyLFU
 from vex_llm.cache.stores.base import EVICTION_CAUSES, check_bounds
 
@@ -25,6 +26,9 @@ EvictionPolicy = Literal["w-tinylfu", "lru"]
 #: The eviction policies a memory store offers; the first is the default.
 #: ``benchmarks/hit_ratio.py`` compares them (README: "Hit ratio").
 POLICIES: tuple[EvictionPolicy, ...] = ("w-tinylfu", "lru")
+
+#: A cache key's head: the tenant tag and ``:`` (see ``key.tenant_tag``).
+_HEAD = TENANT_TAG_LENGTH + 1
 
 # moka clamps a weight to a u32; the unit must leave room for the largest entry we accept.
 _MAX_WEIGHT = 2**32 - 1
@@ -109,6 +113,10 @@ class MemoryStore:
         self._weight = weight
         # Keys the policy is evicting: moka reports their removal as "explicit".
         self._evicting: set[str] = set()
+        # Tenant key prefix -> the keys stored under it, for clear_tenant (moka cannot list its
+        # keys). Kept in step by set() and the eviction listener; keys that do not look like
+        # cache keys are not indexed.
+        self._tenants: dict[str, set[str]] = {}
         self._policy: WTinyLFU | None = None
         # Hits not yet applied to the policy (W-TinyLFU only).
         self._reads: list[str] = []
@@ -143,6 +151,11 @@ class MemoryStore:
             self._reaped.discard(key)
             cause = "expired"
         self._short.pop(key, None)
+        keys = self._tenants.get(key[:_HEAD])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._tenants[key[:_HEAD]]
         self._evictions[cause] = self._evictions.get(cause, 0) + 1
 
     def _reap_short_lived(self) -> None:
@@ -206,6 +219,10 @@ class MemoryStore:
                 now,
             ]
             self._moka.set(key, entry, ttl=ttl, tti=tti)
+        # After moka's set: replacing an expired entry reports its eviction (which forgets the
+        # key) during the set itself.
+        if key[_HEAD - 1 : _HEAD] == ":":
+            self._tenants.setdefault(key[:_HEAD], set()).add(key)
         if self._policy is not None:
             self._flush_reads()
             weight = 1 if self._weight is None else self._weight(entry.nbytes)
@@ -229,9 +246,29 @@ class MemoryStore:
         self._moka.clear()
         self._moka.run_pending_tasks()
         self._short.clear()
+        self._tenants.clear()
         if self._policy is not None:
             self._reads.clear()
             self._policy.clear()
+
+    async def clear_tenant(self, tenant: str | None) -> int:
+        """Remove ``tenant``'s entries; return how many live ones went."""
+        return self.clear_tenant_now(tenant)
+
+    def clear_tenant_now(self, tenant: str | None) -> int:
+        """:meth:`clear_tenant` without awaiting: nothing else runs meanwhile, so every entry
+        the tenant wrote before is gone and every later one is kept."""
+        self._reap_short_lived()  # lifetimes already over are expirations, not removals
+        keys = self._tenants.pop(tenant_key_prefix(tenant), None)
+        if not keys:
+            return 0
+        self._flush_reads()
+        explicit = self._evictions["explicit"]
+        for key in keys:
+            # moka reports each removal to _on_evict at once: bytes, policy and cause.
+            self._moka.remove(key)
+        self._moka.run_pending_tasks()
+        return self._evictions["explicit"] - explicit
 
     async def count(self) -> int:
         """The exact number of live entries."""

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl
 
 from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
+from vex_llm.cache.key import tenant_key_prefix
 from vex_llm.cache.stores import redis_scripts as lua
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
 from vex_llm.cache.stores.redis_topology import connect, is_topology_url, parse_target
@@ -95,6 +96,18 @@ def _topology_options(url: str) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown option {name!r}")
     return options
+
+
+async def _batches(names: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """``names`` in lists of up to ``_BATCH``."""
+    batch: list[bytes] = []
+    async for name in names:
+        batch.append(name)
+        if len(batch) >= _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _import_redis() -> Any:
@@ -360,15 +373,38 @@ class RedisStore:
                     self._evictions["explicit"] += int(await self._client.unlink(*batch))
                 await self._tidy(keys=list(shard.meta))
 
-    async def _scan_batches(self, pattern: str) -> AsyncIterator[list[bytes]]:
-        batch: list[bytes] = []
-        async for name in self._client.scan_iter(match=pattern, count=_BATCH):
-            batch.append(name)
-            if len(batch) >= _BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    async def clear_tenant(self, tenant: str | None) -> int:
+        """Delete ``tenant``'s entries under this store's prefix; return how many live ones
+        went. Tenant keys share a prefix, so they are found where every process sees them:
+        each shard's LRU set (``ZSCAN MATCH``), then the keyspace (``SCAN MATCH``, on every
+        primary of a cluster) for entries the set does not know. Each batch is one script
+        that deletes the entries with their bookkeeping, so an entry written meanwhile is
+        either deleted whole or kept whole (a later write is simply not seen)."""
+        head = tenant_key_prefix(tenant)
+        removed = 0
+        for shard in self._shards:
+            lru = shard.meta[0]
+            meta = [lru, *shard.meta[:3]]
+            async with self._io("clear"):
+                members = self._client.zscan_iter(lru, match=glob_escape(head) + "*", count=_BATCH)
+                async for batch in _batches(member async for member, _ in members):
+                    removed += await self._clear_members(meta, shard.entry_prefix, batch)
+                skip = len(shard.entry_prefix.encode("utf-8", "surrogatepass"))
+                pattern = glob_escape(shard.entry_prefix + head) + "*"
+                async for batch in self._scan_batches(pattern):
+                    names = [name[skip:] for name in batch]
+                    removed += await self._clear_members(meta, shard.entry_prefix, names)
+        return removed
+
+    async def _clear_members(self, meta: list[str], entry_prefix: str, members: list[bytes]) -> int:
+        """Delete ``members``' entries and bookkeeping in one script; the live ones deleted."""
+        deleted, expired = await self._clear_batch(keys=meta, args=[entry_prefix, *members])
+        self._evictions["explicit"] += int(deleted)
+        self._evictions["expired"] += int(expired)
+        return int(deleted)
+
+    def _scan_batches(self, pattern: str) -> AsyncIterator[list[bytes]]:
+        return _batches(self._client.scan_iter(match=pattern, count=_BATCH))
 
     async def count(self) -> int:
         """The exact number of live entries under the prefix."""

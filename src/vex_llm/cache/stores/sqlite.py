@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 from vex_llm.cache.config import shorter_lifetime
 from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
+from vex_llm.cache.key import tenant_key_prefix
 from vex_llm.cache.stores.base import EVICTION_CAUSES, StoreError, check_bounds
 from vex_llm.cache.stores.sqlite_file import CacheFile
 
@@ -360,6 +361,23 @@ class SQLiteStore:
         self._evictions["expired"] += expired
         self._evictions["explicit"] += removed
 
+    def _clear_tenant(self, tenant: str | None) -> int:
+        # A tenant's keys share a prefix: one range of the primary key, deleted in one
+        # transaction (its usage rows follow by trigger, the totals too). Nothing is kept
+        # beside the keys, so this works on a file written before a restart, by any process.
+        prefix = tenant_key_prefix(tenant)
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first string past the prefix
+        self._follow_file()
+        now = self._clock()
+        with self._transaction() as conn:
+            expired = self._reap(conn, now)
+            removed = conn.execute(
+                "DELETE FROM entries WHERE key >= ? AND key < ?", (prefix, after)
+            ).rowcount
+        self._evictions["expired"] += expired
+        self._evictions["explicit"] += removed
+        return int(removed)
+
     def _totals(self) -> tuple[int, int]:
         with self._patient() as conn:
             self._evictions["expired"] += self._reap(conn, self._clock())
@@ -457,6 +475,11 @@ class SQLiteStore:
     def clear_now(self) -> None:
         """Remove every entry, blocking until done."""
         self._call(self._clear)
+
+    async def clear_tenant(self, tenant: str | None) -> int:
+        """Remove ``tenant``'s entries in one transaction; return how many live ones went.
+        A write by another process waits for it, so it lands wholly before or after."""
+        return await self._run(self._clear_tenant, tenant)
 
     async def count(self) -> int:
         """The exact number of live entries in the file."""
