@@ -517,23 +517,36 @@ def cache_stats(store: str | None) -> None:
 
 @cache.command("clear")
 @_store_option
+@click.option(
+    "--tenant",
+    metavar="ID",
+    help="Remove only this tenant's entries (the tenant id of the proxy's config).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def cache_clear(store: str | None, yes: bool) -> None:
-    """Remove every entry of the store."""
+def cache_clear(store: str | None, tenant: str | None, yes: bool) -> None:
+    """Remove every entry of the store, or one tenant's."""
     url = _store_url(store)
+    if tenant == "":
+        raise click.BadParameter("must name a tenant", param_hint="--tenant")
+    whose = "every entry" if tenant is None else f"every entry of tenant {tenant!r}"
     if not yes:
-        click.confirm(f"Remove every entry of {redact_url(url)}?", abort=True, err=True)
+        click.confirm(f"Remove {whose} of {redact_url(url)}?", abort=True, err=True)
 
     async def clear() -> int:
         opened = _open_store(url, LLMCacheConfig.default())
         try:
+            if tenant is not None:
+                removed: int = await opened.clear_tenant(tenant)
+                return removed
             count: int = await opened.count()
             await opened.clear()
             return count
         finally:
             await opened.aclose()
 
-    err.print(f"removed {_run(clear())} entries from {redact_url(url)}", highlight=False)
+    removed = _run(clear())
+    of_whom = "" if tenant is None else f" of tenant {tenant!r}"
+    err.print(f"removed {removed} entries{of_whom} from {redact_url(url)}", highlight=False)
 
 
 @main.group()

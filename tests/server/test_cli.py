@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from vex_llm import LLMResponse, SQLiteStore, Usage
+from vex_llm.cache.entry import CacheEntry
+from vex_llm.cache.key import tenant_key_prefix
 from vex_llm.cli import main
 
 COMMANDS = [[], ["serve"], ["ask"], ["cache"], ["cache", "stats"], ["cache", "clear"],
@@ -71,3 +75,27 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert "serve" in result.stdout
+
+
+def test_cache_clear_removes_one_tenants_entries(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    answer = CacheEntry.of(LLMResponse("x", "m", Usage(1, 1)), 0.0)
+
+    async def fill() -> None:
+        store = SQLiteStore(path)
+        for tenant, name in (("a", "1"), ("a", "2"), ("b", "1")):
+            await store.set(tenant_key_prefix(tenant) + name, answer, None, None)
+        await store.aclose()
+
+    asyncio.run(fill())
+    url = f"sqlite:///{path}"
+    refused = CliRunner().invoke(main, ["cache", "clear", "--store", url, "--tenant", ""])
+    result = CliRunner().invoke(main, ["cache", "clear", "--store", url, "--tenant", "a", "--yes"])
+    assert refused.exit_code == 2
+    assert result.exit_code == 0, result.output
+    assert "removed 2 entries of tenant 'a'" in result.output
+    again = SQLiteStore(path)
+    try:
+        assert again.count_now() == 1
+    finally:
+        again.close()

@@ -53,6 +53,10 @@ class BrokenStore(MemoryStore):
         self._check()
         await super().clear()
 
+    async def clear_tenant(self, tenant: str | None) -> int:
+        self._check()
+        return await super().clear_tenant(tenant)
+
 
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
@@ -65,6 +69,7 @@ async def test_stats_and_clear_answer_503_while_the_store_fails() -> None:
     async with serve(app) as root, httpx.AsyncClient(base_url=root) as raw:
         stats = await raw.get("/v1/cache/stats", headers=_bearer(ADMIN_KEY))
         cleared = await raw.delete("/v1/cache", headers=_bearer(ADMIN_KEY))
+        one = await raw.delete("/v1/cache", headers=_bearer(KEY_A))
         chat = await raw.post(
             "/v1/chat/completions",
             headers=_bearer(KEY_A),
@@ -72,7 +77,7 @@ async def test_stats_and_clear_answer_503_while_the_store_fails() -> None:
         )
         store.broken = False
         healthy = await raw.get("/v1/cache/stats", headers=_bearer(ADMIN_KEY))
-    for answer in (stats, cleared):
+    for answer in (stats, cleared, one):
         assert answer.status_code == 503
         error = answer.json()["error"]
         assert error["type"] == "server_error"

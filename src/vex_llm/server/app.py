@@ -41,6 +41,7 @@ from vex_llm.server.admin import (
     tenant_figures,
 )
 from vex_llm.server.cache_control import cache_control
+from vex_llm.server.clearing import clear_scope
 from vex_llm.server.doors import Door, DoorRequest, Rendered
 from vex_llm.server.doors.chat import ChatDoor
 from vex_llm.server.doors.completions import CompletionsDoor
@@ -491,41 +492,36 @@ class _Proxy:
         return json_response(admin_figures(stats, tenants))
 
     async def cache_clear(self, request: Request) -> Response:
+        # Who may clear what: server/clearing.py (admin: all or ?tenant=X; a tenant: its own).
         authorization = request.headers.get("authorization")
-        if not self.directory.has_admin:
-            return error_response(
-                WireError(
-                    "no admin key is configured; set [admin] in the config or VEX_LLM_ADMIN_KEY",
-                    status=403,
-                    type="permission_error",
-                )
-            )
-        if not self.directory.is_admin(authorization):
-            return error_response(unauthorized("clearing the cache needs the admin key"))
+        is_admin = self.directory.is_admin(authorization)
         try:
-            # Strict: a parameter not understood must never fall through to "clear all".
-            params = strict_query(request.url.query, allowed=("tenant",))
-            refuse_body(request.headers)
+            scope = clear_scope(
+                request.url.query,
+                request.headers,
+                is_admin=is_admin,
+                own=None if is_admin else self.directory.keyed_tenant(authorization),
+                has_admin=self.directory.has_admin,
+            )
         except WireError as err:
             return error_response(err)
-        if "tenant" in params:
-            return error_response(
-                WireError(
-                    "clearing one tenant is not supported: cache keys are one-way hashes, so "
-                    "the store cannot tell which entries belong to a tenant; clear everything "
-                    "(DELETE /v1/cache without ?tenant) or let the tenant's entries expire",
-                    param="tenant",
-                    status=501,
-                    type="not_implemented",
-                )
-            )
+        tenant = scope.tenant
+        if tenant is None:
+            try:
+                removed = await self.store.count()
+                await self.store.clear()
+            except STORE_FAILURES as exc:
+                return _store_unavailable("clearing the cache", exc)
+            log.info("cache cleared by the admin (%d entries)", removed)
+            return json_response({"cleared": True, "entries_removed": removed})
         try:
-            removed = await self.store.count()
-            await self.store.clear()
+            removed = await self.store.clear_tenant(tenant)
         except STORE_FAILURES as exc:
-            return _store_unavailable("clearing the cache", exc)
-        log.info("cache cleared by the admin (%d entries)", removed)
-        return json_response({"cleared": True, "entries_removed": removed})
+            return _store_unavailable("clearing the tenant's cache entries", exc)
+        log.info(
+            "cache entries of tenant %r cleared by the %s (%d entries)", tenant, scope.by, removed
+        )
+        return json_response({"cleared": True, "tenant": tenant, "entries_removed": removed})
 
 
 def create_app(

@@ -71,6 +71,11 @@ class TenantDirectory:
         """True when an admin key is configured."""
         return len(self._admins) > 0
 
+    def keyed_tenant(self, authorization: str | None) -> str | None:
+        """The tenant whose own key the request carries, or None: never the open tenant,
+        which anybody is (clearing its entries is the admin's)."""
+        return self._tenants.match(bearer_token(authorization))
+
     def tenant(self, authorization: str | None) -> str | None:
         """The tenant of the request's ``Authorization`` header, or None if unknown."""
         token = bearer_token(authorization)
