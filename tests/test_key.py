@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import enum
 import json
 import re
 import subprocess
@@ -271,6 +272,20 @@ def test_volatile_fields_do_not_change_the_key() -> None:
         LLMRequest(prompt="p", temperature=0, timeout=5, cache=CacheControl(no_store=True)),
         IDENTITY,
     )
+
+
+def test_equal_numbers_render_one_way_whichever_came_first() -> None:
+    # Sampling fields are rendered once per value and reused: a value seen first must not
+    # decide how an equal one renders (-0.0 vs 0.0, an IntEnum vs its int).
+    class Tokens(enum.IntEnum):
+        MANY = 64
+
+    one = LLMRequest(prompt="p", temperature=-0.0, max_tokens=Tokens.MANY, seed=Tokens.MANY)
+    other = LLMRequest(prompt="p", temperature=0.0, max_tokens=64, seed=64)
+    assert key_material(one, IDENTITY) == key_material(other, IDENTITY)
+    assert b"|0.0;64;None;None;None;64;" in key_material(one, IDENTITY)
+    assert type(one.max_tokens) is int
+    assert type(one.seed) is int
 
 
 def test_prompt_and_messages_forms_of_one_conversation_share_a_key() -> None:

@@ -378,10 +378,15 @@ class LLMRequest:
                 "frequency_penalty",
                 _opt_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
             )
+        # Ints are kept as plain ints (an IntEnum's repr differs): the cache key renders them.
         if self.max_tokens is not None:
-            _opt_int("max_tokens", self.max_tokens, 1)
+            number = _opt_int("max_tokens", self.max_tokens, 1)
+            if number is not self.max_tokens:
+                set_(self, "max_tokens", number)
         if self.seed is not None:
-            _opt_int("seed", self.seed, -(2**63))
+            number = _opt_int("seed", self.seed, -(2**63))
+            if number is not self.seed:
+                set_(self, "seed", number)
         if self.stop != ():
             set_(self, "stop", self._normalise_stop(self.stop))
         if self.messages != ():

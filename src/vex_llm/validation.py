@@ -23,7 +23,10 @@ def is_number(value: object) -> bool:
 def number_in(
     name: str, value: object, low: float, high: float, *, optional: bool = True
 ) -> float | None:
-    """``value`` as a float between ``low`` and ``high`` (inclusive; never NaN)."""
+    """``value`` as a float between ``low`` and ``high`` (inclusive; never NaN, never -0.0).
+
+    -0.0 becomes 0.0: equal numbers come out as one value with one ``repr``, which the cache
+    key relies on."""
     if value is None and optional:
         return None
     if not is_number(value):
@@ -32,11 +35,13 @@ def number_in(
     number = float(value)  # type: ignore[arg-type]
     if math.isnan(number) or not low <= number <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
-    return number
+    return number + 0.0  # -0.0 + 0.0 is 0.0
 
 
 def positive_int(name: str, value: object, *, optional: bool = False, low: int = 1) -> int | None:
-    """``value`` as an int of at least ``low`` (1 unless given); None too when ``optional``."""
+    """``value`` as an int of at least ``low`` (1 unless given); None too when ``optional``.
+
+    An int subclass (an ``IntEnum``) comes out as a plain int: one value, one ``repr``."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -44,7 +49,7 @@ def positive_int(name: str, value: object, *, optional: bool = False, low: int =
         raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
     if value < low:
         raise ValueError(f"{name} must be at least {low}, got {value!r}")
-    return value
+    return value if type(value) is int else int(value)
 
 
 def seconds(name: str, value: object, *, optional: bool = True, zero: bool = False) -> float | None:

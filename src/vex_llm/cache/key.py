@@ -127,28 +127,16 @@ def material_after(prefix: str, request: LLMRequest) -> bytes:
     """
     system, prompt = request.system, request.prompt
     if not request.messages:
-        # The common one-turn shape, without the list building (this runs on every hit).
-        turns = "" if system is None else f"s{len(system)};"
-        turns += f"u{len(prompt)};" if prompt else ""
-        texts = prompt if system is None else system + prompt
+        # The common one-turn shape, without the list building (this runs on every hit); the
+        # texts go straight into the material below (no ``system + prompt`` copy).
+        if system is None:
+            turns = f"u{len(prompt)};" if prompt else ""
+            system = ""
+        else:
+            turns = f"s{len(system)};u{len(prompt)};" if prompt else f"s{len(system)};"
     else:
-        turn_list: list[str] = []
-        text_list: list[str] = []
-        if system is not None:
-            turn_list.append(f"s{len(system)};")
-            text_list.append(system)
-        for message in request.messages:
-            if message.plain:
-                text = message.content
-                turn_list.append(f"{ROLE_CODES[message.role]}{len(text)};")  # type: ignore[arg-type]
-            else:
-                text = _message_json(message)
-                turn_list.append(f"{ROLE_CODES[message.role].upper()}{len(text)};")
-            text_list.append(text)  # type: ignore[arg-type]
-        if prompt:
-            turn_list.append(f"u{len(prompt)};")
-            text_list.append(prompt)
-        turns, texts = "".join(turn_list), "".join(text_list)
+        turns, prompt = _turns_and_texts(system, request.messages, prompt)
+        system = ""
     tenant, namespace, model = request.tenant_id, request.cache.namespace, request.model
     stop = "".join(f"{len(s)}:{s}" for s in request.stop) if request.stop else ""
     material = (
@@ -156,15 +144,62 @@ def material_after(prefix: str, request: LLMRequest) -> bytes:
         f"{'~' if tenant is None else f'{len(tenant)}:{tenant}'}"
         f"{'~' if namespace is None else f'{len(namespace)}:{namespace}'}"
         f"{'~' if model is None else f'{len(model)}:{model}'}"
-        f"{turns}|"
-        f"{request.temperature!r};{request.max_tokens!r};{request.top_p!r};"
-        f"{request.presence_penalty!r};{request.frequency_penalty!r};{request.seed!r};"
-        f"{stop}\n{texts}"
+        f"{turns}|{_sampling(request)}{stop}\n{system}{prompt}"
     )
     if not request.plain:
         material += _rich_fields(request)
     # surrogatepass: a str may hold lone surrogates (e.g. from JSON); they must hash too.
     return material.encode("utf-8", "surrogatepass")
+
+
+def _turns_and_texts(
+    system: str | None, messages: Sequence[Message], prompt: str
+) -> tuple[str, str]:
+    """The turn list and the concatenated texts of a request with ``messages``."""
+    turn_list: list[str] = []
+    text_list: list[str] = []
+    if system is not None:
+        turn_list.append(f"s{len(system)};")
+        text_list.append(system)
+    for message in messages:
+        if message.plain:
+            text = message.content
+            turn_list.append(f"{ROLE_CODES[message.role]}{len(text)};")  # type: ignore[arg-type]
+        else:
+            text = _message_json(message)
+            turn_list.append(f"{ROLE_CODES[message.role].upper()}{len(text)};")
+        text_list.append(text)  # type: ignore[arg-type]
+    if prompt:
+        turn_list.append(f"u{len(prompt)};")
+        text_list.append(prompt)
+    return "".join(turn_list), "".join(text_list)
+
+
+#: Rendered sampling fields by value: a handful of settings recur in every workload, and
+#: ``repr`` of a float costs more than the rest of a hit's bookkeeping. Sound because
+#: ``LLMRequest`` stores canonical values (floats as float without -0.0, ints as int), so
+#: equal tuples render equally in every process. Bounded: when full, it starts over.
+_SAMPLING: dict[tuple[float | int | None, ...], str] = {}
+_SAMPLING_KEPT = 1024
+
+
+def _sampling(request: LLMRequest) -> str:
+    """``temperature;max_tokens;top_p;presence_penalty;frequency_penalty;seed;`` (reprs)."""
+    values = (
+        request.temperature,
+        request.max_tokens,
+        request.top_p,
+        request.presence_penalty,
+        request.frequency_penalty,
+        request.seed,
+    )
+    text = _SAMPLING.get(values)
+    if text is None:
+        text = "".join(f"{value!r};" for value in values)
+        if len(_SAMPLING) >= _SAMPLING_KEPT:
+            _SAMPLING.clear()  # a workload of ever-new values: start over, stay bounded
+        _SAMPLING[values] = text
+    return text
 
 
 def _message_json(message: Message) -> str:
