@@ -17,6 +17,8 @@ byte at a time. This subclass adds, from :class:`~vex_llm.server.limits.ServerLi
   dropped after that long (uvicorn would keep its task and buffered answer forever);
 
 and answers uvicorn's own refusals (an unparseable request: 400) in OpenAI's error shape.
+Its writes go through :class:`~vex_llm.server.coalescing.CoalescingTransport`, so a response's
+head and body leave in one write.
 The body timeout is :class:`~vex_llm.server.http.BodyDeadline` (it needs the ASGI cycle).
 """
 
@@ -29,6 +31,7 @@ from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from vex_llm.server.coalescing import CoalescingTransport
 from vex_llm.server.http import error_response
 from vex_llm.server.limits import ServerLimits
 from vex_llm.server.wire import WireError, error_json
@@ -69,7 +72,8 @@ class BoundedProtocol(HttpToolsProtocol):
     limits: ClassVar[ServerLimits] = ServerLimits()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # A response's head and body leave in one write (see CoalescingTransport).
+        super().connection_made(CoalescingTransport(transport, self.loop))
         self._in_head = True  # waiting for (the rest of) a request's headers
         self._head_bytes = 0
         self._heads = 0

@@ -179,6 +179,7 @@ async def _serve_worker(spec: WorkerSpec, ready: Connection) -> None:  # pragma:
             signals=signals,
             limits=settings.limits,
             sockets=[sock],
+            access_log=settings.access_log,
         )
     finally:
         signals.remove()
