@@ -158,6 +158,7 @@ class UpstreamCalls:
             for chunk in replay_chunks(CacheEntry(response, 0.0)):
                 flight.publish(chunk)
         flight.answered(response)
+        self.counters.spend(response.usage)
         if not decision.store or flight.unrecorded:
             return False
         return await self.store_answer(key, request, response, chunks, release=holding)

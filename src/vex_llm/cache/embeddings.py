@@ -347,6 +347,7 @@ class EmbeddingCache:
                 self.counters.errors += 1
                 raise
             batch.headers = response.headers
+            self.counters.spend(response.usage)
             shares = token_shares(response.usage.prompt_tokens, [len(p[1]) for p in pending])
             stamp = self.clock()
             entries = [
@@ -409,7 +410,7 @@ class EmbeddingCache:
         bypassed = sum(1 for d in decisions.values() if d.action == "bypass")
         counters.bypasses += bypassed
         saved = sum(answers[k].usage.prompt_tokens for k in (*found, *coalesced))
-        counters.tokens_saved += saved
+        counters.save(Usage(prompt_tokens=saved))
         sent = sum(answers[k].usage.prompt_tokens for k in flights if k not in coalesced)
         try:
             for key, answer in answers.items():

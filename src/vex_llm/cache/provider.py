@@ -55,6 +55,7 @@ from vex_llm.cache.streaming import CachedStream, iterate, replay_chunks
 from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import CacheMiss, LLMError, Timeout
 from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
+from vex_llm.pricing import Price
 from vex_llm.provider import LLMProvider, WrapperProvider
 
 __all__ = ["CacheOutcome", "CacheResult", "CachedProvider"]
@@ -80,7 +81,9 @@ class CachedProvider(WrapperProvider):
     when set, becomes the wrapped provider's (see ``WrapperProvider``). ``clock`` (wall-clock
     seconds) stamps entries and is injectable for tests. ``lease`` times cross-process
     single-flight when the store supports it (a process that received another process's
-    answer counts as ``coalesced``).
+    answer counts as ``coalesced``). ``price`` (the wrapped provider's, see
+    ``vex_llm.pricing``) fills ``CacheStats.dollars_spent`` and ``dollars_saved``; without
+    one they are None.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class CachedProvider(WrapperProvider):
         store: CacheStore | None = None,
         clock: Callable[[], float] = time.time,
         lease: LeasePolicy | None = None,
+        price: Price | None = None,
     ) -> None:
         super().__init__(provider)
         self.config = config or LLMCacheConfig.default()
@@ -119,7 +123,7 @@ class CachedProvider(WrapperProvider):
         # Exactly MemoryStore: a subclass may override get() (and fail), so it takes the
         # general path.
         self._get_now = self.store.get_now if type(self.store) is MemoryStore else None
-        self._counters = Counters()
+        self._counters = Counters(price)
         # The store, fail-open, with its leases (see access.StoreAccess).
         self._store = StoreAccess(
             self.store,
@@ -193,7 +197,7 @@ class CachedProvider(WrapperProvider):
             # contract (tests/test_decision.py), so the hit path skips the call.
             counters = self._counters
             counters.hits += 1
-            counters.tokens_saved += entry.response.usage.total_tokens
+            counters.save(entry.response.usage)
             return entry.response
         decision, leased = self._decide_miss(control, key, leased)
         return (await self._complete_via_flight(request, key, decision, leased)).response
@@ -358,7 +362,7 @@ class CachedProvider(WrapperProvider):
     def _count_hit(self, entry: CacheEntry) -> None:
         counters = self._counters
         counters.hits += 1
-        counters.tokens_saved += entry.response.usage.total_tokens
+        counters.save(entry.response.usage)
 
     def _age(self, entry: CacheEntry) -> float:
         return max(0.0, self._clock() - entry.stored_at)
@@ -408,7 +412,7 @@ class CachedProvider(WrapperProvider):
 
     def _saved_by_stream(self, final: Chunk) -> None:
         if final.usage is not None:
-            self._counters.tokens_saved += final.usage.total_tokens
+            self._counters.save(final.usage)
 
     async def _complete_via_flight(
         self,
@@ -429,7 +433,7 @@ class CachedProvider(WrapperProvider):
             flight.leave()
         outcome = self._outcome(decision, joined, flight)
         if outcome == "coalesced":
-            self._counters.tokens_saved += response.usage.total_tokens
+            self._counters.save(response.usage)
         return CacheResult(response, outcome, key)
 
     # -- the store, fail-open ---------------------------------------------------------------
@@ -451,6 +455,7 @@ class CachedProvider(WrapperProvider):
 
     def _snapshot(self, entries: int, nbytes: int) -> CacheStats:
         c = self._counters
+        spent, saved = c.dollars()
         return CacheStats(
             hits=c.hits,
             misses=c.misses,
@@ -464,6 +469,8 @@ class CachedProvider(WrapperProvider):
             entries=entries,
             bytes=nbytes,
             tokens_saved=c.tokens_saved,
+            dollars_spent=spent,
+            dollars_saved=saved,
         )
 
     def stats(self) -> CacheStats:

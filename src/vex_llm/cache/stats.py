@@ -4,25 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vex_llm.models import Usage
+from vex_llm.pricing import Price, cost
+
 __all__ = ["CacheStats", "Counters"]
 
 
 class Counters:
-    """Mutable counters, bumped on the request path (plain attributes: cheapest to update)."""
+    """Mutable counters, bumped on the request path (plain attributes: cheapest to update).
+
+    ``price`` (None: unknown) turns the usage of answers into dollars: :meth:`spend` for an
+    upstream call's answer, :meth:`save` for an answer served without one.
+    """
 
     __slots__ = (
         "bypasses",
         "coalesced",
+        "dollars_saved",
+        "dollars_spent",
         "errors",
         "hits",
         "misses",
         "only_if_cached_misses",
+        "price",
         "stale",
         "store_errors",
         "tokens_saved",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, price: Price | None = None) -> None:
+        self.price = price
+        self.dollars_spent = 0.0
+        self.dollars_saved = 0.0
         self.hits = 0
         self.misses = 0
         self.coalesced = 0
@@ -32,6 +45,25 @@ class Counters:
         self.only_if_cached_misses = 0
         self.stale = 0
         self.tokens_saved = 0
+
+    def save(self, usage: Usage) -> None:
+        """Count an answer served without an upstream call: its tokens and their price."""
+        self.tokens_saved += usage.prompt_tokens + usage.completion_tokens
+        price = self.price
+        if price is not None:
+            self.dollars_saved += cost(price, usage)
+
+    def spend(self, usage: Usage) -> None:
+        """Count the price of an upstream call's answer."""
+        price = self.price
+        if price is not None:
+            self.dollars_spent += cost(price, usage)
+
+    def dollars(self) -> tuple[float | None, float | None]:
+        """``(spent, saved)`` in dollars; ``(None, None)`` when the price is unknown."""
+        if self.price is None:
+            return None, None
+        return self.dollars_spent, self.dollars_saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +85,10 @@ class CacheStats:
       (stale-if-error); the failed call is also counted in ``misses`` and ``errors``. A
       stale-while-revalidate answer is a hit; its background refresh is a miss.
     - ``tokens_saved``: total tokens of answers served without an upstream call.
+    - ``dollars_spent``: what the upstream calls' answers cost (one per call, however many
+      callers shared it; refreshes included); ``dollars_saved``: what the answers served
+      without an upstream call (hits, coalesced) would have cost. Both at the price the cache
+      was given (``CachedProvider(price=...)``), None when it has none: unknown, not free.
     """
 
     hits: int = 0
@@ -67,6 +103,8 @@ class CacheStats:
     bytes: int = 0
     tokens_saved: int = 0
     stale: int = 0
+    dollars_spent: float | None = None
+    dollars_saved: float | None = None
 
     @property
     def lookups(self) -> int:
