@@ -511,8 +511,28 @@ _store_option = click.option(
 
 @cache.command("stats")
 @_store_option
-def cache_stats(store: str | None) -> None:
-    """Show the number of entries, their size and evictions."""
+@click.option(
+    "--server",
+    metavar="URL",
+    help="A running proxy (http://HOST:PORT): its lookups, tokens and dollars spent and saved, "
+    "by tenant and model (GET /v1/cache/stats).",
+)
+@click.option(
+    "--key-env",
+    default="VEX_LLM_ADMIN_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the key for --server (the admin key sees every "
+    "tenant, a tenant's key only its own).",
+)
+def cache_stats(store: str | None, server: str | None, key_env: str) -> None:
+    """Show the number of entries, their size and evictions; with --server, a proxy's
+    figures by tenant and model, with dollars spent and saved."""
+    if server is not None:
+        if store is not None:
+            raise click.UsageError("give --store or --server, not both")
+        _server_stats(server, os.environ.get(key_env))
+        return
     url = _store_url(store)
 
     async def stats() -> tuple[int, int, dict[str, int]]:
@@ -528,6 +548,36 @@ def cache_stats(store: str | None) -> None:
     table.add_row("bytes", f"{nbytes:,}")
     for cause, count in evictions.items():
         table.add_row(f"evictions ({cause}, this process)", str(count))
+    Console().print(table)
+
+
+def _server_stats(server: str, key: str | None) -> None:
+    import httpx
+
+    from vex_llm.stats_rows import STATS_COLUMNS, stats_rows
+
+    url = server.rstrip("/").removesuffix("/v1") + "/v1/cache/stats"
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    try:
+        answer = httpx.get(url, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"{redact_url(url)}: {type(exc).__name__}: {exc}") from None
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if answer.status_code != 200 or not isinstance(body, dict):
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        raise click.ClickException(
+            f"{redact_url(url)} answered {answer.status_code}: {message or 'not cache stats'}"
+        )
+    table = Table(title=f"vex-llm {redact_url(url)}")
+    for column in STATS_COLUMNS:
+        # Folded, never cut to an ellipsis: a figure shown as "$0.00…" would say nothing.
+        text = column in ("tenant", "model")
+        table.add_column(column, justify="left" if text else "right", overflow="fold")
+    for row in stats_rows(body):
+        table.add_row(*row)
     Console().print(table)
 
 

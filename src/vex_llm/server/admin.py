@@ -2,8 +2,8 @@
 
 Access rule of ``GET /v1/cache/stats``: the admin key sees everything — the store's entries,
 bytes and evictions, every model's cache counters and every tenant's figures; a tenant key
-sees only its own figures (lookups by outcome, tokens saved and upstream errors, by model),
-never the store-wide numbers, which tell of the other tenants' traffic.
+sees only its own figures (lookups by outcome, tokens saved, upstream errors and dollars spent
+and saved, by model), never the store-wide numbers, which tell of the other tenants' traffic.
 
 Admin endpoints refuse what they do not understand with a 400: an unknown, misspelt
 (``TENANT``), decorated (``tenant[]``, ``tenant%00``), repeated or malformed query parameter,
@@ -64,11 +64,33 @@ def _with_rate(counters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _blank() -> dict[str, Any]:
-    return {"hits": 0, "misses": 0, "coalesced": 0, "bypasses": 0, "tokens_saved": 0, "errors": 0}
+    return {
+        "hits": 0,
+        "misses": 0,
+        "coalesced": 0,
+        "bypasses": 0,
+        "tokens_saved": 0,
+        "errors": 0,
+        "dollars_spent": 0.0,
+        "dollars_saved": 0.0,
+        "unpriced": 0,
+    }
+
+
+#: Sample name -> the figure it adds to (every lookup outcome is read apart, above them).
+_SUMS = {
+    "vex_llm_tokens_saved_total": "tokens_saved",
+    "vex_llm_upstream_errors_total": "errors",
+    "vex_llm_dollars_spent_total": "dollars_spent",
+    "vex_llm_dollars_saved_total": "dollars_saved",
+    "vex_llm_unpriced_answers_total": "unpriced",
+}
 
 
 def tenant_figures(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> dict[str, Any]:
-    """Per tenant, per model: lookups by outcome, tokens saved and upstream errors.
+    """Per tenant, per model: lookups by outcome, tokens saved, upstream errors, and dollars
+    spent and saved (see ``server.money``; ``unpriced``: answers of upstreams without a price,
+    left out of the dollars).
 
     ``samples`` are the proxy's Prometheus samples ``(name, labels, value)``.
     """
@@ -86,10 +108,9 @@ def tenant_figures(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> d
             continue
         if name == "vex_llm_cache_lookups_total" and labels.get("outcome") in _OUTCOMES:
             counters[_COUNTER_NAMES[labels["outcome"]]] += int(value)
-        elif name == "vex_llm_tokens_saved_total":
-            counters["tokens_saved"] += int(value)
-        elif name == "vex_llm_upstream_errors_total":
-            counters["errors"] += int(value)
+        elif name in _SUMS:
+            field = _SUMS[name]
+            counters[field] += value if field.startswith("dollars") else int(value)
     figures: dict[str, Any] = {}
     for tenant, models in sorted(per.items()):
         totals = _blank()
@@ -108,7 +129,9 @@ def one_tenant(figures: Mapping[str, Any], tenant: str) -> dict[str, Any]:
 
 
 def admin_figures(stats: Mapping[str, CacheStats], tenants: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything: the store, each model's cache counters, and every tenant's figures."""
+    """Everything: the store, each model's cache counters (dollars at its upstream's price:
+    each upstream call spends once, background refreshes included), and every tenant's
+    figures."""
     totals: dict[str, Any] = {}
     per_model = {}
     entries = nbytes = 0
@@ -125,10 +148,13 @@ def admin_figures(stats: Mapping[str, CacheStats], tenants: Mapping[str, Any]) -
             "only_if_cached_misses": s.only_if_cached_misses,
             "stale": s.stale,
             "tokens_saved": s.tokens_saved,
+            # None: this upstream has no price (unknown, not free); the totals leave it out.
+            "dollars_spent": s.dollars_spent,
+            "dollars_saved": s.dollars_saved,
         }
         per_model[name] = counters
         for field, value in counters.items():
-            totals[field] = totals.get(field, 0) + value
+            totals[field] = totals.get(field, 0) + (value or 0)
     return {
         **_with_rate(totals),
         "entries": entries,

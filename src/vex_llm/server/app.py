@@ -31,7 +31,7 @@ from vex_llm.cache.stores.breaker import BreakerStore, guard_store
 from vex_llm.cache.streaming import CachedStream
 from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import InputTooLarge, LLMError
-from vex_llm.models import CacheControl, Chunk, LLMRequest
+from vex_llm.models import CacheControl, Chunk, LLMRequest, Usage
 from vex_llm.provider import LLMProvider
 from vex_llm.server.admin import (
     admin_figures,
@@ -62,9 +62,10 @@ from vex_llm.server.http import (
     unauthorized,
 )
 from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
+from vex_llm.server.money import answer_dollars, embedding_dollars
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
-from vex_llm.server.upstreams import build_provider, upstream_secret
+from vex_llm.server.upstreams import build_provider, upstream_prices, upstream_secret
 from vex_llm.server.wire import WireError
 
 try:
@@ -132,7 +133,9 @@ class _Proxy:
         self.secrets = secrets
         # Each upstream guarded (retries, breaker) and cached; each model name a chain of
         # its upstream's cache and its fallbacks' (see server.guarded).
-        self.guarded = build_guarded(settings, providers, store, clock)
+        # Prices resolved once, here: a catalogue lookup must never delay a request.
+        self.prices = upstream_prices(settings.upstreams)
+        self.guarded = build_guarded(settings, providers, store, clock, self.prices)
         self.cached = {name: g.cached for name, g in self.guarded.items()}
         self.chains = fallback_chains(settings, self.guarded)
         self.upstream_of = {g.cached: name for name, g in self.guarded.items()}
@@ -282,6 +285,7 @@ class _Proxy:
             time.perf_counter() - started,
             response.usage.total_tokens,
             door.endpoint,
+            answer_dollars(self.prices[answered_by], result.outcome, response.usage),
         )
         self.metrics.status(tenant, call.model, 200, door.endpoint)
         headers = cache_headers(result.outcome, result.key, result.age)
@@ -334,15 +338,15 @@ class _Proxy:
                             pending.clear()
                     if pending:
                         yield b"".join(pending)
-                usage = final[0].usage if final else None
-                tokens = usage.total_tokens if usage is not None else 0
+                usage = (final[0].usage if final else None) or Usage()
                 self.metrics.observe(
                     tenant,
                     call.model,
                     stream.outcome,
                     time.perf_counter() - started,
-                    tokens,
+                    usage.total_tokens,
                     door.endpoint,
+                    answer_dollars(self.prices[answered_by], stream.outcome, usage),
                 )
                 self.metrics.status(tenant, call.model, 200, door.endpoint)
             except LLMError as exc:
@@ -396,14 +400,21 @@ class _Proxy:
             return self._fail(door, failure, tenant, call.model, exc)
         response = result.response
         elapsed = time.perf_counter() - started
+        answered_by = self.upstream_of[chain.providers[index]]
         self.metrics.observe(
-            tenant, call.model, result.outcome, elapsed, response.tokens_saved, door.endpoint
+            tenant,
+            call.model,
+            result.outcome,
+            elapsed,
+            response.tokens_saved,
+            door.endpoint,
+            embedding_dollars(self.prices[answered_by], response.usage, response.tokens_saved),
         )
         self.metrics.status(tenant, call.model, 200, door.endpoint)
         headers = {
             "x-vex-cache": result.outcome,
             "x-vex-cache-hits": str(result.hits),
-            "x-vex-upstream": self.upstream_of[chain.providers[index]],
+            "x-vex-upstream": answered_by,
         }
         if result.coalesced:
             headers["x-vex-cache-coalesced"] = str(result.coalesced)

@@ -43,6 +43,7 @@ The file::
     model = "gpt-4o-mini"           # the name sent upstream (default: the table's name)
     timeout = 60
     fallbacks = ["local"]           # and retry, breaker, stale_if_error: see config_resilience
+    price = { input_per_mtok = 0.15, output_per_mtok = 0.6 }   # dollars; default: catalogue
 
     [tenants.acme]
     key_sha256 = ["<hex sha256 of the client key>"]
@@ -69,6 +70,7 @@ from typing import Any
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.models import InputLimits
+from vex_llm.pricing import Price
 from vex_llm.server.config_resilience import RESILIENCE_SETTINGS, read_resilience
 from vex_llm.server.limits import LIMIT_TYPES, ServerLimits
 from vex_llm.server.settings import (
@@ -240,9 +242,34 @@ def _read_breaker(r: _Reader, doc: Mapping[str, Any]) -> StoreBreakerPolicy:
         return base
 
 
+def _read_price(r: _Reader, upstream: Mapping[str, Any], where: str) -> Price | None:
+    """``price = { input_per_mtok = 0.15, output_per_mtok = 0.6 }``: dollars per million."""
+    if "price" not in upstream:
+        return None
+    where = f"{where}.price"
+    table = upstream["price"]
+    if not isinstance(table, dict):
+        r.problem(where, "must be a table: { input_per_mtok = ..., output_per_mtok = ... }")
+        return None
+    names = ("input_per_mtok", "output_per_mtok")
+    r.unknown(table, set(names), where)
+    values = []
+    for name in names:
+        if name not in table:
+            r.problem(f"{where}.{name}", "is required (dollars per million tokens)")
+        values.append(r.get(table, name, _NUMBER, where))
+    if None in values:
+        return None
+    try:
+        return Price(float(values[0]), float(values[1]))
+    except ValueError as exc:
+        r.problem(where, str(exc))
+        return None
+
+
 def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings]:
     upstreams: list[UpstreamSettings] = []
-    known = {"kind", "base_url", "model", "api_key_env", "timeout", *RESILIENCE_SETTINGS}
+    known = {"kind", "base_url", "model", "api_key_env", "timeout", "price", *RESILIENCE_SETTINGS}
     for name, table in r.table(doc, "upstreams", "upstreams").items():
         where = f"upstreams.{name}"
         if not isinstance(table, dict):
@@ -271,6 +298,7 @@ def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings
                 model=r.get(table, "model", str, where, name),
                 api_key_env=r.get(table, "api_key_env", str, where),
                 timeout=float(timeout),
+                price=_read_price(r, table, where),
                 **resilience,
             )
         )

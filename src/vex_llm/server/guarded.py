@@ -19,6 +19,7 @@ from typing import Any
 
 from vex_llm.cache.provider import CachedProvider
 from vex_llm.cache.stores.base import CacheStore
+from vex_llm.pricing import Price
 from vex_llm.provider import LLMProvider
 from vex_llm.resilience import CircuitBreaker, FallbackProvider, RetryingProvider
 from vex_llm.server.settings import Settings, UpstreamSettings
@@ -56,8 +57,11 @@ def build_guarded(
     providers: Mapping[str, LLMProvider],
     store: CacheStore,
     clock: Callable[[], float],
+    prices: Mapping[str, Price | None] | None = None,
 ) -> dict[str, Guarded]:
-    """Each upstream of ``settings`` guarded and cached in ``store`` (model name -> it)."""
+    """Each upstream of ``settings`` guarded and cached in ``store`` (model name -> it), each
+    cache counting dollars at its upstream's price in ``prices`` (none: unknown)."""
+    prices = prices or {}
     guarded = {}
     for upstream in settings.upstreams:
         provider, retry, breaker = _guard(providers[upstream.name], upstream)
@@ -67,7 +71,9 @@ def build_guarded(
             stale_if_error=upstream.stale_if_error or config.stale_if_error,
             stale_while_revalidate=upstream.stale_while_revalidate or config.stale_while_revalidate,
         )
-        cached = CachedProvider(provider, config, store=store, clock=clock)
+        cached = CachedProvider(
+            provider, config, store=store, clock=clock, price=prices.get(upstream.name)
+        )
         guarded[upstream.name] = Guarded(upstream.name, cached, retry, breaker)
     return guarded
 

@@ -17,6 +17,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from vex_llm.server.money import NOTHING, Dollars
+
 if TYPE_CHECKING:
     from vex_llm.cache.stores.breaker import StoreCircuit
 
@@ -75,6 +77,25 @@ class ProxyMetrics:
             labels,
             registry=r,
         )
+        self.dollars_spent = prom.Counter(
+            "vex_llm_dollars_spent",
+            "Dollars the upstream charged for answers that went upstream (miss, bypass).",
+            labels,
+            registry=r,
+        )
+        self.dollars_saved = prom.Counter(
+            "vex_llm_dollars_saved",
+            "Dollars the upstream would have charged for answers served without a call "
+            "(hit, coalesced).",
+            labels,
+            registry=r,
+        )
+        self.unpriced = prom.Counter(
+            "vex_llm_unpriced_answers",
+            "Answers of an upstream without a known price: not in the dollar counters.",
+            labels,
+            registry=r,
+        )
         self.latency = prom.Histogram(
             "vex_llm_request_duration_seconds",
             "Time to answer (to the last byte for streams), by endpoint and outcome.",
@@ -101,12 +122,20 @@ class ProxyMetrics:
         seconds: float,
         tokens_saved: int,
         endpoint: str = "chat.completions",
+        dollars: Dollars | None = NOTHING,
     ) -> None:
-        """Record one answer served through ``endpoint`` (a front door's name)."""
+        """Record one answer served through ``endpoint`` (a front door's name) and what it
+        cost or saved (``dollars``; None: its upstream has no price, see ``server.money``)."""
         self.cache.labels(tenant, model, endpoint, outcome).inc()
         self.latency.labels(tenant, model, endpoint, outcome).observe(seconds)
         if tokens_saved and outcome in ("hit", "coalesced", "partial"):
             self.tokens_saved.labels(tenant, model).inc(tokens_saved)
+        if dollars is None:
+            self.unpriced.labels(tenant, model).inc()
+            return
+        # Touched even at 0: a priced model's series exist from its first answer.
+        self.dollars_spent.labels(tenant, model).inc(dollars.spent)
+        self.dollars_saved.labels(tenant, model).inc(dollars.saved)
 
     def status(
         self, tenant: str, model: str, status: int, endpoint: str = "chat.completions"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.hosts import is_loopback
+from vex_llm.pricing import Price
 from vex_llm.providers.kinds import KIND_NAMES
 from vex_llm.providers.kinds import UPSTREAM_KINDS as UPSTREAM_KIND_TABLE
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
@@ -76,6 +77,9 @@ class UpstreamSettings:
     ``stale_if_error`` keeps entries that many seconds past their ttl, to answer with when
     the upstream fails (0: off); within ``stale_while_revalidate`` seconds past their ttl,
     entries answer at once while one background call refreshes them (0: off).
+
+    ``price`` (dollars per million tokens) is what this upstream charges; None: the
+    ``vex_llm.pricing`` catalogue's price, 0 on a loopback address, else unknown.
     """
 
     name: str
@@ -89,6 +93,7 @@ class UpstreamSettings:
     fallbacks: tuple[str, ...] = ()
     stale_if_error: float = 0.0
     stale_while_revalidate: float = 0.0
+    price: Price | None = None
 
     @property
     def stale_grace(self) -> float:
