@@ -33,6 +33,8 @@ from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import InputTooLarge, LLMError
 from vex_llm.models import CacheControl, Chunk, LLMRequest, Usage
 from vex_llm.provider import LLMProvider
+from vex_llm.quota import UPSTREAM_OUTCOMES, Ticket, no_quota_figures
+from vex_llm.quota.metrics import QuotaCollector
 from vex_llm.server.admin import (
     admin_figures,
     one_tenant,
@@ -63,6 +65,7 @@ from vex_llm.server.http import (
 )
 from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
 from vex_llm.server.money import answer_dollars, embedding_dollars
+from vex_llm.server.quota import build_gate, refusal_failure
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
 from vex_llm.server.upstreams import build_provider, upstream_prices, upstream_secret
@@ -144,9 +147,17 @@ class _Proxy:
         self._embeddings_door = EmbeddingsDoor()
         if isinstance(store, BreakerStore):
             self.metrics.watch_breaker(store.breaker)
+        # Rate limits and budgets per tenant (vex_llm.quota), shared when the store is Redis.
+        self.quota = build_gate(settings, store)
+        self.tenant_ids = frozenset(
+            [t.tenant_id for t in settings.tenants]
+            + ([settings.open_tenant] if settings.open_tenant is not None else [])
+        )
+        self.metrics.watch(QuotaCollector(self.quota))
 
     async def aclose(self) -> None:
         # Each cache closes its upstream; the store they share is closed once, here.
+        await self.quota.aclose()
         for cached in self.cached.values():
             with contextlib.suppress(Exception):
                 await cached.aclose()
@@ -208,12 +219,27 @@ class _Proxy:
         tenant: str,
         model: str,
         exc: LLMError | None,
+        ticket: Ticket | None = None,
     ) -> Response:
         self.metrics.status(tenant, model, failure.status, door.endpoint)
         if exc is not None and failure.status >= 500:
             self.metrics.upstream_error(tenant, model, type(exc).__name__)
             log.warning("upstream %s failed: %s", model, failure.message)
-        return self._render(door.error(failure.as_wire()), failure.headers)
+        headers = {**ticket.headers(), **failure.headers} if ticket else failure.headers
+        return self._render(door.error(failure.as_wire()), headers)
+
+    async def _failed(
+        self, door: Door | EmbeddingsDoor, ticket: Ticket, exc: LLMError, tenant: str, model: str
+    ) -> Response:
+        """A failed lookup: its reservation given back; the quota's 429 when the miss was of
+        the only-if-cached lookup the gate imposed, the upstream's failure otherwise."""
+        refusal = await ticket.failed(exc)
+        if refusal is not None:
+            return self._fail(door, refusal_failure(refusal), tenant, model, None)
+        failure = self._failure(exc)
+        if isinstance(exc, InputTooLarge) and isinstance(door, EmbeddingsDoor):
+            failure = dataclasses.replace(failure, param="input")
+        return self._fail(door, failure, tenant, model, exc, ticket)
 
     def _failure(self, exc: LLMError) -> Failure:
         return failure_for(exc, retry_after_cap=self.settings.retry_after_cap, secrets=self.secrets)
@@ -271,13 +297,19 @@ class _Proxy:
             return self._render(door.error(err))
         if call.model not in self.cached:
             return self._unknown_model(door, tenant, call.model)
+        ticket = await self.quota.admit(tenant, len(body), call.request)
+        if ticket.refusal is not None:
+            return self._fail(door, refusal_failure(ticket.refusal), tenant, call.model, None)
+        if ticket.request is not call.request:  # only-if-cached: no headroom for the upstream
+            call = dataclasses.replace(call, request=ticket.request)
         if call.stream:
-            return await self._stream(door, call, tenant, started)
+            return await self._stream(door, call, tenant, started, ticket)
         try:
             result, answered_by = await self._lookup(call.model, call.request)
         except LLMError as exc:
-            return self._fail(door, self._failure(exc), tenant, call.model, exc)
+            return await self._failed(door, ticket, exc, tenant, call.model)
         response = result.response
+        await ticket.settle(result.outcome, response.usage, answered_by)
         self.metrics.observe(
             tenant,
             call.model,
@@ -291,13 +323,16 @@ class _Proxy:
         headers = cache_headers(result.outcome, result.key, result.age)
         headers["x-vex-upstream"] = answered_by
         headers.update(response.headers)  # the upstream's request id and limits, misses only
+        ticket.apply(headers)  # the tenant's own limits replace the upstream's
         return self._render(door.answer(response, call), headers)
 
-    async def _stream(self, door: Door, call: DoorRequest, tenant: str, started: float) -> Response:
+    async def _stream(
+        self, door: Door, call: DoorRequest, tenant: str, started: float, ticket: Ticket
+    ) -> Response:
         try:
             stream, peeked, answered_by = await self._open_stream(call.model, call.request)
         except LLMError as exc:
-            return self._fail(door, self._failure(exc), tenant, call.model, exc)
+            return await self._failed(door, ticket, exc, tenant, call.model)
         if peeked is None:
             # The status line waits for the upstream's first event (or its failure), so a
             # stream gets the same status codes and headers as a JSON request would; errors
@@ -306,10 +341,12 @@ class _Proxy:
                 peeked = await anext(stream, None)
             except LLMError as exc:
                 await stream.aclose()
-                return self._fail(door, self._failure(exc), tenant, call.model, exc)
+                return await self._failed(door, ticket, exc, tenant, call.model)
             except BaseException:
                 await stream.aclose()
                 raise
+        if stream.outcome not in UPSTREAM_OUTCOMES:  # a replay: its reservation goes back now
+            await ticket.settle(stream.outcome, None, answered_by)
         final: list[Chunk] = []  # the terminal chunk, once it is out
 
         async def chunks() -> AsyncIterator[Chunk]:
@@ -338,7 +375,9 @@ class _Proxy:
                             pending.clear()
                     if pending:
                         yield b"".join(pending)
-                usage = (final[0].usage if final else None) or Usage()
+                usage = final[0].usage if final else None
+                await ticket.settle(stream.outcome, usage, answered_by)
+                usage = usage or Usage()
                 self.metrics.observe(
                     tenant,
                     call.model,
@@ -365,6 +404,7 @@ class _Proxy:
         headers["x-vex-upstream"] = answered_by
         if peeked is not None:
             headers.update(peeked.headers)
+        ticket.apply(headers)
         return SSEResponse(events(), headers)
 
     # -- embeddings: per input, beside the doors --------------------------------------------
@@ -387,20 +427,21 @@ class _Proxy:
             return self._render(door.error(err))
         if call.model not in self.cached:
             return self._unknown_model(door, tenant, call.model)
+        ticket = await self.quota.admit(tenant, len(body), call.request)
+        if ticket.refusal is not None:
+            return self._fail(door, refusal_failure(ticket.refusal), tenant, call.model, None)
         chain = self.chains[call.model]
         try:
             result, index = await chain.first_answer(
-                call.request,
+                ticket.request,
                 lambda cached, r: cached.embed_result(self._for_member(cached, r)),
             )
         except LLMError as exc:
-            failure = self._failure(exc)
-            if isinstance(exc, InputTooLarge):
-                failure = dataclasses.replace(failure, param="input")
-            return self._fail(door, failure, tenant, call.model, exc)
+            return await self._failed(door, ticket, exc, tenant, call.model)
         response = result.response
-        elapsed = time.perf_counter() - started
         answered_by = self.upstream_of[chain.providers[index]]
+        await ticket.settle(result.outcome, response.usage, answered_by)
+        elapsed = time.perf_counter() - started
         self.metrics.observe(
             tenant,
             call.model,
@@ -419,6 +460,7 @@ class _Proxy:
         if result.coalesced:
             headers["x-vex-cache-coalesced"] = str(result.coalesced)
         headers.update(response.headers)  # the upstream's request id and limits
+        ticket.apply(headers)
         return self._render(door.answer(result, call), headers)
 
     # -- the rest --------------------------------------------------------------------------
@@ -493,7 +535,11 @@ class _Proxy:
             return error_response(err)
         tenants = tenant_figures(self.metrics.samples())
         if tenant is not None:
-            return json_response(one_tenant(tenants, tenant))
+            return json_response({**one_tenant(tenants, tenant), **await self._quota(tenant)})
+        for name in self._known_tenants(tenants):
+            own = tenants.get(name) or one_tenant(tenants, name)
+            tenants[name] = {**own, **await self._quota(name)}
+            tenants[name].pop("tenant", None)
         stats = {}
         for name, cached in self.cached.items():
             try:
@@ -501,6 +547,19 @@ class _Proxy:
             except STORE_FAILURES as exc:
                 return _store_unavailable("reading the cache stats", exc)
         return json_response(admin_figures(stats, tenants))
+
+    def _known_tenants(self, seen: Mapping[str, Any]) -> list[str]:
+        """The tenants ``/v1/cache/stats`` shows the admin: those with traffic, and every
+        configured tenant that has a quota (its budget shows before its first request)."""
+        limited = [t for t in self.tenant_ids if self.quota.limits(t) is not None]
+        return sorted({*seen, *limited})
+
+    async def _quota(self, tenant: str) -> dict[str, Any]:
+        """A tenant's ``limits`` and ``budget`` figures (nulls for the parts it has not, and
+        for a label that is no configured tenant, such as ``_anonymous``)."""
+        if tenant not in self.tenant_ids:
+            return no_quota_figures()
+        return await self.quota.figures(tenant)
 
     async def cache_clear(self, request: Request) -> Response:
         # Who may clear what: server/clearing.py (admin: all or ?tenant=X; a tenant: its own).

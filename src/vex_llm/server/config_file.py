@@ -45,9 +45,13 @@ The file::
     fallbacks = ["local"]           # and retry, breaker, stale_if_error: see config_resilience
     price = { input_per_mtok = 0.15, output_per_mtok = 0.6 }   # dollars; default: catalogue
 
+    [quota]                         # rate limits and budgets: see config_quota
+    requests_per_minute = 600
+
     [tenants.acme]
     key_sha256 = ["<hex sha256 of the client key>"]
     key_env = "ACME_KEY"
+    tokens_per_minute = 100000      # and the other [quota] fields, for this tenant
 
 Environment overrides (the server reads them; library code never does): ``VEX_LLM_HOST``,
 ``VEX_LLM_PORT``, ``VEX_LLM_STORE``, ``VEX_LLM_MAX_BODY_BYTES``, ``VEX_LLM_MAX_PROMPT_BYTES``,
@@ -71,6 +75,8 @@ from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.stores.breaker import StoreBreakerPolicy
 from vex_llm.models import InputLimits
 from vex_llm.pricing import Price
+from vex_llm.quota.policy import TenantQuota
+from vex_llm.server.config_quota import QUOTA_SETTINGS, read_quota
 from vex_llm.server.config_resilience import RESILIENCE_SETTINGS, read_resilience
 from vex_llm.server.limits import LIMIT_TYPES, ServerLimits
 from vex_llm.server.settings import (
@@ -307,8 +313,17 @@ def _read_upstreams(r: _Reader, doc: Mapping[str, Any]) -> list[UpstreamSettings
     return upstreams
 
 
+def _read_quota(r: _Reader, doc: Mapping[str, Any]) -> TenantQuota:
+    table = r.table(doc, "quota", "quota")
+    r.unknown(table, set(QUOTA_SETTINGS), "quota")
+    quota, problems = read_quota(table, "quota")
+    for location, message in problems:
+        r.problem(location, message)
+    return quota or TenantQuota()
+
+
 def _read_tenants(
-    r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str]
+    r: _Reader, doc: Mapping[str, Any], env: Mapping[str, str], default: TenantQuota
 ) -> list[TenantSettings]:
     tenants = []
     for tenant_id, table in r.table(doc, "tenants", "tenants").items():
@@ -316,11 +331,14 @@ def _read_tenants(
         if not isinstance(table, dict):
             r.problem(where, "must be a table")
             continue
-        r.unknown(table, {"key_sha256", "key_env"}, where)
+        r.unknown(table, {"key_sha256", "key_env", *QUOTA_SETTINGS}, where)
         hashes = r.key_hashes(table, where, env)
         if not hashes and not any(p.location.endswith(where + ".key_env") for p in r.problems):
             r.problem(where, "needs key_sha256 or key_env")
-        tenants.append(TenantSettings(tenant_id, hashes))
+        quota, problems = read_quota(table, where, default)
+        for location, message in problems:
+            r.problem(location, message)
+        tenants.append(TenantSettings(tenant_id, hashes, quota))
     return tenants
 
 
@@ -384,7 +402,7 @@ def settings_from_document(
     r = _Reader(source)
     doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
     _apply_env(r, doc, env)
-    r.unknown(doc, {"server", "cache", "admin", "upstreams", "tenants"}, "")
+    r.unknown(doc, {"server", "cache", "admin", "upstreams", "tenants", "quota"}, "")
     server = r.table(doc, "server", "server")
     r.unknown(
         server,
@@ -414,7 +432,8 @@ def settings_from_document(
         if u.api_key_env is not None and not env.get(u.api_key_env):
             where = f"upstreams.{u.name}.api_key_env"
             r.problem(where, f"environment variable {u.api_key_env} is not set")
-    tenants = _read_tenants(r, doc, env)
+    quota = _read_quota(r, doc)
+    tenants = _read_tenants(r, doc, env, quota)
     fields = {
         "host": r.get(server, "host", str, "server", "127.0.0.1"),
         "port": r.get(server, "port", int, "server", 8080),
@@ -432,6 +451,7 @@ def settings_from_document(
         "cache": cache,
         "store_breaker": _read_breaker(r, doc),
         "limits": _read_limits(r, server),
+        "quota": quota,
         **fields,
     }
     # The cross-field rules run even when single settings were wrong, so that one run of

@@ -17,6 +17,7 @@ from vex_llm.hosts import is_loopback
 from vex_llm.pricing import Price
 from vex_llm.providers.kinds import KIND_NAMES
 from vex_llm.providers.kinds import UPSTREAM_KINDS as UPSTREAM_KIND_TABLE
+from vex_llm.quota.policy import TenantQuota
 from vex_llm.resilience.policy import BreakerPolicy, RetryPolicy
 from vex_llm.server.limits import ServerLimits
 
@@ -103,10 +104,14 @@ class UpstreamSettings:
 
 @dataclass(frozen=True, slots=True)
 class TenantSettings:
-    """A tenant and the SHA-256 digests of the client keys that identify it."""
+    """A tenant and the SHA-256 digests of the client keys that identify it.
+
+    ``quota``: its rate limits and budgets (None: ``Settings.quota``, every tenant's default).
+    """
 
     tenant_id: str
     key_hashes: tuple[bytes, ...]
+    quota: TenantQuota | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,8 @@ class Settings:
 
     ``open_tenant`` (quick path) maps every client, whatever its key, to one tenant; it is
     refused unless ``host`` is a loopback address. ``store_breaker`` is the circuit breaker
-    around a SQLite or Redis store (see ``vex_llm.cache.stores.breaker``).
+    around a SQLite or Redis store (see ``vex_llm.cache.stores.breaker``). ``quota`` is the
+    rate limits and budgets of every tenant without its own (see ``vex_llm.quota``).
     """
 
     upstreams: tuple[UpstreamSettings, ...]
@@ -135,6 +141,7 @@ class Settings:
     #: One log line per request (uvicorn's access log). Off by default: at a few hundred
     #: microseconds per cache hit, a line to stderr is a fifth of the hit.
     access_log: bool = False
+    quota: TenantQuota = field(default_factory=TenantQuota)
 
     def __post_init__(self) -> None:
         problems = check_settings(self)
@@ -167,6 +174,7 @@ class SettingsDraft:
     store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
     limits: ServerLimits = field(default_factory=ServerLimits)
     workers: int = 1
+    quota: TenantQuota = field(default_factory=TenantQuota)
 
 
 def _fallback_problems(u: UpstreamSettings, names: list[str]) -> list[Problem]:
@@ -205,6 +213,11 @@ def check_settings(s: Settings | SettingsDraft) -> list[Problem]:
         if kind is not None and kind.needs_key and u.api_key_env is None:
             problems.append(Problem(f"upstreams.{u.name}.api_key_env", f"{u.kind} needs a key"))
         problems += _fallback_problems(u, names)
+    for where, quota in (
+        ("quota", s.quota),
+        *((f"tenants.{t.tenant_id}", t.quota) for t in s.tenants if t.quota is not None),
+    ):
+        problems += [Problem(f"{where}.{name}", message) for name, message in quota.problems()]
     if not s.tenants and s.open_tenant is None:
         problems.append(
             Problem("tenants", "no tenant has a key; add [tenants.NAME] or set server.open_tenant")

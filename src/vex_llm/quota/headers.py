@@ -1,0 +1,52 @@
+"""OpenAI's rate-limit headers and durations, from a limiter's verdicts. Pure.
+
+OpenAI answers every request with ``x-ratelimit-limit-requests``,
+``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` and the same three for
+``tokens``; the reset is a duration written the way Go prints one (``1s``, ``6m0s``,
+``20ms``, ``1m30.5s``), which clients such as LiteLLM parse. Only the parts a tenant is
+limited by are sent.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vex_llm.quota.gcra import Rate, Verdict
+
+__all__ = ["go_duration", "ratelimit_headers", "retry_after_seconds"]
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.Duration`` prints it, to the millisecond (``6m0s``)."""
+    millis = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if millis < 1000:
+        return f"{millis}ms" if millis else "0s"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    if minutes:
+        return f"{minutes}m{secs}"
+    return secs
+
+
+def retry_after_seconds(seconds: float) -> str:
+    """A ``Retry-After`` value: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(seconds - 1e-9)))
+
+
+def ratelimit_headers(
+    requests: tuple[Rate, Verdict] | None, tokens: tuple[Rate, Verdict] | None
+) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers for the limited parts (rate and current verdict)."""
+    headers: dict[str, str] = {}
+    for name, part in (("requests", requests), ("tokens", tokens)):
+        if part is None:
+            continue
+        rate, verdict = part
+        headers[f"x-ratelimit-limit-{name}"] = str(rate.limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(verdict.remaining)
+        headers[f"x-ratelimit-reset-{name}"] = go_duration(verdict.reset)
+    return headers

@@ -1,0 +1,174 @@
+"""Rate limits and budgets through the proxy's doors (in-process limiter): 429s in each
+door's shape with Retry-After and x-ratelimit-* headers, hits served when the upstream is
+closed to a tenant, tokens settled after JSON, streamed and embeddings answers, and the
+figures in /v1/cache/stats."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, MODEL, make_settings
+from vex_llm import MemoryStore, MockProvider
+from vex_llm.quota import TenantQuota
+from vex_llm.server.app import create_app
+from vex_llm.server.settings import TenantSettings, hash_key
+
+ANSWER = "a cache keeps answers"  # the mock's usage: prompt chars / 4 + 1, answer chars / 4 + 1
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@asynccontextmanager
+async def client(
+    quota_a: TenantQuota, default: TenantQuota | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, MockProvider]]:
+    """The proxy over a mock, in this process; tenant A has ``quota_a``, B the default."""
+    settings = make_settings(
+        tenants=(
+            TenantSettings("tenant-a", (hash_key(KEY_A),), quota_a),
+            TenantSettings("tenant-b", (hash_key(KEY_B),)),
+        ),
+        quota=default or TenantQuota(),
+    )
+    provider = MockProvider.constant(ANSWER)
+    app = create_app(settings, {MODEL: provider}, MemoryStore(100, 1 << 20))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy/v1") as raw:
+        yield raw, provider
+
+
+def chat(text: str, **fields: Any) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": text}], **fields}
+
+
+async def test_requests_over_the_limit_get_openai_429s_and_every_answer_has_the_headers() -> None:
+    async with client(TenantQuota(requests_per_minute=3)) as (raw, _):
+        answers = [
+            await raw.post("/chat/completions", json=chat("same"), headers=bearer(KEY_A))
+            for _ in range(4)
+        ]
+        other = await raw.post("/chat/completions", json=chat("same"), headers=bearer(KEY_B))
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers.get("x-vex-cache") for a in answers[:3]] == ["miss", "hit", "hit"]
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0", "0"]
+    for answer in answers:
+        assert answer.headers["x-ratelimit-limit-requests"] == "3"
+        assert "x-ratelimit-limit-tokens" not in answer.headers  # not limited: not sent
+    refused = answers[3]
+    assert refused.headers["retry-after"] == "20"
+    assert re.fullmatch(r"59\.\d+s|1m0s", refused.headers["x-ratelimit-reset-requests"])
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
+    assert "Limit 3" in error["message"]
+    # Tenant B has no quota: its answers are as before, without limit headers.
+    assert other.status_code == 200
+    assert not [h for h in other.headers if h.startswith("x-ratelimit")]
+
+
+async def test_the_messages_door_refuses_in_anthropics_shape() -> None:
+    body = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    async with client(TenantQuota(requests_per_minute=1)) as (raw, _):
+        first = await raw.post("/messages", json=body, headers={"x-api-key": KEY_A})
+        second = await raw.post("/messages", json=body, headers={"x-api-key": KEY_A})
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.json()["type"] == "error"
+    assert second.json()["error"]["type"] == "rate_limit_error"
+    assert second.headers["retry-after"] == "60"
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_tokens_are_settled_with_the_real_usage_after_json_and_stream_answers() -> None:
+    async with client(TenantQuota(tokens_per_minute=100_000)) as (raw, provider):
+        answer = await raw.post(
+            "/chat/completions", json=chat("count me", max_tokens=500), headers=bearer(KEY_A)
+        )
+        usage = answer.json()["usage"]
+        # Reserved ~ body/4 + 500 before the call; after it, only what was used (give or
+        # take the refill meanwhile: 1 token per 0.6 ms).
+        left = int(answer.headers["x-ratelimit-remaining-tokens"])
+        assert 100_000 - usage["total_tokens"] <= left <= 100_000 - usage["total_tokens"] + 20
+        hit = await raw.post(
+            "/chat/completions", json=chat("count me", max_tokens=500), headers=bearer(KEY_A)
+        )
+        assert hit.headers["x-vex-cache"] == "hit"  # a hit is free in tokens
+        assert left <= int(hit.headers["x-ratelimit-remaining-tokens"]) <= left + 50
+        body = chat("stream me", stream=True, stream_options={"include_usage": True})
+        async with raw.stream("POST", "/chat/completions", json=body, headers=bearer(KEY_A)) as s:
+            assert s.status_code == 200
+            # Headers leave before the answer: the reservation shows there.
+            assert int(s.headers["x-ratelimit-remaining-tokens"]) < 100_000 - usage["total_tokens"]
+            events = [line async for line in s.aiter_lines() if line.startswith("data: {")]
+        streamed = json.loads(events[-1][6:])["usage"]["total_tokens"]
+        stats = (await raw.get("/cache/stats", headers=bearer(KEY_A))).json()
+    tokens = stats["limits"]["tokens"]
+    assert tokens["limit"] == 100_000
+    # Settled at the stream's end: both answers' real usage (the refill since is < 1 token/ms).
+    used = usage["total_tokens"] + streamed
+    assert 100_000 - used <= tokens["remaining"] <= 100_000 - used + 50
+    assert stats["limits"]["requests"] is None
+    assert stats["budget"] == {"daily": None, "monthly": None}
+    assert provider.calls == 2
+
+
+async def test_over_the_token_limit_hits_are_served_and_misses_refused() -> None:
+    async with client(TenantQuota(tokens_per_minute=300)) as (raw, provider):
+        stored = await raw.post("/chat/completions", json=chat("kept"), headers=bearer(KEY_A))
+        assert stored.status_code == 200
+        big = chat("big", max_tokens=299)  # ~ 318 tokens: more than the ~296 left
+        refused = await raw.post("/chat/completions", json=big, headers=bearer(KEY_A))
+        hit = await raw.post("/chat/completions", json=chat("kept"), headers=bearer(KEY_A))
+        fresh = await raw.post(
+            "/chat/completions",
+            json=chat("kept", max_tokens=299),
+            headers={**bearer(KEY_A), "cache-control": "no-cache"},
+        )
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("tokens", "rate_limit_exceeded")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "x-ratelimit-remaining-tokens" in refused.headers
+    assert (hit.status_code, hit.headers["x-vex-cache"]) == (200, "hit")
+    assert fresh.status_code == 429  # no-cache needs the upstream
+    assert provider.calls == 1
+
+
+async def test_embeddings_settle_with_the_prompt_tokens_sent() -> None:
+    async with client(TenantQuota(tokens_per_minute=10_000, requests_per_minute=10)) as (
+        raw,
+        provider,
+    ):
+        body = {"model": MODEL, "input": ["first input", "second input"]}
+        miss = await raw.post("/embeddings", json=body, headers=bearer(KEY_A))
+        hit = await raw.post("/embeddings", json=body, headers=bearer(KEY_A))
+    assert miss.status_code == hit.status_code == 200
+    sent = miss.json()["usage"]["prompt_tokens"]
+    assert sent > 0
+    assert 10_000 - sent <= int(miss.headers["x-ratelimit-remaining-tokens"]) <= 10_000 - sent + 2
+    assert hit.headers["x-vex-cache"] == "hit"
+    assert int(hit.headers["x-ratelimit-remaining-tokens"]) >= 10_000 - sent
+    assert hit.headers["x-ratelimit-remaining-requests"] == "8"
+    assert provider.embed_calls == 1
+
+
+async def test_the_admin_sees_every_limited_tenants_figures() -> None:
+    default = TenantQuota(requests_per_minute=50)
+    async with client(TenantQuota(requests_per_minute=5), default) as (raw, _):
+        await raw.post("/chat/completions", json=chat("x"), headers=bearer(KEY_A))
+        admin = (await raw.get("/cache/stats", headers=bearer(ADMIN_KEY))).json()
+    a, b = admin["tenants"]["tenant-a"], admin["tenants"]["tenant-b"]
+    assert a["limits"]["requests"]["limit"] == 5
+    assert a["limits"]["requests"]["remaining"] == 4
+    assert 0 < a["limits"]["requests"]["reset_seconds"] <= 12
+    assert a["misses"] == 1
+    # B made no request yet: its (default) limits show, with zero counters.
+    assert b["limits"]["requests"] == {"limit": 50, "remaining": 50, "reset_seconds": 0.0}
+    assert (b["hits"], b["misses"]) == (0, 0)
