@@ -14,6 +14,13 @@ upstream, the difference of the medians; and the same upstream called through
 ``OpenAICompatibleProvider`` alone, which splits that overhead into the HTTP client's share
 and the proxy's own. Targets on 2 cores: hit p50 <= 1 ms, p99 <= 5 ms,
 miss overhead <= 2 ms. The machine may be shared: figures are noisy, ratios matter.
+
+``--limits`` measures the rate-limit check instead: hit latency through four proxies in the
+same run, in interleaved rounds (so a noisy neighbour hurts them alike): a memory store with
+limits off and on (in-process counting; target: on within 0.2 ms of off), and a Redis store
+(a ``redis-server`` the benchmark starts) with limits off and on (counted in Redis: what
+sharing the limits across processes costs). The limits are requests and tokens per minute,
+too high to refuse anything: a hit then takes a request, reserves tokens and gives them back.
 """
 
 from __future__ import annotations
@@ -94,20 +101,30 @@ async def _run_upstream(port: int) -> None:
 # -- the proxy -------------------------------------------------------------------------------
 
 
-async def _run_proxy(port: int, upstream_port: int) -> None:
+async def _run_proxy(
+    port: int, upstream_port: int, store_url: str = "", limits: bool = False
+) -> None:
     from vex_llm import MemoryStore
+    from vex_llm.cache.stores.base import CacheStore
+    from vex_llm.cache.stores.url import open_store
     from vex_llm.providers.openai_compat import OpenAICompatibleProvider
+    from vex_llm.quota import TenantQuota
     from vex_llm.server.app import create_app
     from vex_llm.server.run import serve_app
     from vex_llm.server.settings import Settings, TenantSettings, UpstreamSettings, hash_key
 
     base = f"http://127.0.0.1:{upstream_port}/v1"
+    # Limits too high to refuse anything: the cost of the check alone.
+    quota = TenantQuota(requests_per_minute=10**9, tokens_per_minute=10**12) if limits else None
     settings = Settings(
         upstreams=(UpstreamSettings(MODEL, "openai", base, MODEL),),
-        tenants=(TenantSettings("bench", (hash_key(KEY),)),),
+        tenants=(TenantSettings("bench", (hash_key(KEY),), quota),),
     )
     provider = OpenAICompatibleProvider(base_url=base, model=MODEL)
-    app = create_app(settings, {MODEL: provider}, MemoryStore(100_000, 512 * 1024 * 1024))
+    store: CacheStore = (
+        open_store(store_url) if store_url else MemoryStore(100_000, 512 * 1024 * 1024)
+    )
+    app = create_app(settings, {MODEL: provider}, store)
     await serve_app(app, "127.0.0.1", port, log_level="warning")
 
 
@@ -329,6 +346,107 @@ async def _measure(args: argparse.Namespace, proxy: int, upstream: int) -> list[
     return rows
 
 
+async def _measure_limits(args: argparse.Namespace, proxies: dict[str, int]) -> list[list[str]]:
+    """Hit latency through each proxy, in interleaved rounds; the limits' cost per store."""
+    path = "/v1/chat/completions"
+    hit = _request(path, _doc("What does a response cache do?", False))
+    expect = b"x-ratelimit-remaining-requests"
+    times: dict[str, list[float]] = {name: [] for name in proxies}
+    for port in proxies.values():
+        await _sequential(port, path, [hit] * 2, b"")  # store it
+        await _sequential(port, path, [hit] * 300, b"x-vex-cache: hit")  # warm up
+    rounds = 10
+    for _ in range(rounds):
+        for name, port in proxies.items():
+            check = expect if name.endswith("on") else b"x-vex-cache: hit"
+            times[name] += await _sequential(port, path, [hit] * (args.requests // rounds), check)
+    rows = []
+    for name, values in times.items():
+        rows.append([f"hit, {name}", f"{_ms(values, 0.5):.3f}", f"{_ms(values, 0.99):.3f}", ""])
+    for store in ("memory", "redis"):
+        on, off = times.get(f"{store} store, limits on"), times.get(f"{store} store, limits off")
+        if on and off:
+            target = "0.2 ms (in-process)" if store == "memory" else "reported"
+            added = _ms(on, 0.5) - _ms(off, 0.5)
+            rows.append([f"limits' cost, {store} store (p50 on - off)", f"{added:.3f}", "", target])
+    return rows
+
+
+def _redis_server(port: int) -> subprocess.Popen[bytes] | None:
+    import shutil
+
+    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
+    if binary is None:
+        print("redis-server not found (scripts/install-redis.sh): the Redis rows are skipped")
+        return None
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
+def _limits_main(args: argparse.Namespace, script: str, env: dict[str, str]) -> None:
+    upstream_port, redis_port = _free_port(), _free_port()
+    children = [
+        subprocess.Popen(
+            [sys.executable, script, "--role", "upstream", "--port", str(upstream_port)], env=env
+        )
+    ]
+    redis = _redis_server(redis_port)
+    setups = {"memory store, limits off": ("", False), "memory store, limits on": ("", True)}
+    if redis is not None:
+        children.append(redis)
+        url = f"redis://127.0.0.1:{redis_port}/0"
+        setups["redis store, limits off"] = (url, False)
+        setups["redis store, limits on"] = (url, True)
+    ports = {name: _free_port() for name in setups}
+    proxies = {}
+    for name, (store, limits) in setups.items():
+        command = [sys.executable, script, "--role", "proxy", "--port", str(ports[name])]
+        command += ["--upstream-port", str(upstream_port), "--store", store]
+        command += ["--limits"] if limits else []
+        proxies[name] = subprocess.Popen(command, env=env)
+    children += proxies.values()
+    try:
+
+        async def run() -> list[list[str]]:
+            await _wait_port(upstream_port, children[0])
+            for name, port in ports.items():
+                await _wait_port(port, proxies[name])
+            return await _measure_limits(args, ports)
+
+        rows = asyncio.run(run())
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(10)
+    _print_table(
+        f"rate-limit check on loopback, {os.cpu_count()} cores, {args.requests} hits each",
+        ["", "p50 ms", "p99 ms", "target"],
+        rows,
+    )
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(title)
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                str(c).rjust(w) if i else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -358,6 +476,10 @@ def main() -> None:
     parser.add_argument("--role", choices=["client", "upstream", "proxy"], default="client")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--upstream-port", type=int, default=0)
+    parser.add_argument("--store", default="", help="proxy role: a store URL (default memory)")
+    parser.add_argument(
+        "--limits", action="store_true", help="measure the rate-limit check (see the docstring)"
+    )
     args = parser.parse_args()
     if args.role == "upstream":
         asyncio.run(_run_upstream(args.port))
@@ -365,12 +487,15 @@ def main() -> None:
     if args.role == "proxy":
         from vex_llm.server.run import run_server  # the event loop `vex-llm serve` runs on
 
-        run_server(_run_proxy(args.port, args.upstream_port))
+        run_server(_run_proxy(args.port, args.upstream_port, args.store, args.limits))
         return
 
-    upstream_port, proxy_port = _free_port(), _free_port()
     script = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if args.limits:
+        _limits_main(args, script, env)
+        return
+    upstream_port, proxy_port = _free_port(), _free_port()
     children = [
         subprocess.Popen(
             [sys.executable, script, "--role", "upstream", "--port", str(upstream_port)], env=env

@@ -12,12 +12,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, MODEL, make_settings
 from vex_llm import MemoryStore, MockProvider
+from vex_llm.models import Usage
+from vex_llm.pricing import PriceBook, cost
 from vex_llm.quota import TenantQuota
 from vex_llm.server.app import create_app
-from vex_llm.server.settings import TenantSettings, hash_key
+from vex_llm.server.settings import TenantSettings, UpstreamSettings, hash_key
 
 ANSWER = "a cache keeps answers"  # the mock's usage: prompt chars / 4 + 1, answer chars / 4 + 1
 
@@ -172,3 +175,36 @@ async def test_the_admin_sees_every_limited_tenants_figures() -> None:
     # B made no request yet: its (default) limits show, with zero counters.
     assert b["limits"]["requests"] == {"limit": 50, "remaining": 50, "reset_seconds": 0.0}
     assert (b["hits"], b["misses"]) == (0, 0)
+
+
+async def test_a_tenant_crossing_its_budget_mid_run_gets_insufficient_quota_alone() -> None:
+    base_url = "https://api.openai.com/v1"
+    price = PriceBook().price("gpt-4o-mini", base_url)  # the catalogue's, as the proxy's
+    assert price is not None
+    per_answer = cost(price, Usage(prompt_tokens=3, completion_tokens=6))  # the mock's usage
+    budget = TenantQuota(daily_budget_usd=per_answer * 2.5)
+    upstream = UpstreamSettings(MODEL, "openai", base_url, "gpt-4o-mini", "OPENAI_API_KEY")
+    settings = make_settings(upstreams=(upstream,), quota=budget)
+    provider = MockProvider.constant(ANSWER)
+    app = create_app(settings, {MODEL: provider}, MemoryStore(100, 1 << 20))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy/v1") as raw:
+        answers = [
+            await raw.post("/chat/completions", json=chat(f"question {i}"), headers=bearer(KEY_A))
+            for i in range(5)
+        ]
+        again = await raw.post("/chat/completions", json=chat("question 0"), headers=bearer(KEY_A))
+        other = await raw.post("/chat/completions", json=chat("question 9"), headers=bearer(KEY_B))
+        stats = (await raw.get("/cache/stats", headers=bearer(KEY_A))).json()
+    assert [a.json()["usage"]["total_tokens"] for a in answers[:3]] == [9, 9, 9]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    error = answers[3].json()["error"]
+    assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
+    assert 1 <= int(answers[3].headers["retry-after"]) <= 86400
+    assert (again.status_code, again.headers["x-vex-cache"]) == (200, "hit")  # still served
+    assert other.status_code == 200  # tenant B has its own budget
+    assert provider.calls == 4
+    daily = stats["budget"]["daily"]
+    assert daily["limit_usd"] == pytest.approx(per_answer * 2.5)
+    assert daily["spent_usd"] == pytest.approx(per_answer * 3, rel=1e-6)
+    assert stats["budget"]["monthly"] is None

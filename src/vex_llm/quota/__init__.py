@@ -12,7 +12,7 @@ UTC day and month, counted in-process or across every proxy sharing a Redis.
 from vex_llm.quota.backends import backend_for_store, is_shared
 from vex_llm.quota.gate import (
     UPSTREAM_OUTCOMES,
-    Price,
+    Pricer,
     QuotaGate,
     Refusal,
     Ticket,
@@ -26,7 +26,7 @@ __all__ = [
     "UPSTREAM_OUTCOMES",
     "Limits",
     "LocalQuota",
-    "Price",
+    "Pricer",
     "QuotaBackend",
     "QuotaGate",
     "Refusal",

@@ -42,13 +42,13 @@ from vex_llm.quota.periods import Periods, periods_at
 from vex_llm.quota.policy import NANOS_PER_USD, Limits, TenantQuota, nanos
 from vex_llm.quota.standing import QuotaBackend, Standing
 
-__all__ = ["UPSTREAM_OUTCOMES", "Price", "QuotaGate", "Refusal", "Ticket", "no_quota_figures"]
+__all__ = ["UPSTREAM_OUTCOMES", "Pricer", "QuotaGate", "Refusal", "Ticket", "no_quota_figures"]
 
 #: Cache outcomes that called the upstream (and so used tokens and money).
 UPSTREAM_OUTCOMES = frozenset({"miss", "bypass", "partial"})
 
 #: The price in dollars of one upstream answer: (upstream name, its usage) -> USD.
-Price = Callable[[str, Usage], float]
+Pricer = Callable[[str, Usage], float]
 
 R = TypeVar("R", LLMRequest, EmbeddingRequest)
 
@@ -278,7 +278,7 @@ class QuotaGate:
         quotas: Mapping[str, TenantQuota] | None = None,
         default: TenantQuota | None = None,
         *,
-        price: Price | None = None,
+        price: Pricer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend: QuotaBackend = backend or LocalQuota()
