@@ -148,7 +148,7 @@ class _Proxy:
         if isinstance(store, BreakerStore):
             self.metrics.watch_breaker(store.breaker)
         # Rate limits and budgets per tenant (vex_llm.quota), shared when the store is Redis.
-        self.quota = build_gate(settings, store)
+        self.quota = build_gate(settings, store, self.prices)
         self.tenant_ids = frozenset(
             [t.tenant_id for t in settings.tenants]
             + ([settings.open_tenant] if settings.open_tenant is not None else [])

@@ -2,35 +2,36 @@
 refusals as HTTP failures (429 in the door's error shape, with ``Retry-After`` and the
 ``x-ratelimit-*`` headers). The rules themselves are ``vex_llm.quota``'s.
 
-Budgets need each upstream's price (``vex_llm.pricing``): they are resolved once, when the
-gate is built, never on a request. An upstream without a known price is logged at startup
-and its answers cost a budget nothing: give it a price override.
+Budgets need each upstream's price: the proxy resolves them once when it starts
+(``server.upstreams.upstream_prices``: the configured price, 0 on loopback, the catalogue),
+never on a request. An upstream without a known price is logged at startup and its answers
+cost a budget nothing: give it a ``price``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from vex_llm.cache.stores.base import CacheStore
 from vex_llm.models import Usage
-from vex_llm.pricing import PriceBook, cost
+from vex_llm.pricing import Price, cost
 from vex_llm.quota import Pricer, QuotaGate, Refusal, backend_for_store
 from vex_llm.server.failures import Failure
 from vex_llm.server.settings import Settings
 
-__all__ = ["build_gate", "refusal_failure", "upstream_prices"]
+__all__ = ["build_gate", "refusal_failure"]
 
 log = logging.getLogger("vex_llm.server")
 
 
-def upstream_prices(settings: Settings, book: PriceBook) -> Pricer:
-    """Each upstream's answers priced by ``book``, resolved now: (upstream, usage) -> USD."""
-    prices = {u.name: book.price(u.model, u.base_url) for u in settings.upstreams}
+def _pricer(prices: Mapping[str, Price | None]) -> Pricer:
+    """(upstream, usage) -> USD at ``prices``; an unpriced upstream is logged once, here."""
     for name, found in prices.items():
         if found is None:
             log.warning(
                 "budgets: no price is known for upstream %r: its answers are not charged to "
-                "any budget (give it a price override)",
+                "any budget (give it a price in its [upstreams] table)",
                 name,
             )
 
@@ -41,17 +42,18 @@ def upstream_prices(settings: Settings, book: PriceBook) -> Pricer:
     return price
 
 
-def build_gate(settings: Settings, store: CacheStore, book: PriceBook | None = None) -> QuotaGate:
+def build_gate(
+    settings: Settings, store: CacheStore, prices: Mapping[str, Price | None]
+) -> QuotaGate:
     """The gate of ``settings``' quotas, counting beside ``store`` (shared when it is Redis);
-    ``book`` prices the upstreams' answers for budgets (default: the catalogue)."""
+    ``prices`` (upstream name -> price, resolved at startup) charge the budgets."""
     quotas = {t.tenant_id: t.quota for t in settings.tenants if t.quota is not None}
     every = [settings.quota, *quotas.values()]
     if not any(q.limited for q in every):
         return QuotaGate(None)  # nothing to count: no backend touches the store
     backend = backend_for_store(store, settings.store_breaker)
     budgets = any(q.limits().has_budget for q in every)
-    price = upstream_prices(settings, book or PriceBook()) if budgets else None
-    return QuotaGate(backend, quotas, settings.quota, price=price)
+    return QuotaGate(backend, quotas, settings.quota, price=_pricer(prices) if budgets else None)
 
 
 def refusal_failure(refusal: Refusal) -> Failure:
