@@ -33,7 +33,7 @@ from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import InputTooLarge, LLMError
 from vex_llm.models import CacheControl, Chunk, LLMRequest, Usage
 from vex_llm.provider import LLMProvider
-from vex_llm.quota import UPSTREAM_OUTCOMES, Ticket, no_quota_figures
+from vex_llm.quota import UPSTREAM_OUTCOMES, Ticket
 from vex_llm.quota.metrics import QuotaCollector
 from vex_llm.server.admin import (
     admin_figures,
@@ -65,7 +65,7 @@ from vex_llm.server.http import (
 )
 from vex_llm.server.metrics import ANONYMOUS, UNKNOWN_MODEL, ProxyMetrics
 from vex_llm.server.money import answer_dollars, embedding_dollars
-from vex_llm.server.quota import build_gate, refusal_failure
+from vex_llm.server.quota import build_gate, refusal_failure, with_quota_figures
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
 from vex_llm.server.upstreams import build_provider, upstream_prices, upstream_secret
@@ -149,10 +149,6 @@ class _Proxy:
             self.metrics.watch_breaker(store.breaker)
         # Rate limits and budgets per tenant (vex_llm.quota), shared when the store is Redis.
         self.quota = build_gate(settings, store, self.prices)
-        self.tenant_ids = frozenset(
-            [t.tenant_id for t in settings.tenants]
-            + ([settings.open_tenant] if settings.open_tenant is not None else [])
-        )
         self.metrics.watch(QuotaCollector(self.quota))
 
     async def aclose(self) -> None:
@@ -535,11 +531,9 @@ class _Proxy:
             return error_response(err)
         tenants = tenant_figures(self.metrics.samples())
         if tenant is not None:
-            return json_response({**one_tenant(tenants, tenant), **await self._quota(tenant)})
-        for name in self._known_tenants(tenants):
-            own = tenants.get(name) or one_tenant(tenants, name)
-            tenants[name] = {**own, **await self._quota(name)}
-            tenants[name].pop("tenant", None)
+            own = one_tenant(tenants, tenant)
+            return json_response({**own, **await self.quota.figures(tenant)})
+        tenants = await with_quota_figures(self.quota, self.settings, tenants)
         stats = {}
         for name, cached in self.cached.items():
             try:
@@ -547,19 +541,6 @@ class _Proxy:
             except STORE_FAILURES as exc:
                 return _store_unavailable("reading the cache stats", exc)
         return json_response(admin_figures(stats, tenants))
-
-    def _known_tenants(self, seen: Mapping[str, Any]) -> list[str]:
-        """The tenants ``/v1/cache/stats`` shows the admin: those with traffic, and every
-        configured tenant that has a quota (its budget shows before its first request)."""
-        limited = [t for t in self.tenant_ids if self.quota.limits(t) is not None]
-        return sorted({*seen, *limited})
-
-    async def _quota(self, tenant: str) -> dict[str, Any]:
-        """A tenant's ``limits`` and ``budget`` figures (nulls for the parts it has not, and
-        for a label that is no configured tenant, such as ``_anonymous``)."""
-        if tenant not in self.tenant_ids:
-            return no_quota_figures()
-        return await self.quota.figures(tenant)
 
     async def cache_clear(self, request: Request) -> Response:
         # Who may clear what: server/clearing.py (admin: all or ?tenant=X; a tenant: its own).

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from vex_llm.cache.stores.base import CacheStore
 from vex_llm.models import Usage
 from vex_llm.pricing import Price, cost
-from vex_llm.quota import Pricer, QuotaGate, Refusal, backend_for_store
+from vex_llm.quota import Pricer, QuotaGate, Refusal, backend_for_store, no_quota_figures
+from vex_llm.server.admin import one_tenant
 from vex_llm.server.failures import Failure
 from vex_llm.server.settings import Settings
 
-__all__ = ["build_gate", "refusal_failure"]
+__all__ = ["build_gate", "refusal_failure", "with_quota_figures"]
 
 log = logging.getLogger("vex_llm.server")
 
@@ -59,3 +61,22 @@ def build_gate(
 def refusal_failure(refusal: Refusal) -> Failure:
     """``refusal`` as the 429 failure every door renders."""
     return Failure(429, refusal.message, refusal.type, refusal.code, None, dict(refusal.headers))
+
+
+async def with_quota_figures(
+    gate: QuotaGate, settings: Settings, tenants: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The admin's per-tenant figures of ``/v1/cache/stats`` with each tenant's ``limits`` and
+    ``budget``: the tenants with traffic, and every configured tenant with a quota (with zero
+    counters: its budget shows before its first request). A label that is no configured
+    tenant (``_anonymous``) gets nulls."""
+    configured = {t.tenant_id for t in settings.tenants}
+    if settings.open_tenant is not None:
+        configured.add(settings.open_tenant)
+    limited = {t for t in configured if gate.limits(t) is not None}
+    blank = {k: v for k, v in one_tenant({}, "").items() if k != "tenant"}  # zero counters
+    figures = {}
+    for name in sorted({*tenants, *limited}):
+        quota = await gate.figures(name) if name in configured else no_quota_figures()
+        figures[name] = {**(tenants.get(name) or blank), **quota}
+    return figures
