@@ -59,6 +59,9 @@ async def test_requests_over_the_limit_get_openai_429s_and_every_answer_has_the_
             for _ in range(4)
         ]
         other = await raw.post("/chat/completions", json=chat("same"), headers=bearer(KEY_B))
+        metrics = (await raw.get("http://proxy/metrics")).text
+    assert 'vex_llm_quota_refused_total{reason="requests",tenant="tenant-a"} 1.0' in metrics
+    assert "vex_llm_quota_store_errors_total 0.0" in metrics
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert [a.headers.get("x-vex-cache") for a in answers[:3]] == ["miss", "hit", "hit"]
     assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0", "0"]

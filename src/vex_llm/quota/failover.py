@@ -44,7 +44,8 @@ class FailoverQuota:
         self.local = local or LocalQuota()
         self.circuit = StoreCircuit(policy)
         self.policy = self.circuit.policy
-        #: Operations the shared store failed (answered in-process instead).
+        #: Operations answered in-process because the shared store failed or, its circuit
+        #: open, was not asked.
         self.errors = 0
         self._failing = False
         self._probe: asyncio.Task[None] | None = None

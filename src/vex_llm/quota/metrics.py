@@ -2,8 +2,8 @@
 
 ``vex_llm_quota_refused_total{tenant,reason}``: requests answered 429 by the gate, by reason
 (``requests``, ``tokens``, ``daily_budget``, ``monthly_budget``);
-``vex_llm_quota_store_errors_total``: limiter operations the shared store failed, answered
-in-process instead. Under ``--workers`` they are the answering worker's own counts.
+``vex_llm_quota_store_errors_total``: limiter operations the shared store failed (or skipped,
+its circuit open), answered in-process instead. Under ``--workers``: the answering worker's own.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class QuotaCollector:
         backend = self._gate.backend
         errors = CounterMetricFamily(
             "vex_llm_quota_store_errors",
-            "Rate-limit operations the shared store failed (counted in-process instead).",
+            "Rate-limit operations counted in-process because the shared store failed "
+            "(or, its circuit open, was skipped).",
         )
         errors.add_metric([], backend.errors if isinstance(backend, FailoverQuota) else 0)
         yield errors
