@@ -38,7 +38,7 @@ def config(path: Path, upstream: str, store: str) -> Path:
     )
     path.write_text(
         f'[cache]\nstore = "{store}"\n\n'
-        "[quota]\nrequests_per_minute = 5\n\n"
+        "[quota]\nrequests_per_minute = 3\n\n"  # one back every 20 s: slack under load
         f'[upstreams.fake]\nkind = "openai"\nbase_url = "{upstream}/v1"\n\n' + tenants
     )
     return path
@@ -64,20 +64,14 @@ async def test_two_proxies_sharing_redis_allow_exactly_the_limit_between_them(
             )
 
         # One after the other, alternating proxies: one count, one set of headers.
-        steady = [await ask(i, "steady", "same question") for i in range(8)]
+        steady = [await ask(i, "steady", "same question") for i in range(6)]
         # All at once, spread over both: exactly the limit gets through.
-        burst = await asyncio.gather(*(ask(i, "burst", f"question {i}") for i in range(16)))
-    assert [r.status_code for r in steady] == [200] * 5 + [429] * 3
-    assert [r.headers["x-ratelimit-remaining-requests"] for r in steady[:5]] == [
-        "4",
-        "3",
-        "2",
-        "1",
-        "0",
-    ]
-    assert all(r.headers["x-ratelimit-limit-requests"] == "5" for r in steady)
-    assert [r.headers["x-vex-cache"] for r in steady[:5]] == ["miss"] + ["hit"] * 4
-    assert all(1 <= int(r.headers["retry-after"]) <= 12 for r in steady[5:])
-    assert all(r.json()["error"]["code"] == "rate_limit_exceeded" for r in steady[5:])
+        burst = await asyncio.gather(*(ask(i, "burst", f"question {i}") for i in range(12)))
+    assert [r.status_code for r in steady] == [200] * 3 + [429] * 3
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in steady[:3]] == ["2", "1", "0"]
+    assert all(r.headers["x-ratelimit-limit-requests"] == "3" for r in steady)
+    assert [r.headers["x-vex-cache"] for r in steady[:3]] == ["miss", "hit", "hit"]
+    assert all(1 <= int(r.headers["retry-after"]) <= 20 for r in steady[3:])
+    assert all(r.json()["error"]["code"] == "rate_limit_exceeded" for r in steady[3:])
     statuses = sorted(r.status_code for r in burst)
-    assert statuses == [200] * 5 + [429] * 11
+    assert statuses == [200] * 3 + [429] * 9
