@@ -19,8 +19,9 @@ miss overhead <= 2 ms. The machine may be shared: figures are noisy, ratios matt
 same run, in interleaved rounds (so a noisy neighbour hurts them alike): a memory store with
 limits off and on (in-process counting; target: on within 0.2 ms of off), and a Redis store
 (a ``redis-server`` the benchmark starts) with limits off and on (counted in Redis: what
-sharing the limits across processes costs). The limits are requests and tokens per minute,
-too high to refuse anything: a hit then takes a request, reserves tokens and gives them back.
+sharing the limits across processes costs), and with a requests limit only. The limits are
+requests and tokens per minute, too high to refuse anything: a hit then takes a request,
+reserves tokens and gives them back (with requests only: takes a request).
 """
 
 from __future__ import annotations
@@ -101,9 +102,7 @@ async def _run_upstream(port: int) -> None:
 # -- the proxy -------------------------------------------------------------------------------
 
 
-async def _run_proxy(
-    port: int, upstream_port: int, store_url: str = "", limits: bool = False
-) -> None:
+async def _run_proxy(port: int, upstream_port: int, store_url: str = "", limits: str = "") -> None:
     from vex_llm import MemoryStore
     from vex_llm.cache.stores.base import CacheStore
     from vex_llm.cache.stores.url import open_store
@@ -115,7 +114,10 @@ async def _run_proxy(
 
     base = f"http://127.0.0.1:{upstream_port}/v1"
     # Limits too high to refuse anything: the cost of the check alone.
-    quota = TenantQuota(requests_per_minute=10**9, tokens_per_minute=10**12) if limits else None
+    quota = None
+    if limits:
+        tokens = 10**12 if limits == "all" else None
+        quota = TenantQuota(requests_per_minute=10**9, tokens_per_minute=tokens)
     settings = Settings(
         upstreams=(UpstreamSettings(MODEL, "openai", base, MODEL),),
         tenants=(TenantSettings("bench", (hash_key(KEY),), quota),),
@@ -358,17 +360,20 @@ async def _measure_limits(args: argparse.Namespace, proxies: dict[str, int]) -> 
     rounds = 10
     for _ in range(rounds):
         for name, port in proxies.items():
-            check = expect if name.endswith("on") else b"x-vex-cache: hit"
+            check = expect if "limits on" in name else b"x-vex-cache: hit"
             times[name] += await _sequential(port, path, [hit] * (args.requests // rounds), check)
     rows = []
     for name, values in times.items():
         rows.append([f"hit, {name}", f"{_ms(values, 0.5):.3f}", f"{_ms(values, 0.99):.3f}", ""])
     for store in ("memory", "redis"):
-        on, off = times.get(f"{store} store, limits on"), times.get(f"{store} store, limits off")
-        if on and off:
-            target = "0.2 ms (in-process)" if store == "memory" else "reported"
-            added = _ms(on, 0.5) - _ms(off, 0.5)
-            rows.append([f"limits' cost, {store} store (p50 on - off)", f"{added:.3f}", "", target])
+        off = times.get(f"{store} store, limits off")
+        for suffix in ("", " (requests only)"):
+            on = times.get(f"{store} store, limits on{suffix}")
+            if on and off:
+                target = "0.2 ms (in-process)" if store == "memory" else "reported"
+                added = _ms(on, 0.5) - _ms(off, 0.5)
+                name = f"limits' cost{suffix}, {store} store (p50 on - off)"
+                rows.append([name, f"{added:.3f}", "", target])
     return rows
 
 
@@ -401,18 +406,19 @@ def _limits_main(args: argparse.Namespace, script: str, env: dict[str, str]) -> 
         )
     ]
     redis = _redis_server(redis_port)
-    setups = {"memory store, limits off": ("", False), "memory store, limits on": ("", True)}
+    setups = {"memory store, limits off": ("", ""), "memory store, limits on": ("", "all")}
     if redis is not None:
         children.append(redis)
         url = f"redis://127.0.0.1:{redis_port}/0"
-        setups["redis store, limits off"] = (url, False)
-        setups["redis store, limits on"] = (url, True)
+        setups["redis store, limits off"] = (url, "")
+        setups["redis store, limits on"] = (url, "all")
+        setups["redis store, limits on (requests only)"] = (url, "requests")
     ports = {name: _free_port() for name in setups}
     proxies = {}
     for name, (store, limits) in setups.items():
         command = [sys.executable, script, "--role", "proxy", "--port", str(ports[name])]
         command += ["--upstream-port", str(upstream_port), "--store", store]
-        command += ["--limits"] if limits else []
+        command += ["--limits", limits] if limits else []
         proxies[name] = subprocess.Popen(command, env=env)
     children += proxies.values()
     try:
@@ -478,7 +484,11 @@ def main() -> None:
     parser.add_argument("--upstream-port", type=int, default=0)
     parser.add_argument("--store", default="", help="proxy role: a store URL (default memory)")
     parser.add_argument(
-        "--limits", action="store_true", help="measure the rate-limit check (see the docstring)"
+        "--limits",
+        nargs="?",
+        const="all",
+        default="",
+        help="measure the rate-limit check (see the docstring); proxy role: all | requests",
     )
     args = parser.parse_args()
     if args.role == "upstream":
