@@ -133,9 +133,12 @@ class ProxyMetrics:
         if dollars is None:
             self.unpriced.labels(tenant, model).inc()
             return
-        # Touched even at 0: a priced model's series exist from its first answer.
-        self.dollars_spent.labels(tenant, model).inc(dollars.spent)
-        self.dollars_saved.labels(tenant, model).inc(dollars.saved)
+        # Only what moved: each labelled increment costs ~2-3 us, and an answer either spends
+        # or saves (a free upstream neither); unpriced answers have their own counter.
+        if dollars.spent:
+            self.dollars_spent.labels(tenant, model).inc(dollars.spent)
+        if dollars.saved:
+            self.dollars_saved.labels(tenant, model).inc(dollars.saved)
 
     def status(
         self, tenant: str, model: str, status: int, endpoint: str = "chat.completions"
