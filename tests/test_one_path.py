@@ -75,6 +75,40 @@ async def test_many_mixed_callers_make_one_call() -> None:
     assert (stats.misses, stats.coalesced) == (1, 19)
 
 
+class GatedWrites(MemoryStore):
+    """A store whose writes wait for ``gate``: a flight stays open after its answer."""
+
+    def __init__(self) -> None:
+        super().__init__(10)
+        self.gate = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        self.writing.set()
+        await self.gate.wait()
+        return await super().set(key, entry, ttl, tti)
+
+
+async def test_a_stream_joining_a_json_flight_after_its_answer_gets_the_replay() -> None:
+    # A JSON-led flight makes its stream replay only for stream members: one that comes
+    # while the answer is being stored still gets every chunk.
+    mock = MockProvider.constant("answered before the stream came", chunk_size=5)
+    store = GatedWrites()
+    cached = CachedProvider(mock, store=store)
+    answer = asyncio.create_task(cached.complete_result(REQUEST))
+    async with asyncio.timeout(5):
+        await store.writing.wait()
+    stream = await cached.open_stream(REQUEST)
+    store.gate.set()
+    chunks = [c async for c in stream]
+    result = await answer
+    assert mock.calls == 1
+    assert (result.outcome, stream.outcome) == ("miss", "coalesced")
+    assert "".join(c.delta for c in chunks) == result.response.content
+    assert chunks[-1].is_final
+    assert chunks[-1].usage == result.response.usage
+
+
 class BrokenWrites(MemoryStore):
     """A store whose writes hit a bug (not a store failure)."""
 

@@ -31,6 +31,12 @@ from vex_llm.provider import LLMProvider
 __all__ = ["UpstreamCalls"]
 
 
+def _publish_replay(flight: Flight, response: LLMResponse) -> None:
+    """Publish ``response`` to ``flight`` as the chunks of a stream replaying it."""
+    for chunk in replay_chunks(CacheEntry(response, 0.0)):
+        flight.publish(chunk)
+
+
 class UpstreamCalls:
     """The flights of one cache: ``inner`` called through ``store`` (fail-open, with leases),
     counted in ``counters``, entries expiring by ``config``, stamped by ``clock``."""
@@ -68,6 +74,8 @@ class UpstreamCalls:
             joined = self.flights.get(key)
             assert joined is not None
             joined.join(waits=not streamed)
+            if streamed and joined.response is not None and joined.count == 0:
+                _publish_replay(joined, joined.response)  # answered as JSON before we came
             return joined, True
         flight = self.flights.start(
             key,
@@ -153,10 +161,10 @@ class UpstreamCalls:
             chunks = tuple(flight.chunks)  # whole unless unrecorded (then never stored)
             model = request.model or self.inner.name()
             response = joined_response(chunks, model, (time.perf_counter() - started) * 1000)
-        else:
-            # Stream members of a JSON-led flight get the answer as a replay.
-            for chunk in replay_chunks(CacheEntry(response, 0.0)):
-                flight.publish(chunk)
+        elif flight.members > flight.waiters:
+            # Stream members of a JSON-led flight get the answer as a replay: made only when
+            # one is there (or comes before the flight ends: ``board``), not on every miss.
+            _publish_replay(flight, response)
         flight.answered(response)
         self.counters.spend(response.usage)
         if not decision.store or flight.unrecorded:

@@ -188,7 +188,7 @@ RESEND_WINDOW = 0.25
 @asynccontextmanager
 async def sent(
     client: httpx.AsyncClient,
-    url: str,
+    url: str | httpx.URL,
     payload: dict[str, Any],
     headers: dict[str, str],
     time_limit: float,
@@ -231,7 +231,7 @@ def _scrubbed_headers(headers: httpx.Headers, redactor: Redactor) -> httpx.Heade
 
 async def post_json(
     client: httpx.AsyncClient,
-    url: str,
+    url: str | httpx.URL,
     *,
     headers: dict[str, str],
     payload: dict[str, Any],
@@ -262,7 +262,7 @@ async def post_json(
 
 async def stream_lines(
     client: httpx.AsyncClient,
-    url: str,
+    url: str | httpx.URL,
     *,
     headers: dict[str, str],
     payload: dict[str, Any],
