@@ -22,9 +22,11 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/vex-llm serve $(SERVE_ARGS)
 
-## test: set up and run the whole test suite (installs the local LLM for integration tests)
+## test: set up and run the whole test suite (installs the local LLM for integration tests,
+## redis-server and chromium for the store and dashboard tests)
 test: $(STAMP)
 	sh scripts/install-redis.sh
+	sh scripts/install-chromium.sh
 	$(BIN)/python -m vex_llm.local.install
 	$(BIN)/python -m pytest
 

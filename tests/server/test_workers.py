@@ -139,7 +139,20 @@ async def test_two_workers_share_cache_and_metrics_then_all_stop(sig: int, tmp_p
                 metrics = (await client.get(f"{proxy.base}/metrics")).text
                 auth = {"authorization": "Bearer k"}
                 stats = (await client.get(f"{proxy.base}/v1/cache/stats", headers=auth)).json()
+            views = []  # on new connections: whichever worker answers, the same figures
+            for _ in range(4):
+                async with httpx.AsyncClient() as client:
+                    views.append(
+                        (await client.get(f"{proxy.base}/v1/cache/stats", headers=auth)).json()
+                    )
             code = await proxy.stop(sig)
+    for view in views:
+        hour = view.pop("last_hour")
+        assert hour["hits"] + hour["misses"] == 12  # the window sums the workers too
+        assert hour["latency_ms"] == view["latency_ms"]
+        del view["uptime_seconds"]
+    assert all(view == views[0] for view in views)
+    assert views[0]["latency_ms"]["p99"] is not None
     assert outcomes == ["miss"] + ["hit"] * 11
     assert fake.calls == 1
     assert lookups(metrics) == 12  # both workers' counts, whichever answered the scrape

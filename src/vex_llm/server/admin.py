@@ -2,8 +2,10 @@
 
 Access rule of ``GET /v1/cache/stats``: the admin key sees everything — the store's entries,
 bytes and evictions, every model's cache counters and every tenant's figures; a tenant key
-sees only its own figures (lookups by outcome, tokens saved, upstream errors and dollars spent
-and saved, by model), never the store-wide numbers, which tell of the other tenants' traffic.
+sees only its own figures (requests, lookups by outcome, tokens saved, upstream errors,
+dollars spent and saved and latency p50/p99, by model), never the store-wide numbers, which
+tell of the other tenants' traffic. Each view has the same figures over the ``last_hour``
+(``window_figures``; the window itself is ``server.window``'s).
 
 Admin endpoints refuse what they do not understand with a 400: an unknown, misspelt
 (``TENANT``), decorated (``tenant[]``, ``tenant%00``), repeated or malformed query parameter,
@@ -13,14 +15,25 @@ broadest action (clearing the whole cache). Pure functions over values: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from vex_llm.cache.stats import CacheStats
+from vex_llm.server.latency import Buckets, latency_ms
 from vex_llm.server.wire import WireError
 
-__all__ = ["admin_figures", "one_tenant", "refuse_body", "strict_query", "tenant_figures"]
+__all__ = [
+    "admin_figures",
+    "one_tenant",
+    "refuse_body",
+    "strict_query",
+    "tenant_figures",
+    "window_figures",
+]
+
+#: One Prometheus sample: (name, labels, value).
+Sample = tuple[str, Mapping[str, str], float]
 
 _OUTCOMES = ("hit", "miss", "coalesced", "bypass")
 _COUNTER_NAMES = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "bypass": "bypasses"}
@@ -65,6 +78,7 @@ def _with_rate(counters: dict[str, Any]) -> dict[str, Any]:
 
 def _blank() -> dict[str, Any]:
     return {
+        "requests": 0,
         "hits": 0,
         "misses": 0,
         "coalesced": 0,
@@ -87,13 +101,31 @@ _SUMS = {
 }
 
 
-def tenant_figures(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> dict[str, Any]:
-    """Per tenant, per model: lookups by outcome, tokens saved, upstream errors, and dollars
-    spent and saved (see ``server.money``; ``unpriced``: answers of upstreams without a price,
-    left out of the dollars).
+_LATENCY = "vex_llm_request_duration_seconds_bucket"
+
+
+def _latencies(samples: Iterable[Sample]) -> dict[tuple[str, str], Buckets]:
+    """The duration buckets per (tenant, model), summed over endpoints and outcomes."""
+    per: dict[tuple[str, str], Buckets] = {}
+    for name, labels, value in samples:
+        if name != _LATENCY or "tenant" not in labels or "model" not in labels:
+            continue
+        buckets = per.setdefault((labels["tenant"], labels["model"]), {})
+        bound = float(labels["le"])  # "+Inf" reads as inf
+        buckets[bound] = buckets.get(bound, 0.0) + value
+    return per
+
+
+def tenant_figures(samples: Iterable[Sample]) -> dict[str, Any]:
+    """Per tenant, per model: requests answered (any status), lookups by outcome, tokens
+    saved, upstream errors, dollars spent and saved (see ``server.money``; ``unpriced``:
+    answers of upstreams without a price, left out of the dollars) and latency p50/p99 in ms
+    (``server.latency``: bucket-interpolated).
 
     ``samples`` are the proxy's Prometheus samples ``(name, labels, value)``.
     """
+    samples = list(samples)
+    latencies = _latencies(samples)
     per: dict[str, dict[str, dict[str, Any]]] = {}
 
     def slot(labels: Mapping[str, str]) -> dict[str, Any] | None:
@@ -106,26 +138,84 @@ def tenant_figures(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> d
         counters = slot(labels) if name.endswith("_total") else None
         if counters is None:
             continue
-        if name == "vex_llm_cache_lookups_total" and labels.get("outcome") in _OUTCOMES:
+        if name == "vex_llm_requests_total":
+            counters["requests"] += int(value)
+        elif name == "vex_llm_cache_lookups_total" and labels.get("outcome") in _OUTCOMES:
             counters[_COUNTER_NAMES[labels["outcome"]]] += int(value)
         elif name in _SUMS:
             field = _SUMS[name]
             counters[field] += value if field.startswith("dollars") else int(value)
+    for tenant, model in latencies:
+        slot({"tenant": tenant, "model": model})
     figures: dict[str, Any] = {}
     for tenant, models in sorted(per.items()):
         totals = _blank()
-        for counters in models.values():
+        merged: Buckets = {}
+        for model, counters in models.items():
             for field in totals:
                 totals[field] += counters[field]
             _with_rate(counters)
-        figures[tenant] = {**_with_rate(totals), "models": dict(sorted(models.items()))}
+            buckets = latencies.get((tenant, model), {})
+            counters["latency_ms"] = latency_ms(buckets)
+            for bound, count in buckets.items():
+                merged[bound] = merged.get(bound, 0.0) + count
+        totals = {**_with_rate(totals), "latency_ms": latency_ms(merged)}
+        figures[tenant] = {**totals, "models": dict(sorted(models.items()))}
     return figures
+
+
+def _zeros() -> dict[str, Any]:
+    return {**_with_rate(_blank()), "latency_ms": latency_ms({}), "models": {}}
 
 
 def one_tenant(figures: Mapping[str, Any], tenant: str) -> dict[str, Any]:
     """What ``tenant`` may see: its own figures (zeros when it has made no request yet)."""
-    own = figures.get(tenant) or {**_with_rate(_blank()), "models": {}}
+    own = figures.get(tenant) or _zeros()
     return {"tenant": tenant, **own}
+
+
+_EVERYONE = "*"
+
+
+def _as_one_tenant(samples: Iterable[Sample]) -> Iterator[Sample]:
+    for name, labels, value in samples:
+        if "tenant" in labels:
+            yield name, {**labels, "tenant": _EVERYONE}, value
+
+
+def _everyone(samples: Iterable[Sample]) -> dict[str, Any]:
+    """The figures of all tenants together, per model: ``tenant_figures`` over samples that
+    all name one tenant, so every figure (latency too) is computed the one way."""
+    return tenant_figures(_as_one_tenant(samples)).get(_EVERYONE) or _zeros()
+
+
+def window_figures(
+    samples: Iterable[Sample],
+    hour: Iterable[Sample],
+    hour_seconds: float,
+    uptime_seconds: float,
+    tenant: str | None,
+) -> dict[str, Any]:
+    """What the stats add beside the since-start figures of ``samples`` (cumulative):
+    ``uptime_seconds`` and ``last_hour`` (the figures of ``hour``, the last hour's increase,
+    and the ``seconds`` it really covers) for ``tenant``'s own view; for the admin's
+    (``tenant`` None) every tenant's, and all tenants' together (``all_tenants``) in both."""
+    extra: dict[str, Any] = {"uptime_seconds": round(uptime_seconds, 3)}
+    seconds = round(hour_seconds, 3)
+    if tenant is not None:
+        own = one_tenant(tenant_figures(hour), tenant)
+        del own["tenant"]
+        return {**extra, "last_hour": {"seconds": seconds, **own}}
+    hour = list(hour)
+    return {
+        **extra,
+        "all_tenants": _everyone(samples),
+        "last_hour": {
+            "seconds": seconds,
+            "all_tenants": _everyone(hour),
+            "tenants": tenant_figures(hour),
+        },
+    }
 
 
 def admin_figures(stats: Mapping[str, CacheStats], tenants: Mapping[str, Any]) -> dict[str, Any]:

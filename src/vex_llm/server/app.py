@@ -41,9 +41,11 @@ from vex_llm.server.admin import (
     refuse_body,
     strict_query,
     tenant_figures,
+    window_figures,
 )
 from vex_llm.server.cache_control import cache_control
 from vex_llm.server.clearing import clear_scope
+from vex_llm.server.dashboard import Dashboard
 from vex_llm.server.doors import Door, DoorRequest, Rendered
 from vex_llm.server.doors.chat import ChatDoor
 from vex_llm.server.doors.completions import CompletionsDoor
@@ -69,6 +71,7 @@ from vex_llm.server.quota import build_gate, refusal_failure, with_quota_figures
 from vex_llm.server.settings import Settings
 from vex_llm.server.tenants import TenantDirectory
 from vex_llm.server.upstreams import build_provider, upstream_prices, upstream_secret
+from vex_llm.server.window import SampleRing, keep_recording
 from vex_llm.server.wire import WireError
 
 try:
@@ -128,11 +131,14 @@ class _Proxy:
         store: CacheStore,
         clock: Callable[[], float],
         secrets: tuple[str, ...],
+        counters_since: float | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.directory = TenantDirectory.from_settings(settings)
         self.metrics = ProxyMetrics()
+        # The last hour of the figures; counters_since: when the server's counters began.
+        self.window = SampleRing(time.monotonic, origin=counters_since)
         self.secrets = secrets
         # Each upstream guarded (retries, breaker) and cached; each model name a chain of
         # its upstream's cache and its fallbacks' (see server.guarded).
@@ -518,8 +524,11 @@ class _Proxy:
         return Response(body, headers={"content-type": content_type})
 
     async def cache_stats(self, request: Request) -> Response:
+        return await self.stats_for(request, request.headers.get("authorization"))
+
+    async def stats_for(self, request: Request, authorization: str | None) -> Response:
+        """The ``/v1/cache/stats`` answer to ``authorization`` (also the dashboard's data)."""
         # The admin sees every figure; a tenant only its own (see server/admin.py).
-        authorization = request.headers.get("authorization")
         is_admin = self.directory.is_admin(authorization)
         tenant = None if is_admin else self.directory.tenant(authorization)
         if not is_admin and tenant is None:
@@ -529,10 +538,13 @@ class _Proxy:
             refuse_body(request.headers)
         except WireError as err:
             return error_response(err)
-        tenants = tenant_figures(self.metrics.samples())
+        samples = list(self.metrics.samples())
+        tenants = tenant_figures(samples)
+        seconds, hour = self.window.window(samples)
+        windows = window_figures(samples, hour, seconds, self.window.uptime(), tenant)
         if tenant is not None:
             own = one_tenant(tenants, tenant)
-            return json_response({**own, **await self.quota.figures(tenant)})
+            return json_response({**own, **await self.quota.figures(tenant), **windows})
         tenants = await with_quota_figures(self.quota, self.settings, tenants)
         stats = {}
         for name, cached in self.cached.items():
@@ -540,7 +552,7 @@ class _Proxy:
                 stats[name] = await cached.astats()
             except STORE_FAILURES as exc:
                 return _store_unavailable("reading the cache stats", exc)
-        return json_response(admin_figures(stats, tenants))
+        return json_response({**admin_figures(stats, tenants), **windows})
 
     async def cache_clear(self, request: Request) -> Response:
         # Who may clear what: server/clearing.py (admin: all or ?tenant=X; a tenant: its own).
@@ -581,13 +593,16 @@ def create_app(
     store: CacheStore | None = None,
     *,
     clock: Callable[[], float] = time.time,
+    counters_since: float | None = None,
 ) -> Starlette:
     """The proxy for ``settings``.
 
     ``providers`` (model name -> provider) replaces the upstreams the settings describe (tests,
     the embedded local model); ``store`` replaces the store opened from ``settings.store_url``
     (which gets a circuit breaker, ``settings.store_breaker``; a store passed in is used as it
-    is). The app owns both and closes them when it shuts down.
+    is). The app owns both and closes them when it shuts down. ``counters_since`` is the
+    ``time.monotonic()`` at which the metrics it reads began at zero, when they are older than
+    the app (the workers of ``--workers`` share counters from the server's start).
     """
     secrets: tuple[str, ...] = ()
     if providers is None:
@@ -609,12 +624,15 @@ def create_app(
         )
         # A failing or hung SQLite/Redis store is skipped, not waited for (memory stays bare).
         store = guard_store(store, settings.store_breaker)
-    proxy = _Proxy(settings, providers, store, clock, secrets)
+    proxy = _Proxy(settings, providers, store, clock, secrets, counters_since)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(keep_recording, proxy.window, proxy.metrics.samples)
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             await proxy.aclose()
 
@@ -625,6 +643,8 @@ def create_app(
         if path == "/v1/messages":
             return proxy._render(messages.error(err), headers)
         return error_response(err, headers)
+
+    dashboard = Dashboard(proxy.directory, proxy.stats_for)
 
     routes = [
         Route("/v1/chat/completions", proxy.door(ChatDoor()), methods=["POST"]),
@@ -638,6 +658,7 @@ def create_app(
         Route("/metrics", proxy.metrics_text, methods=["GET"]),
         Route("/v1/cache/stats", proxy.cache_stats, methods=["GET"]),
         Route("/v1/cache", proxy.cache_clear, methods=["DELETE"]),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -103,6 +104,9 @@ class WorkerSpec:
     settings: Settings
     local_base_url: str | None = None
     local_embeddings_url: str | None = None
+    #: ``time.monotonic()`` when the shared metrics began (machine-wide on Linux): the start
+    #: of every worker's ``last_hour`` window until it has older snapshots of its own.
+    counters_since: float | None = None
 
 
 def _listener(host: str, port: int, *, listen: bool) -> socket.socket:
@@ -168,7 +172,7 @@ async def _serve_worker(spec: WorkerSpec, ready: Connection) -> None:  # pragma:
     signals = ShutdownSignals()
     signals.install()
     try:
-        app = create_app(settings, providers=providers)
+        app = create_app(settings, providers=providers, counters_since=spec.counters_since)
         sock = _listener(settings.host, settings.port, listen=True)
         ready.send(os.getpid())
         ready.close()
@@ -229,6 +233,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self._on_signal)
         reserved = reserve_port(self.settings.host, self.settings.port)
         metrics_dir = tempfile.mkdtemp(prefix="vex-llm-metrics-")
+        counters_since = time.monotonic()
         previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
         try:
@@ -237,6 +242,7 @@ class Supervisor:
                 dataclasses.replace(self.settings, port=port),
                 self.local_base_url,
                 self.local_embeddings_url,
+                counters_since,
             )
             try:
                 await self._start_all(spec)
