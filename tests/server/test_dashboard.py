@@ -26,7 +26,10 @@ import pytest
 from tests.server.browser import Tab, chromium_binary, launched
 from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, make_settings, proxy
 from vex_llm import MockProvider
+from vex_llm.pricing import Price
+from vex_llm.quota import TenantQuota
 from vex_llm.server.dashboard import SECURITY_HEADERS
+from vex_llm.server.settings import Settings, TenantSettings, hash_key
 
 MODELS = {"gpt-4o-mini": "gpt-4o-mini", "claude-haiku": "claude-haiku"}
 UPSTREAM_LATENCY = 0.04  # long enough for identical concurrent calls to coalesce
@@ -41,6 +44,8 @@ FIELDS = (
     "dollars_saved",
     "dollars_spent",
 )
+# Rate-limit headroom refills with time: the page's figure may be a poll older than the API's.
+REFILLING = ("remaining", "reset_seconds")
 READY = "document.getElementById('app')?.dataset.ready === 'true'"
 SHOWN = """[...document.querySelectorAll('[data-path]')].map(
     (e) => [JSON.parse(e.dataset.path), JSON.parse(e.dataset.value), e.textContent])"""
@@ -49,6 +54,25 @@ needs_chromium = pytest.mark.skipif(
     chromium_binary() is None,
     reason="Debian's chromium is not installed and could not be (scripts/install-chromium.sh)",
 )
+
+
+def settings() -> Settings:
+    """Two tenants, two priced models; tenant A with rate limits and budgets, B a daily budget
+    only (rate limits high enough never to refuse the tests' traffic)."""
+    quota_a = TenantQuota(
+        requests_per_minute=100_000,
+        tokens_per_minute=10_000_000,
+        daily_budget_usd=5.0,
+        monthly_budget_usd=100.0,
+    )
+    return make_settings(
+        models=MODELS,
+        upstream={"price": Price(15.0, 60.0)},
+        tenants=(
+            TenantSettings("tenant-a", (hash_key(KEY_A),), quota_a),
+            TenantSettings("tenant-b", (hash_key(KEY_B),), TenantQuota(daily_budget_usd=1.0)),
+        ),
+    )
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -120,6 +144,11 @@ def expected_paths(api: dict[str, Any]) -> set[tuple[str, ...]]:
 def assert_page_equals_api(shown: list[list[Any]], api: dict[str, Any]) -> None:
     assert shown, "the page shows no figures"
     for path, value, text in shown:
+        if path[-1] in REFILLING:
+            limit = at(api, path[:-1])["limit"]
+            assert 0 <= value <= limit
+            assert abs(at(api, path) - value) <= limit / 60 * 10, path  # 10 s of refill
+            continue
         assert at(api, path) == value, f"{path}: page {value!r}, API {at(api, path)!r}"
         if path[-1] in ("requests", "hits", "misses", "coalesced", "tokens_saved", "errors"):
             assert text == f"{value:,}", (path, text)
@@ -134,8 +163,7 @@ async def test_the_admin_page_shows_every_tenant_as_the_api_does_and_updates_liv
     tmp_path: Path,
 ) -> None:
     upstream = MockProvider.constant("A cache keeps answers.", latency=UPSTREAM_LATENCY)
-    settings = make_settings(models=MODELS)
-    async with proxy(upstream, settings) as base, httpx.AsyncClient(base_url=base) as raw:
+    async with proxy(upstream, settings()) as base, httpx.AsyncClient(base_url=base) as raw:
         origin = base.removesuffix("/v1")
         await traffic(raw)
         async with launched(tmp_path / "profile") as browser:
@@ -148,6 +176,9 @@ async def test_the_admin_page_shows_every_tenant_as_the_api_does_and_updates_liv
             assert await tab.evaluate("document.getElementById('app').dataset.admin") == "true"
             assert {"tenant-a", "tenant-b"} <= set(api["tenants"])
             assert api["all_tenants"]["coalesced"] == 3
+            assert api["all_tenants"]["dollars_saved"] > 0
+            assert api["tenants"]["tenant-a"]["limits"]["requests"]["limit"] == 100_000
+            assert api["tenants"]["tenant-b"]["limits"]["requests"] is None
             assert api["all_tenants"]["latency_ms"]["p99"] >= UPSTREAM_LATENCY * 1000 * 0.9
 
             # Live: more traffic shows up without a reload, on the browser's remembered key.
@@ -187,8 +218,7 @@ async def keep_a_screenshot(tab: Tab, raw: httpx.AsyncClient, path: Path) -> Non
 @needs_chromium
 async def test_a_tenant_key_sees_only_its_own_tenant_and_no_key_gets_a_401(tmp_path: Path) -> None:
     upstream = MockProvider.constant("A cache keeps answers.", latency=UPSTREAM_LATENCY)
-    settings = make_settings(models=MODELS)
-    async with proxy(upstream, settings) as base, httpx.AsyncClient(base_url=base) as raw:
+    async with proxy(upstream, settings()) as base, httpx.AsyncClient(base_url=base) as raw:
         origin = base.removesuffix("/v1")
         await traffic(raw)
         async with launched(tmp_path / "profile") as browser:

@@ -64,15 +64,25 @@ async def test_the_grafana_dashboard_queries_only_metrics_the_proxy_exports() ->
         "vex_llm_cache_lookups_total",
         "vex_llm_tokens_saved_total",
         "vex_llm_request_duration_seconds_bucket",
+        "vex_llm_dollars_saved_total",
+        "vex_llm_dollars_spent_total",
     ):
         assert required in used
 
     ids = [p["id"] for p in panels(dashboard)]
     assert len(ids) == len(set(ids)), "panel ids are unique"
+    taken: set[tuple[int, int]] = set()
     for panel in panels(dashboard):
         grid = panel["gridPos"]
         assert grid["x"] >= 0
         assert grid["x"] + grid["w"] <= 24
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & taken, f"{panel['title']!r} overlaps another panel"
+        taken |= cells
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}"
             assert target["expr"].count("(") == target["expr"].count(")")
