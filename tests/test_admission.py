@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 
 import pytest
 
 from vex_llm import CacheEntry, LLMResponse, MemoryStore
 from vex_llm.cache.stores import open_store
 from vex_llm.cache.stores.admission import FrequencySketch, WTinyLFU
+from vex_llm.cache.stores.recency_guard import RecencyGuard
 
 
 def entry(nbytes: int = 10) -> CacheEntry:
     return CacheEntry(LLMResponse(content="x", model="m", cached=True), 0.0, nbytes)
 
 
-def drive(policy: WTinyLFU, trace: list[str]) -> float:
+def drive(policy: WTinyLFU, trace: list[str], held: set[str] | None = None) -> float:
     """Feed ``trace`` as a cache would (get, and set on a miss); return the hit ratio."""
-    held: set[str] = set()
+    held = set() if held is None else held
     hits = 0
     for key in trace:
         if key in held:
@@ -177,3 +179,69 @@ def test_a_batch_of_hits_counts_each_hit() -> None:
         one.on_hit("k")
     batch.on_hits(["k"] * 5)
     assert one.sketch.frequency("k") == batch.sketch.frequency("k") == 6
+
+
+def lru_hit_ratio(capacity: int, trace: list[str]) -> float:
+    held: OrderedDict[str, None] = OrderedDict()
+    hits = 0
+    for key in trace:
+        if key in held:
+            hits += 1
+            held.move_to_end(key)
+        else:
+            held[key] = None
+            if len(held) > capacity:
+                held.popitem(last=False)
+    return hits / len(trace)
+
+
+def test_a_working_set_larger_than_the_window_catches_up_with_lru() -> None:
+    # Phases of 5000 requests over 400 fresh keys in a cache of 1000: LRU misses only each
+    # key's first use. The guard grows the window at the first phase change; afterwards
+    # the policy misses no more than LRU does.
+    rng = random.Random(5)
+    trace = [f"p{phase}-{rng.randrange(400)}" for phase in range(12) for _ in range(5000)]
+    policy, held = WTinyLFU(1000, jitter=False), set[str]()
+    early = drive(policy, trace[:15_000], held)
+    late = drive(policy, trace[15_000:], held)
+    assert late >= lru_hit_ratio(1000, trace[15_000:]) - 0.002
+    assert early > 0.8
+    assert policy.window_capacity >= 400
+
+
+def test_recency_guard_speaks_only_when_lru_leads() -> None:
+    guard = RecencyGuard(100)
+    assert guard.sampling == 1
+    leads = [guard.access(f"k{i % 50}", hit=False) for i in range(400)]  # LRU hits, we miss
+    assert any(lead is not None and lead > 0.5 for lead in leads)
+    guard.clear()
+    # The policy hits as often as LRU: periods end, with no lead.
+    leads = [guard.access(f"k{i % 50}", hit=i >= 50) for i in range(400)]
+    assert set(lead for lead in leads if lead is not None) == {0.0}
+
+
+def test_recency_guard_samples_large_caches() -> None:
+    guard = RecencyGuard(100_000)
+    assert guard.sampling > 1
+    share = sum(guard.sampled(f"key{i}") for i in range(20_000)) / 20_000
+    assert abs(share - 1 / guard.sampling) < 0.5 / guard.sampling
+
+
+def test_jitter_admits_a_warm_loser_now_and_then_and_only_when_asked() -> None:
+    def admitted(jitter: bool) -> int:
+        policy = WTinyLFU(100, jitter=jitter, rng=random.Random(1))
+        for _ in range(6):
+            policy.sketch.increment("warm")
+        for _ in range(15):
+            policy.sketch.increment("hot")
+        return sum(policy._admit("warm", "hot") for _ in range(2000))
+
+    assert admitted(jitter=False) == 0
+    assert 2 <= admitted(jitter=True) <= 40  # about 2000 / 128
+
+
+def test_the_climber_stays_put_on_a_flat_hit_ratio() -> None:
+    policy = WTinyLFU(100, jitter=False)
+    keys = [f"k{i}" for i in range(50)]  # everything fits: the hit ratio never moves
+    drive(policy, keys * 200)
+    assert policy.window_capacity == 1
