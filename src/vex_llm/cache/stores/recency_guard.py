@@ -61,6 +61,11 @@ class RecencyGuard:
         """One key in ``sampling`` is tracked (a power of two)."""
         return self._mask + 1
 
+    @property
+    def mask(self) -> int:
+        """``hash(key) & mask == 0`` for the sampled keys (what :meth:`sampled` tests)."""
+        return self._mask
+
     def sampled(self, key: str) -> bool:
         """Whether ``key`` belongs to the tracked sample."""
         return hash(key) & self._mask == 0
