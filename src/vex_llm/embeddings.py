@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from vex_llm.errors import InputTooLarge
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import CacheControl, InputLimits, Usage
-from vex_llm.validation import seconds
+from vex_llm.validation import positive_int, seconds
 
 __all__ = [
     "EMBEDDING_FIELDS",
@@ -128,13 +128,7 @@ class EmbeddingRequest:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
-        if self.dimensions is not None:
-            if isinstance(self.dimensions, bool) or not isinstance(self.dimensions, int):
-                raise TypeError(
-                    f"dimensions must be an int or None, not {type(self.dimensions).__name__}"
-                )
-            if self.dimensions < 1:
-                raise ValueError(f"dimensions must be at least 1, got {self.dimensions}")
+        positive_int("dimensions", self.dimensions, optional=True)
         if self.timeout is not None:
             set_(self, "timeout", seconds("timeout", self.timeout))
         if self.cache is not _NO_CONTROL and not isinstance(self.cache, CacheControl):

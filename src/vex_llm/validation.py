@@ -10,9 +10,22 @@ A leaf module: it imports nothing from ``vex_llm``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 
-__all__ = ["is_number", "number_in", "positive_int", "seconds"]
+__all__ = [
+    "flag",
+    "int_between",
+    "is_finite_number",
+    "is_int",
+    "is_number",
+    "json_type",
+    "number_between",
+    "number_in",
+    "positive_int",
+    "positive_number",
+    "seconds",
+]
 
 
 def is_number(value: object) -> bool:
@@ -20,10 +33,59 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def is_int(value: object) -> bool:
+    """An int, but not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> bool:
+    """An int or float (not a bool), neither NaN nor infinite: what JSON numbers may be."""
+    return is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def number_between(low: float, high: float) -> Callable[[object], bool]:
+    """A predicate: a finite number in ``[low, high]`` (the proxy's JSON field checks)."""
+    return lambda v: is_finite_number(v) and low <= v <= high  # type: ignore[operator]
+
+
+def int_between(low: int, high: int) -> Callable[[object], bool]:
+    """A predicate: an int (not a bool) in ``[low, high]``."""
+    return lambda v: is_int(v) and low <= v <= high  # type: ignore[operator]
+
+
+def json_type(value: object) -> str:
+    """How an error message names ``value``'s JSON type ("a number", "an array", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+def flag(name: str, value: object) -> bool:
+    """``value`` as a bool; anything else (``1``, ``"yes"``) is a ``TypeError``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
 def number_in(
-    name: str, value: object, low: float, high: float, *, optional: bool = True
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    optional: bool = True,
+    above_low: bool = False,
 ) -> float | None:
-    """``value`` as a float between ``low`` and ``high`` (inclusive; never NaN, never -0.0).
+    """``value`` as a float between ``low`` and ``high`` (inclusive, or above ``low`` when
+    ``above_low``; never NaN, never -0.0).
 
     -0.0 becomes 0.0: equal numbers come out as one value with one ``repr``, which the cache
     key relies on."""
@@ -33,9 +95,28 @@ def number_in(
         wanted = "a number or None" if optional else "a number"
         raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
     number = float(value)  # type: ignore[arg-type]
-    if math.isnan(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+    if math.isnan(number) or not low <= number <= high or (above_low and number == low):
+        span = f"in ({low}, {high}]" if above_low else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {span}, got {value!r}")
     return number + 0.0  # -0.0 + 0.0 is 0.0
+
+
+def positive_number(
+    name: str, value: object, *, zero: bool = False, optional: bool = False
+) -> float | None:
+    """``value`` as a finite float above 0 (or at least 0, when ``zero``); None passes when
+    ``optional``. For sizes, rates and ratios; durations that may be a ``timedelta`` use
+    :func:`seconds`."""
+    if value is None and optional:
+        return None
+    if not is_number(value):
+        wanted = "a number or None" if optional else "a number"
+        raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        bound = "non-negative" if zero else "positive"
+        raise ValueError(f"{name} must be a {bound}, finite number, got {value!r}")
+    return number + 0.0
 
 
 def positive_int(name: str, value: object, *, optional: bool = False, low: int = 1) -> int | None:

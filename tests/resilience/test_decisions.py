@@ -255,11 +255,16 @@ def test_calls_from_before_a_transition_do_not_count() -> None:
         {"base_delay": -1},
         {"timeout": 0},
         {"budget_ratio": float("nan")},
-        {"on_timeout": 1},
     ],
 )
 def test_bad_retry_policies_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must"):
+        RetryPolicy(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [{"on_timeout": 1}, {"max_attempts": 2.0}, {"base_delay": "1"}])
+def test_retry_policy_fields_of_the_wrong_type_are_type_errors(bad: dict[str, object]) -> None:
+    with pytest.raises(TypeError, match=next(iter(bad))):
         RetryPolicy(**bad)  # type: ignore[arg-type]
 
 

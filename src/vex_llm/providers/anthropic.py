@@ -22,6 +22,7 @@ import httpx
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.providers._base import HTTPProvider
 from vex_llm.providers._http import decoded_sse
+from vex_llm.validation import positive_int
 from vex_llm.wire.anthropic_messages import (
     ANTHROPIC_MESSAGES,
     build_payload,
@@ -75,10 +76,7 @@ class AnthropicProvider(HTTPProvider):
             timeout=timeout,
             label="anthropic",
         )
-        if isinstance(max_tokens_default, bool) or not isinstance(max_tokens_default, int):
-            raise TypeError("max_tokens_default must be an int")
-        if max_tokens_default < 1:
-            raise ValueError("max_tokens_default must be at least 1")
+        positive_int("max_tokens_default", max_tokens_default)
         self.max_tokens_default = max_tokens_default
 
     def cache_identity(self) -> tuple[str, ...]:

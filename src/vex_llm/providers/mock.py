@@ -18,6 +18,7 @@ from vex_llm.embeddings import EmbeddingInput, EmbeddingRequest, EmbeddingRespon
 from vex_llm.errors import LLMError, UnsupportedFeature
 from vex_llm.models import Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.provider import LLMProvider
+from vex_llm.validation import positive_int, positive_number
 
 __all__ = ["MockProvider", "mock_vector", "smart_answer"]
 
@@ -90,17 +91,14 @@ class MockProvider(LLMProvider):
         self._responses = tuple(responses)
         if not all(isinstance(r, str) for r in self._responses):
             raise TypeError("responses must all be str")
-        if latency < 0:
-            raise ValueError("latency must be >= 0")
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
+        positive_number("latency", latency, zero=True)
+        positive_int("chunk_size", chunk_size)
         self.latency = latency
         self.error = error
         self.fail_times = fail_times
         self.model = model
         self.chunk_size = chunk_size
-        if dimensions < 1:
-            raise ValueError("dimensions must be >= 1")
+        positive_int("dimensions", dimensions)
         self.dimensions = dimensions
         #: How many times ``embed`` reached this provider, and how many inputs it embedded.
         self.embed_calls = 0

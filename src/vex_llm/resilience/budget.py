@@ -10,11 +10,11 @@ injected clock.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 from vex_llm.resilience.window import RollingCounts
+from vex_llm.validation import positive_number
 
 __all__ = ["RetryBudget"]
 
@@ -36,9 +36,8 @@ class RetryBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        for name, value in (("ratio", ratio), ("min_per_second", min_per_second)):
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        positive_number("ratio", ratio, zero=True)
+        positive_number("min_per_second", min_per_second, zero=True)
         self.ratio = ratio
         self.min_per_second = min_per_second
         self._counts = RollingCounts(window, 2, clock)

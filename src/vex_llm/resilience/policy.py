@@ -1,23 +1,18 @@
 """The knobs of the resilience wrappers as small frozen values: ``RetryPolicy``, ``BreakerPolicy``.
 
-Bad values are refused where the policy is built (``ValueError`` naming the field), so a
-wrapper never meets a nonsensical setting at request time.
+Bad values are refused where the policy is built, by :mod:`vex_llm.validation`'s checks
+(a wrong type is a ``TypeError``, an impossible value a ``ValueError``, both naming the
+field), so a wrapper never meets a nonsensical setting at request time.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from vex_llm.resilience.classify import FailureKind
+from vex_llm.validation import flag, number_in, positive_int, positive_number
 
 __all__ = ["BreakerPolicy", "RetryPolicy"]
-
-
-def _positive(name: str, value: float, *, zero: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero):
-        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +47,15 @@ class RetryPolicy:
     budget_window: float = 10.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError("max_attempts must be an int")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        _positive("base_delay", self.base_delay, zero=True)
-        _positive("max_delay", self.max_delay, zero=True)
-        _positive("max_retry_after", self.max_retry_after, zero=True)
-        if self.timeout is not None:
-            _positive("timeout", self.timeout)
-        _positive("budget_ratio", self.budget_ratio, zero=True)
-        _positive("budget_min_per_second", self.budget_min_per_second, zero=True)
-        _positive("budget_window", self.budget_window)
-        for flag in ("on_rate_limited", "on_server_error", "on_connection", "on_timeout"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{flag} must be a bool")
+        positive_int("max_attempts", self.max_attempts)
+        for name in ("base_delay", "max_delay", "max_retry_after"):
+            positive_number(name, getattr(self, name), zero=True)
+        positive_number("timeout", self.timeout, optional=True)
+        positive_number("budget_ratio", self.budget_ratio, zero=True)
+        positive_number("budget_min_per_second", self.budget_min_per_second, zero=True)
+        positive_number("budget_window", self.budget_window)
+        for name in ("on_rate_limited", "on_server_error", "on_connection", "on_timeout"):
+            flag(name, getattr(self, name))
 
     def retries(self, kind: FailureKind) -> bool:
         """Whether a failure of ``kind`` is worth another attempt under this policy."""
@@ -103,17 +92,10 @@ class BreakerPolicy:
     count_rate_limited: bool = False
 
     def __post_init__(self) -> None:
-        rate = self.failure_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
-            raise ValueError("failure_rate must be a number in (0, 1]")
-        if isinstance(self.min_calls, bool) or not isinstance(self.min_calls, int):
-            raise ValueError("min_calls must be an int")
-        if self.min_calls < 1:
-            raise ValueError("min_calls must be at least 1")
-        _positive("window", self.window)
-        _positive("open_for", self.open_for)
-        _positive("max_open_for", self.max_open_for)
+        number_in("failure_rate", self.failure_rate, 0, 1, optional=False, above_low=True)
+        positive_int("min_calls", self.min_calls)
+        for name in ("window", "open_for", "max_open_for"):
+            positive_number(name, getattr(self, name))
         if self.max_open_for < self.open_for:
             raise ValueError("max_open_for must be at least open_for")
-        if not isinstance(self.count_rate_limited, bool):
-            raise ValueError("count_rate_limited must be a bool")
+        flag("count_rate_limited", self.count_rate_limited)

@@ -7,8 +7,9 @@ resolution of ``window / buckets``. The clock is injected, so tests move time by
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+
+from vex_llm.validation import positive_int, positive_number
 
 __all__ = ["RollingCounts"]
 
@@ -19,10 +20,9 @@ class RollingCounts:
     def __init__(
         self, window: float, width: int, clock: Callable[[], float], *, buckets: int = 10
     ) -> None:
-        if not math.isfinite(window) or window <= 0:
-            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
-        if buckets < 1 or width < 1:
-            raise ValueError("buckets and width must be at least 1")
+        positive_number("window", window)
+        positive_int("buckets", buckets)
+        positive_int("width", width)
         self.window = window
         self._clock = clock
         self._span = window / buckets

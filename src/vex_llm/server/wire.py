@@ -16,7 +16,6 @@ The ``Cache-Control`` header is :mod:`vex_llm.server.cache_control`'s; the way o
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +30,9 @@ from vex_llm.models import (
     Message,
     extra_fields,
 )
-from vex_llm.validation import is_number as _is_number
+from vex_llm.validation import int_between as _integer
+from vex_llm.validation import json_type as _json_type
+from vex_llm.validation import number_between as _number
 
 __all__ = [
     "ChatRequest",
@@ -162,24 +163,7 @@ def _lone_surrogate(value: Any, where: str) -> str | None:
     return None
 
 
-def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    if _is_number(value):
-        return "a number"
-    return names.get(type(value), type(value).__name__)
-
-
 # -- the known fields' shapes: (check, what it must be) --------------------------------------
-
-
-def _number(low: float, high: float) -> Callable[[Any], bool]:
-    return lambda v: _is_number(v) and math.isfinite(v) and low <= v <= high
-
-
-def _integer(low: int, high: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
 
 def _one_of(*choices: str) -> Callable[[Any], bool]:

@@ -24,7 +24,6 @@ Errors are :class:`BadRequest` naming the field the way the API does (``messages
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +32,7 @@ from vex_llm.chat import ContentPart, Tool, ToolCall
 from vex_llm.errors import UnsupportedFeature
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import TYPED_REQUEST_FIELDS, LLMRequest, Message
+from vex_llm.validation import is_finite_number, is_int, json_type
 
 __all__ = ["ANTHROPIC_ONLY_FIELDS", "BadRequest", "translated_extra", "typed_fields"]
 
@@ -70,32 +70,9 @@ class BadRequest(ValueError):
         self.param = param
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
-    return names.get(type(value), type(value).__name__)
-
-
 def _need(ok: bool, param: str, must_be: str, value: object) -> None:
     if not ok:
-        raise BadRequest(f"must be {must_be}, not {_kind(value)}", param)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+        raise BadRequest(f"must be {must_be}, not {json_type(value)}", param)
 
 
 def _without_hints(block: Mapping[str, Any], *skip: str) -> dict[str, Any]:
@@ -115,7 +92,7 @@ def _text_part(block: Mapping[str, Any], where: str) -> ContentPart:
 def _image_part(block: Mapping[str, Any], where: str) -> ContentPart:
     source = block.get("source")
     if not isinstance(source, dict):
-        raise BadRequest(f"must be an object, not {_kind(source)}", f"{where}.source")
+        raise BadRequest(f"must be an object, not {json_type(source)}", f"{where}.source")
     kind = source.get("type")
     url: object
     if kind == "base64":
@@ -126,7 +103,7 @@ def _image_part(block: Mapping[str, Any], where: str) -> ContentPart:
     elif kind == "url":
         url = source.get("url")
         if not isinstance(url, str):
-            raise BadRequest(f"must be a string, not {_kind(url)}", f"{where}.source.url")
+            raise BadRequest(f"must be a string, not {json_type(url)}", f"{where}.source.url")
     else:
         # A file id or another source: kept as it came (a backend that cannot read it says so).
         return _other_part(block)
@@ -197,7 +174,9 @@ def _turns(item: Mapping[str, Any], where: str) -> list[Message]:
     if isinstance(content, str):
         return [Message(role, content)]
     if not isinstance(content, list):
-        raise BadRequest(f"must be a string or an array, not {_kind(content)}", f"{where}.content")
+        raise BadRequest(
+            f"must be a string or an array, not {json_type(content)}", f"{where}.content"
+        )
     out: list[Message] = []
     parts: list[ContentPart] = []
     calls: list[ToolCall] = []
@@ -313,7 +292,7 @@ def typed_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     max_tokens = doc.get("max_tokens")
     if max_tokens is None:
         raise BadRequest("Field required", "max_tokens")
-    _need(_is_int(max_tokens) and max_tokens >= 1, "max_tokens", "an integer >= 1", max_tokens)
+    _need(is_int(max_tokens) and max_tokens >= 1, "max_tokens", "an integer >= 1", max_tokens)
     fields: dict[str, Any] = {"max_tokens": max_tokens}
     messages = _messages(doc.get("messages"))
     system = doc.get("system")
@@ -327,7 +306,7 @@ def typed_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     for name, high in (("temperature", 1.0), ("top_p", 1.0)):
         value = doc.get(name)
         if value is not None:
-            ok = _is_number(value) and 0 <= value <= high
+            ok = is_finite_number(value) and 0 <= value <= high
             _need(ok, name, f"a number between 0 and {high:g}", value)
             fields[name] = value
     stops = doc.get("stop_sequences")
@@ -349,7 +328,7 @@ def typed_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
             fields["parallel_tool_calls"] = parallel
     top_k = doc.get("top_k")
     if top_k is not None:
-        _need(_is_int(top_k) and top_k >= 0, "top_k", "an integer >= 0", top_k)
+        _need(is_int(top_k) and top_k >= 0, "top_k", "an integer >= 0", top_k)
     metadata = doc.get("metadata")
     if metadata is not None:
         _need(isinstance(metadata, dict), "metadata", "an object", metadata)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from vex_llm.cache.stores.base import (
     LeaseStore,
     StoreError,
 )
+from vex_llm.validation import flag, positive_int, positive_number
 
 __all__ = [
     "AtomicLeaseBreakerStore",
@@ -80,16 +80,10 @@ class StoreBreakerPolicy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.failures, bool) or not isinstance(self.failures, int):
-            raise TypeError("breaker failures must be an int")
-        if self.failures < 1:
-            raise ValueError("breaker failures must be >= 1")
+        positive_int("breaker failures", self.failures)
         for name in ("cooldown", "timeout", "admin_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"breaker {name} must be a number of seconds")
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"breaker {name} must be a positive, finite number of seconds")
+            positive_number(f"breaker {name}", getattr(self, name))
+        flag("breaker enabled", self.enabled)
 
 
 class StoreCircuit:

@@ -10,12 +10,14 @@ the field, never a 500); the rest is the upstream's to judge.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from vex_llm.models import CacheControl, LLMRequest, extra_fields
 from vex_llm.server.wire import WireError, decode_body
+from vex_llm.validation import int_between as integer
+from vex_llm.validation import json_type
+from vex_llm.validation import number_between as number
 
 __all__ = [
     "Shapes",
@@ -34,34 +36,6 @@ __all__ = [
 
 #: Field name -> (check, what it must be); JSON null always passes (it means "unset").
 Shapes = Mapping[str, tuple[Callable[[Any], bool], str]]
-
-
-def json_type(value: object) -> str:
-    """How an error message names ``value``'s JSON type."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return "a string" if isinstance(value, str) else type(value).__name__
-
-
-def number(low: float, high: float) -> Callable[[Any], bool]:
-    """A finite number in ``[low, high]``."""
-    return lambda v: (
-        (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
-        and low <= v <= high
-    )
-
-
-def integer(low: int, high: int) -> Callable[[Any], bool]:
-    """An integer in ``[low, high]``."""
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
 
 def is_str(v: Any) -> bool:
