@@ -36,6 +36,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
 from vex_llm.cache.stores.recency_guard import RecencyGuard
+from vex_llm.validation import positive_int
 
 __all__ = ["FrequencySketch", "WTinyLFU"]
 
@@ -159,8 +160,7 @@ class WTinyLFU:
         jitter: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be positive")
+        positive_int("capacity", capacity)
         self.capacity = capacity
         self._window: OrderedDict[str, int] = OrderedDict()
         self._probation: OrderedDict[str, int] = OrderedDict()
