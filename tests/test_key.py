@@ -23,6 +23,7 @@ from vex_llm.cache.key import (
     UNKEYED_FIELDS,
     TenantPrefixes,
     key_material,
+    short_key,
     tenant_key_prefix,
     tenant_tag,
 )
@@ -324,6 +325,7 @@ def test_a_store_key_starts_with_its_tenants_tag() -> None:
         key = cache_key(LLMRequest(prompt="p", tenant_id=tenant), IDENTITY)
         assert key.startswith(tag + ":")
         assert key.startswith(tenant_key_prefix(tenant))
+        assert short_key(key) == key[TENANT_TAG_LENGTH + 1 :][:16]  # the request's, not the tag
     with pytest.raises(TypeError, match="tenant"):
         tenant_tag(1)  # type: ignore[arg-type]
 

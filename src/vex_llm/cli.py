@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from vex_llm import __version__
 from vex_llm.cache.config import LLMCacheConfig
+from vex_llm.cache.key import short_key
 from vex_llm.cache.stores.base import StoreError
 from vex_llm.errors import LLMError
 from vex_llm.models import CacheControl, LLMRequest
@@ -422,7 +423,9 @@ async def _ask(
         await store.aclose()
     elapsed = (time.perf_counter() - started) * 1000
     colour = "green" if outcome in ("hit", "coalesced") else "yellow"
-    err.print(f"[{colour}]{outcome}[/] in {elapsed:.1f} ms  (key {key[:16]}…)", highlight=False)
+    err.print(
+        f"[{colour}]{outcome}[/] in {elapsed:.1f} ms  (key {short_key(key)}…)", highlight=False
+    )
 
 
 @main.command()

@@ -61,6 +61,7 @@ __all__ = [
     "key_material",
     "keyed_extra",
     "material_after",
+    "short_key",
     "tenant_key_prefix",
     "tenant_tag",
 ]
@@ -263,6 +264,12 @@ def tenant_key_prefix(tenant: str | None) -> str:
     """What every store key of ``tenant``'s entries starts with: its tag and ``:``
     (remembered for the last 1024 tenants: a tag is a SHA-256)."""
     return tenant_tag(tenant) + ":"
+
+
+def short_key(key: str) -> str:
+    """The first 16 hex digits of a store key's hash (after its tenant tag): enough to tell
+    requests apart in a message (the tag alone is the same for all of a tenant's)."""
+    return key.rpartition(":")[2][:16]
 
 
 class TenantPrefixes(dict[str | None, str]):

@@ -41,7 +41,13 @@ from vex_llm.cache.decision import LEAD, Decision, Stored, decide, reads_store
 from vex_llm.cache.embeddings import EmbeddingCache, EmbeddingResult
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight
-from vex_llm.cache.key import TenantPrefixes, hash_material, identity_prefix, material_after
+from vex_llm.cache.key import (
+    TenantPrefixes,
+    hash_material,
+    identity_prefix,
+    material_after,
+    short_key,
+)
 from vex_llm.cache.lease import LeasePolicy, LeaseStart
 from vex_llm.cache.outcome import CacheOutcome, CacheResult
 from vex_llm.cache.staleness import covers, freshness
@@ -336,7 +342,7 @@ class CachedProvider(WrapperProvider):
                 self._refresh(request, key)
         elif decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
-            raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
+            raise CacheMiss(f"no cached answer for this request (key {short_key(key)}...)")
         return key, decision, entry, leased
 
     async def _read_for(
@@ -423,7 +429,7 @@ class CachedProvider(WrapperProvider):
     ) -> CacheResult:
         if decision.action == "only_if_cached_miss":
             self._counters.only_if_cached_misses += 1
-            raise CacheMiss(f"no cached answer for this request (key {key[:16]}...)")
+            raise CacheMiss(f"no cached answer for this request (key {short_key(key)}...)")
         flight, joined = self._calls.board(request, key, decision, leased, streamed=False)
         try:
             response = await flight.result(self._deadline(request))
