@@ -40,6 +40,17 @@ class Served:
         self.base = base
         self.stderr = ""
 
+    async def wait_for_stderr(self, text: str) -> None:
+        """Read stderr line by line until a line holds ``text`` (kept in ``stderr``; at most
+        30 s)."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(30):
+            while text not in self.stderr:
+                line = await self.process.stderr.readline()
+                if not line:
+                    raise AssertionError(f"stderr ended without {text!r}: {self.stderr}")
+                self.stderr += line.decode()
+
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         """Send ``sig`` and wait for the exit code (at most 30 s)."""
         if self.process.returncode is None:

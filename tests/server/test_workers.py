@@ -133,6 +133,8 @@ async def test_two_workers_share_cache_and_metrics_then_all_stop(sig: int, tmp_p
         args = ("--upstream", f"{upstream}/v1", "--model", "fake", "--store", store)
         async with serving(*args, "--workers", "2") as proxy:
             await workers_of(proxy, 2)
+            # Announced once every worker listens (the first one may answer long before).
+            await proxy.wait_for_stderr("(2 workers)")
             everything = children(proxy.process.pid)  # the workers and the resource tracker
             outcomes = await ask_each_on_a_new_connection(proxy.base, 12)
             async with httpx.AsyncClient() as client:
