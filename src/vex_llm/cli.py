@@ -329,6 +329,9 @@ def _announce(settings: Any, open_tenant: str) -> None:
     for u in settings.upstreams:
         err.print(f"  model [bold]{u.name}[/] -> {u.kind} upstream", highlight=False)
     err.print(f"  cache store: {redact_url(settings.store_url)}", highlight=False)
+    # The browser asks for a key there: it goes in the password (see server.dashboard).
+    who = "open" if settings.open_tenant is not None else "a key as the password"
+    err.print(f"  dashboard: {base.removesuffix('/v1')}/ui ({who})", highlight=False)
     if settings.open_tenant is not None:
         err.print(
             f"  [yellow]open access:[/] any client key is accepted, as tenant "

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from vex_llm.server.admin import one_tenant, tenant_figures, window_figures
+from vex_llm.server.admin import compact, one_tenant, tenant_figures, window_figures
 from vex_llm.server.dashboard import bearer_from
 from vex_llm.server.latency import latency_ms, quantile
 from vex_llm.server.metrics import ProxyMetrics
@@ -57,6 +57,25 @@ def test_quantiles_from_the_proxy_histogram_fall_in_the_right_bucket() -> None:
     assert 0.5 < fig["latency_ms"]["p50"] <= 1.0
     assert 500 < fig["latency_ms"]["p99"] <= 1000
     assert fig["models"]["m"]["latency_ms"] == fig["latency_ms"]
+
+
+def test_compacted_samples_give_the_same_figures_from_fewer_samples() -> None:
+    metrics = ProxyMetrics()
+    for tenant in ("a", "b"):
+        for endpoint in ("chat.completions", "messages", "embeddings"):
+            for outcome, seconds in (("hit", 0.001), ("miss", 0.3), ("coalesced", 0.2)):
+                metrics.observe(tenant, "m", outcome, seconds, 7, endpoint)
+                metrics.status(tenant, "m", 200, endpoint)
+            metrics.status(tenant, "m", 429, endpoint)
+        metrics.upstream_error(tenant, "m", "Timeout")
+        metrics.upstream_error(tenant, "m", "ConnectionFailed")
+    samples = list(metrics.samples())
+    small = compact(samples)
+    assert len(small) * 3 < len(samples)
+    assert tenant_figures(small) == tenant_figures(samples)
+    assert window_figures(small, small, 1, 1, None) == window_figures(samples, samples, 1, 1, None)
+    figures = tenant_figures(small)["a"]
+    assert (figures["requests"], figures["hits"], figures["errors"]) == (12, 3, 2)
 
 
 # -- the last hour -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -32,7 +33,13 @@ async def test_serve_quick_path_caches_and_stops_cleanly_on_a_signal(sig: int) -
                 messages=messages,  # type: ignore[arg-type]
             )
             await client.close()
+            async with httpx.AsyncClient() as browser:  # open access: the dashboard is too
+                page = await browser.get(f"{proxy.base}/ui")
+                shown = (await browser.get(f"{proxy.base}/ui/stats")).json()
             code = await proxy.stop(sig)
+    assert page.status_code == 200
+    assert (shown["hits"], shown["misses"], shown["last_hour"]["hits"]) == (1, 1, 1)
+    assert f"dashboard: {proxy.base}/ui (open)" in proxy.stderr
     assert (first.headers["x-vex-cache"], second.headers["x-vex-cache"]) == ("miss", "hit")
     assert fake.calls == 1
     assert code == 0, proxy.stderr

@@ -108,10 +108,12 @@ class SampleRing:
 
 
 async def keep_recording(ring: SampleRing, samples: Callable[[], Iterable[Sample]]) -> None:
-    """Record a snapshot now and then every ``ring.period`` seconds, until cancelled."""
+    """Record a snapshot now and then every ``ring.period`` seconds, until cancelled. The
+    samples are read in a thread: the event loop keeps answering requests meanwhile."""
     import anyio
 
     while True:
         if ring.due():
-            ring.record(samples())
+            taken = await anyio.to_thread.run_sync(lambda: list(samples()))
+            ring.record(taken)
         await anyio.sleep(ring.period)
