@@ -140,12 +140,21 @@ def material_after(prefix: str, request: LLMRequest) -> bytes:
         system = ""
     tenant, namespace, model = request.tenant_id, request.cache.namespace, request.model
     stop = "".join(f"{len(s)}:{s}" for s in request.stop) if request.stop else ""
+    values = (
+        request.temperature,
+        request.max_tokens,
+        request.top_p,
+        request.presence_penalty,
+        request.frequency_penalty,
+        request.seed,
+    )
+    sampling = _SAMPLING.get(values) or _render_sampling(values)  # inline: every hit runs it
     material = (
         f"{prefix}"
         f"{'~' if tenant is None else f'{len(tenant)}:{tenant}'}"
         f"{'~' if namespace is None else f'{len(namespace)}:{namespace}'}"
         f"{'~' if model is None else f'{len(model)}:{model}'}"
-        f"{turns}|{_sampling(request)}{stop}\n{system}{prompt}"
+        f"{turns}|{sampling}{stop}\n{system}{prompt}"
     )
     if not request.plain:
         material += _rich_fields(request)
@@ -184,22 +193,13 @@ _SAMPLING: dict[tuple[float | int | None, ...], str] = {}
 _SAMPLING_KEPT = 1024
 
 
-def _sampling(request: LLMRequest) -> str:
-    """``temperature;max_tokens;top_p;presence_penalty;frequency_penalty;seed;`` (reprs)."""
-    values = (
-        request.temperature,
-        request.max_tokens,
-        request.top_p,
-        request.presence_penalty,
-        request.frequency_penalty,
-        request.seed,
-    )
-    text = _SAMPLING.get(values)
-    if text is None:
-        text = "".join(f"{value!r};" for value in values)
-        if len(_SAMPLING) >= _SAMPLING_KEPT:
-            _SAMPLING.clear()  # a workload of ever-new values: start over, stay bounded
-        _SAMPLING[values] = text
+def _render_sampling(values: tuple[float | int | None, ...]) -> str:
+    """``temperature;max_tokens;top_p;presence_penalty;frequency_penalty;seed;`` (reprs),
+    remembered in ``_SAMPLING``."""
+    text = "".join(f"{value!r};" for value in values)
+    if len(_SAMPLING) >= _SAMPLING_KEPT:
+        _SAMPLING.clear()  # a workload of ever-new values: start over, stay bounded
+    _SAMPLING[values] = text
     return text
 
 
