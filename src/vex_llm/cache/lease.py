@@ -18,7 +18,6 @@ hold the request that owned it.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,7 +26,7 @@ from typing import Any, Literal
 
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.stores.base import STORE_FAILURES, LeaseStore
-from vex_llm.validation import is_number, seconds
+from vex_llm.validation import positive_number, seconds
 
 __all__ = [
     "LeasePolicy",
@@ -65,8 +64,7 @@ class LeasePolicy:
         object.__setattr__(
             self, "max_wait", seconds("lease max_wait", self.max_wait, optional=False, zero=True)
         )
-        if not is_number(self.factor) or not math.isfinite(self.factor):
-            raise TypeError(f"lease factor must be a finite number, got {self.factor!r}")
+        object.__setattr__(self, "factor", positive_number("lease factor", self.factor))
         if self.max_poll < self.first_poll or self.factor < 1:
             raise ValueError("lease max_poll must be >= first_poll and factor >= 1")
 

@@ -22,10 +22,10 @@ descriptor limit (``ulimit -n``) minus what the store and upstream connections n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 from vex_llm.providers.base import AnswerLimits
+from vex_llm.validation import is_finite_number
 
 __all__ = ["LIMIT_TYPES", "ServerLimits"]
 
@@ -48,8 +48,7 @@ class ServerLimits:
         found = []
         for f in fields(self):
             value = getattr(self, f.name)
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or value <= 0:
+            if not is_finite_number(value) or value <= 0:
                 found.append((f.name, f"must be a positive number, got {value!r}"))
             elif LIMIT_TYPES[f.name] is int and not isinstance(value, int):
                 found.append((f.name, f"must be a whole number, got {value!r}"))
