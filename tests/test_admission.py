@@ -245,3 +245,22 @@ def test_the_climber_stays_put_on_a_flat_hit_ratio() -> None:
     keys = [f"k{i}" for i in range(50)]  # everything fits: the hit ratio never moves
     drive(policy, keys * 200)
     assert policy.window_capacity == 1
+
+
+def test_large_entries_in_a_byte_bound_keep_the_policy_from_turning_into_lru() -> None:
+    # Room for 100 entries of 8 KiB, sized as if for 400: the guard's shadow must shrink to
+    # what the cache really holds, or it credits LRU with hits and grows the window to LRU.
+    rng = random.Random(11)
+    weights = [1 / rank**0.9 for rank in range(1, 5001)]
+    trace = [f"z{i}" for i in rng.choices(range(5000), weights, k=30_000)]
+    policy, held, hits = WTinyLFU(100 * 8192, entries=400, jitter=False), set[str](), 0
+    for key in trace:
+        if key in held:
+            hits += 1
+            policy.on_hit(key)
+        else:
+            policy.on_miss(key)
+            held.add(key)
+            held.difference_update(policy.insert(key, 8192))
+    assert hits / len(trace) > lru_hit_ratio(100, trace) + 0.1
+    assert policy.window_capacity < 50 * 8192

@@ -261,7 +261,11 @@ class WTinyLFU:
         self._weight += weight
         if self._weight <= self.capacity and self._window_weight <= self._window_max:
             return []
-        return self._evict()
+        evicted = self._evict()
+        if evicted:
+            # Full: the guard's shadow LRU holds as many (sampled) entries as the cache does.
+            self._guard.fit(len(self))
+        return evicted
 
     def remove(self, key: str) -> bool:
         """Forget ``key`` (deleted, expired or replaced); True if it was held."""
