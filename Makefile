@@ -28,7 +28,7 @@ test: $(STAMP)
 	sh scripts/install-redis.sh
 	sh scripts/install-chromium.sh
 	$(BIN)/python -m vex_llm.local.install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 ## lint: ruff (check + format) and mypy --strict
 lint: $(STAMP)
