@@ -5,6 +5,7 @@ figures in /v1/cache/stats."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, MODEL, make_settings
+from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, MODEL, make_settings, serve
 from vex_llm import MemoryStore, MockProvider
 from vex_llm.models import Usage
 from vex_llm.pricing import PriceBook, cost
@@ -211,3 +212,35 @@ async def test_a_tenant_crossing_its_budget_mid_run_gets_insufficient_quota_alon
     assert daily["limit_usd"] == pytest.approx(per_answer * 2.5)
     assert daily["spent_usd"] == pytest.approx(per_answer * 3, rel=1e-6)
     assert stats["budget"]["monthly"] is None
+
+
+async def test_the_official_sdks_give_up_at_once_on_a_spent_budget() -> None:
+    """A spent budget's Retry-After is hours away; the SDKs retry 429s and Anthropic's sleeps
+    the whole Retry-After first. ``x-should-retry: false`` makes both raise at once."""
+    import anthropic
+    import openai
+
+    settings = make_settings(
+        tenants=(TenantSettings("tenant-a", (hash_key(KEY_A),), TenantQuota(daily_budget_usd=0)),)
+    )
+    provider = MockProvider.constant(ANSWER)
+    app = create_app(settings, {MODEL: provider}, MemoryStore(100, 1 << 20))
+    hi = [{"role": "user", "content": "hi"}]
+    async with serve(app) as root:  # the SDKs bring their own HTTP stack: a real socket
+        oa = openai.AsyncOpenAI(base_url=f"{root}/v1", api_key=KEY_A)  # default retries
+        an = anthropic.AsyncAnthropic(base_url=root, api_key=KEY_A)
+        async with oa, an:
+            with pytest.raises(openai.RateLimitError) as oa_error:
+                await asyncio.wait_for(oa.chat.completions.create(model=MODEL, messages=hi), 5)
+            with pytest.raises(anthropic.RateLimitError) as an_error:
+                await asyncio.wait_for(
+                    an.messages.create(model=MODEL, max_tokens=16, messages=hi), 5
+                )
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{root}/metrics")).text
+    assert oa_error.value.code == "insufficient_quota"
+    assert an_error.value.response.headers["x-should-retry"] == "false"
+    assert int(an_error.value.response.headers["retry-after"]) > 0
+    # One attempt each, not three: the SDKs did not retry.
+    assert 'vex_llm_quota_refused_total{reason="daily_budget",tenant="tenant-a"} 2.0' in metrics
+    assert provider.calls == 0

@@ -222,6 +222,11 @@ class Ticket:
             )
             left = self._periods.day_left if daily else self._periods.month_left
             headers["retry-after"] = retry_after_seconds(left)
+            # A spent budget comes back only with the next period, hours or days away. The
+            # OpenAI and Anthropic SDKs retry every 429, and Anthropic's sleeps for the whole
+            # Retry-After first: a client would hang until midnight. This header (which both
+            # SDKs obey) makes them give up at once and show the error.
+            headers["x-should-retry"] = "false"
             return Refusal(
                 f"You exceeded your current quota: the {self._budget} budget of "
                 f"{_usd(limit or 0)} is spent ({_usd(spent)}). Answers already in the cache "
