@@ -145,6 +145,10 @@ async def test_a_stream_failing_midway_sends_an_error_event_and_stores_nothing()
         assert "[DONE]" not in events
         error = json.loads(events[-1])["error"]
         assert error["code"] == "upstream_error"
+        # The text that came before the failure reaches the client, even when it was still
+        # waiting to be written with the next chunks at hand.
+        text = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]]
+        assert "".join(t or "" for t in text) == "a b "
         again = await c.post("/chat/completions", json=body(stream=False))
     assert again.headers["x-vex-cache"] == "miss"
     assert upstream.calls == 2

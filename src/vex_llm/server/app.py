@@ -364,13 +364,13 @@ class _Proxy:
                 yield chunk
 
         async def events() -> AsyncIterator[bytes]:
+            # One write per batch of chunks at hand, not one per chunk: a replay is one write;
+            # a live stream writes whenever it would otherwise wait, except after the terminal
+            # chunk, which carries no text: the wait for the store write is short, and the
+            # client is not done before the end anyway.
+            pending: list[bytes] = []
             try:
                 async with contextlib.aclosing(door.stream(chunks(), call)) as source:
-                    # One write per batch of chunks at hand, not one per chunk: a replay is
-                    # one write; a live stream writes whenever it would otherwise wait, except
-                    # after the terminal chunk, which carries no text: the wait for the store
-                    # write is short, and the client is not done before the end anyway.
-                    pending: list[bytes] = []
                     async for line in source:
                         pending.append(line)
                         if not final and not stream.ready():
@@ -398,7 +398,8 @@ class _Proxy:
                 self.metrics.upstream_error(tenant, call.model, type(exc).__name__)
                 self.metrics.status(tenant, call.model, failure.status, door.endpoint)
                 log.warning("stream from %s failed: %s", call.model, failure.message)
-                yield door.stream_error(failure.as_wire())
+                # The text batched before the failure goes first: it was answered.
+                yield b"".join([*pending, door.stream_error(failure.as_wire())])
             finally:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
