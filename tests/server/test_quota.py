@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +17,10 @@ import httpx
 import pytest
 
 from tests.server.conftest import ADMIN_KEY, KEY_A, KEY_B, MODEL, make_settings, serve
-from vex_llm import MemoryStore, MockProvider
+from vex_llm import Chunk, LLMProvider, LLMRequest, LLMResponse, MemoryStore, MockProvider
+from vex_llm.errors import ServerError
 from vex_llm.models import Usage
-from vex_llm.pricing import PriceBook, cost
+from vex_llm.pricing import Price, PriceBook, cost
 from vex_llm.quota import TenantQuota
 from vex_llm.server.app import create_app
 from vex_llm.server.settings import TenantSettings, UpstreamSettings, hash_key
@@ -244,3 +246,69 @@ async def test_the_official_sdks_give_up_at_once_on_a_spent_budget() -> None:
     # One attempt each, not three: the SDKs did not retry.
     assert 'vex_llm_quota_refused_total{reason="daily_budget",tenant="tenant-a"} 2.0' in metrics
     assert provider.calls == 0
+
+
+class Dribble(LLMProvider):
+    """Streams ``pieces``, then hangs (a long answer still being written) or, with
+    ``fail``, breaks off with a 500."""
+
+    def __init__(self, pieces: list[str], fail: bool = False) -> None:
+        self.pieces, self.fail = pieces, fail
+
+    def name(self) -> str:
+        return "dribble"
+
+    async def is_available(self) -> bool:
+        return True
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        raise AssertionError("streams only")
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        for piece in self.pieces:
+            yield Chunk(piece, model="dribble")
+        if self.fail:
+            raise ServerError(500, "upstream died")
+        await asyncio.Event().wait()  # until the proxy gives up on it
+        yield Chunk("never")  # pragma: no cover
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["client-left", "upstream-failed"])
+async def test_a_stream_that_breaks_off_is_charged_to_the_budget(fail: bool) -> None:
+    """A stream without its final event (the client left, or the upstream died mid-way) was
+    still made upstream and billed: the budget is charged its estimate (body bytes / 4 of
+    prompt, the text sent / 4 of completion), not nothing."""
+    price = Price(1_000_000.0, 2_000_000.0)  # $1 per prompt token, $2 per completion token
+    settings = make_settings(
+        upstream={"price": price},
+        tenants=(
+            TenantSettings("tenant-a", (hash_key(KEY_A),), TenantQuota(daily_budget_usd=1e6)),
+        ),
+    )
+    pieces = ["x" * 40] * 3  # 120 characters: 30 completion tokens
+    app = create_app(settings, {MODEL: Dribble(pieces, fail)}, MemoryStore(100, 1 << 20))
+    request = chat("tell me a long story", stream=True)
+    prompt = math.ceil(len(json.dumps(request).encode()) / 4)
+    async with serve(app) as root, httpx.AsyncClient(base_url=f"{root}/v1") as http:
+        async with http.stream(
+            "POST", "/chat/completions", content=json.dumps(request), headers=bearer(KEY_A)
+        ) as answer:
+            seen, error = "", None
+            async for line in answer.aiter_lines():
+                event = json.loads(line[6:]) if line.startswith("data: {") else {}
+                if "error" in event:
+                    error = event["error"]["message"]
+                    break
+                if event:
+                    seen += event["choices"][0]["delta"].get("content") or ""
+                if len(seen) == 120 and not fail:
+                    break  # the client leaves
+            assert len(seen) == 120
+            assert (error is not None) == fail
+        spent = 0.0
+        async with asyncio.timeout(10):  # the proxy notices the client left: a moment
+            while spent == 0:
+                stats = (await http.get("/cache/stats", headers=bearer(KEY_A))).json()
+                spent = stats["budget"]["daily"]["spent_usd"]
+                await asyncio.sleep(0.01)
+    assert spent == pytest.approx(prompt * 1.0 + 30 * 2.0)

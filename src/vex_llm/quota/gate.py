@@ -25,6 +25,7 @@ open ticket: nothing is counted and no header is added.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import CacheMiss, LLMError
 from vex_llm.models import LLMRequest, Usage
-from vex_llm.quota.estimate import estimate_tokens
+from vex_llm.quota.estimate import BYTES_PER_TOKEN, estimate_tokens
 from vex_llm.quota.gcra import Rate, Verdict
 from vex_llm.quota.headers import go_duration, ratelimit_headers, retry_after_seconds
 from vex_llm.quota.local import LocalQuota
@@ -73,6 +74,7 @@ class Ticket:
     """One request's passage through the gate (see the module docstring)."""
 
     __slots__ = (
+        "_body_bytes",
         "_budget",
         "_estimate",
         "_forced",
@@ -97,6 +99,7 @@ class Ticket:
         periods: Periods | None = None,
         standing: Standing | None = None,
         estimate: int = 0,
+        body_bytes: int = 0,
     ) -> None:
         #: The request to look up: the one given, or its only-if-cached version.
         self.request = request
@@ -110,6 +113,7 @@ class Ticket:
         self._requests = None if standing is None else standing.requests
         self._tokens = None if standing is None else standing.tokens
         self._estimate = estimate
+        self._body_bytes = body_bytes
         self._forced = False  # only-if-cached was the gate's idea, not the client's
         self._budget: str | None = None
         self._settled = False
@@ -178,6 +182,20 @@ class Ticket:
         standing = await gate.backend.settle(self._tenant, limits, delta, spent, self._periods)
         if standing.tokens is not None:
             self._tokens = standing.tokens
+
+    async def broke_off(self, upstream: str, text_chars: int) -> None:
+        """Settle an upstream stream that ended without its usage (the client left, or the
+        upstream failed mid-way) after ``text_chars`` characters of text reached the client.
+
+        Its upstream call was made and is billed, so it is charged what it is estimated to
+        have used: the prompt (body bytes / 4, as reserved) and the text sent so far (chars
+        / 4). Without this, a client reading a stream and leaving before its last event would
+        get the answer charged to no budget. Nothing happens once the ticket is settled."""
+        usage = Usage(
+            prompt_tokens=math.ceil(self._body_bytes / BYTES_PER_TOKEN),
+            completion_tokens=math.ceil(text_chars / BYTES_PER_TOKEN),
+        )
+        await self.settle("miss", usage, upstream)
 
     async def failed(self, exc: LLMError) -> Refusal | None:
         """The lookup failed with ``exc``: give the reservation back; when ``exc`` is the miss
@@ -320,7 +338,7 @@ class QuotaGate:
             estimate = estimate_tokens(body_bytes, max_tokens, extra)
         periods = periods_at(self._clock())
         standing = await self.backend.admit(tenant, limits, estimate, periods)
-        return Ticket(request, self, tenant, limits, periods, standing, estimate)
+        return Ticket(request, self, tenant, limits, periods, standing, estimate, body_bytes)
 
     @property
     def limited(self) -> bool:

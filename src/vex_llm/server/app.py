@@ -122,6 +122,11 @@ def _client_key(request: Request) -> str | None:
     return f"Bearer {keys[0]}" if len(keys) == 1 else None
 
 
+def _text_chars(chunk: Chunk) -> int:
+    """The generated characters in ``chunk``: its text and tool-call arguments."""
+    return len(chunk.delta) + sum(len(call.arguments) for call in chunk.tool_calls)
+
+
 class _Proxy:
     """The request handlers and the state they share."""
 
@@ -351,9 +356,13 @@ class _Proxy:
         if stream.outcome not in UPSTREAM_OUTCOMES:  # a replay: its reservation goes back now
             await ticket.settle(stream.outcome, None, answered_by)
         final: list[Chunk] = []  # the terminal chunk, once it is out
+        # Characters generated so far (text, tool-call arguments): what a stream that breaks
+        # off before its usage is charged for (Ticket.broke_off).
+        sent = [0]
 
         async def chunks() -> AsyncIterator[Chunk]:
             if peeked is not None:
+                sent[0] += _text_chars(peeked)
                 yield peeked
                 if peeked.is_final:
                     final.append(peeked)
@@ -361,6 +370,7 @@ class _Proxy:
             async for chunk in stream:
                 if chunk.is_final:
                     final.append(chunk)
+                sent[0] += _text_chars(chunk)
                 yield chunk
 
         async def events() -> AsyncIterator[bytes]:
@@ -402,6 +412,8 @@ class _Proxy:
                 yield b"".join([*pending, door.stream_error(failure.as_wire())])
             finally:
                 with anyio.CancelScope(shield=True):
+                    if stream.outcome in UPSTREAM_OUTCOMES:  # no-op once settled above
+                        await ticket.broke_off(answered_by, sent[0])
                     await stream.aclose()
 
         headers = cache_headers(stream.outcome, stream.key, stream.age)
