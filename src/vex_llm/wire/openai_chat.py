@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -270,20 +269,20 @@ class OpenAIEventDecoder:
         if isinstance(finish, str) and (index == 0 or self._finish is None):
             self._finish = finish
         logprobs = choice.get("logprobs")
-        chunk = self._choice(choice, index)
+        # One Chunk per event, built once (a ``dataclasses.replace`` per event was a second).
         return [
-            dataclasses.replace(
-                chunk,
+            Chunk(
                 model=self.model,
                 index=index,
                 logprobs=None if logprobs is None else FrozenJSON.of(logprobs, "logprobs"),
                 raw=data,
                 raw_format=self.raw_format,
+                **self._fields(choice),
             )
         ]
 
-    def _choice(self, choice: dict[str, Any], index: int) -> Chunk:
-        """The format's own fields of one choice (text, tool calls...)."""
+    def _fields(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """The format's own ``Chunk`` fields of one choice (text, tool calls...)."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -298,18 +297,18 @@ class OpenAIStreamDecoder(OpenAIEventDecoder):
 
     raw_format = OPENAI_CHAT
 
-    def _choice(self, choice: dict[str, Any], index: int) -> Chunk:
+    def _fields(self, choice: dict[str, Any]) -> dict[str, Any]:
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             raise InvalidResponse("stream chunk choice has no 'delta' object")
         text = delta.get("content")
         if text is not None and not isinstance(text, str):
             raise InvalidResponse("stream delta 'content' is not a string")
-        return Chunk(
-            delta=text or "",
-            tool_calls=_deltas(delta.get("tool_calls")),
-            refusal=_opt_str(delta.get("refusal"), "stream delta 'refusal'"),
-        )
+        return {
+            "delta": text or "",
+            "tool_calls": _deltas(delta.get("tool_calls")),
+            "refusal": _opt_str(delta.get("refusal"), "stream delta 'refusal'"),
+        }
 
 
 # -- a recorded stream as one answer, and one answer as a stream -------------------------

@@ -22,7 +22,7 @@ from typing import Any
 from vex_llm.chat import Choice
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
-from vex_llm.models import OPENAI_COMPLETIONS, Chunk, LLMRequest, LLMResponse, Usage
+from vex_llm.models import OPENAI_COMPLETIONS, LLMRequest, LLMResponse, Usage
 from vex_llm.wire.openai_chat import OpenAIEventDecoder, error_text, usage_of
 
 __all__ = [
@@ -106,11 +106,11 @@ class CompletionsStreamDecoder(OpenAIEventDecoder):
 
     raw_format = OPENAI_COMPLETIONS
 
-    def _choice(self, choice: dict[str, Any], index: int) -> Chunk:
+    def _fields(self, choice: dict[str, Any]) -> dict[str, Any]:
         text = choice.get("text", "")
         if not isinstance(text, str):
             raise InvalidResponse("stream chunk choice needs 'text' as a string")
-        return Chunk(delta=text)
+        return {"delta": text}
 
 
 _HEAD = ("id", "object", "created", "model", "system_fingerprint")
