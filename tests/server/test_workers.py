@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 from collections.abc import Callable
@@ -194,3 +195,42 @@ async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> Non
             everything = children(proxy.process.pid)
             await proxy.stop(signal.SIGKILL)
             await eventually(lambda: not any(alive(pid) for pid in everything))
+
+
+async def test_quota_refusals_in_metrics_add_up_over_the_workers(tmp_path: Path) -> None:
+    """Each worker refuses on its own (SQLite: limits per process); /metrics must count the
+    refusals of both, whichever worker answers the scrape (a counter that jumped between
+    workers' values would break Prometheus' rate())."""
+    fake = FakeUpstream()
+    async with serve(fake.app) as upstream:
+        config = tmp_path / "vex-llm.toml"
+        config.write_text(
+            f'[cache]\nstore = "sqlite:///{tmp_path / "cache.db"}"\n'
+            f'[upstreams.fake]\nkind = "openai"\nbase_url = "{upstream}/v1"\n'
+            f'[tenants.t]\nkey_sha256 = ["{hashlib.sha256(b"k").hexdigest()}"]\n'
+            "requests_per_minute = 1\n"
+        )
+        async with serving("--config", str(config), "--workers", "2") as proxy:
+            await proxy.wait_for_stderr("(2 workers)")
+            body = {"model": "fake", "messages": [{"role": "user", "content": "q"}]}
+            statuses = []
+            for _ in range(8):  # a new connection each time: either worker may take it
+                async with httpx.AsyncClient(timeout=60) as client:
+                    response = await client.post(
+                        f"{proxy.base}/v1/chat/completions",
+                        json=body,
+                        headers={"authorization": "Bearer k"},
+                    )
+                    statuses.append(response.status_code)
+            scrapes = []
+            for _ in range(4):
+                async with httpx.AsyncClient() as client:
+                    text = (await client.get(f"{proxy.base}/metrics")).text
+                scrapes.append(
+                    [line for line in text.splitlines() if line.startswith("vex_llm_quota_refused")]
+                )
+            await proxy.stop(signal.SIGTERM)
+    refused = statuses.count(429)
+    assert 6 <= refused <= 7  # one request per worker that got any
+    line = f'vex_llm_quota_refused_total{{reason="requests",tenant="t"}} {float(refused)}'
+    assert all(scrape == [line] for scrape in scrapes), scrapes

@@ -1,9 +1,9 @@
-"""The gate's counts as Prometheus metrics, read when ``/metrics`` is scraped.
+"""The limiter's own count as a Prometheus metric, read when ``/metrics`` is scraped.
 
-``vex_llm_quota_refused_total{tenant,reason}``: requests answered 429 by the gate, by reason
-(``requests``, ``tokens``, ``daily_budget``, ``monthly_budget``);
 ``vex_llm_quota_store_errors_total``: limiter operations the shared store failed (or skipped,
 its circuit open), answered in-process instead. Under ``--workers``: the answering worker's own.
+(Refusals, ``vex_llm_quota_refused_total``, are a counter of the proxy's metrics, added up over
+every worker.)
 """
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ class QuotaCollector:
         """The metric families (the prometheus-client collector protocol)."""
         from prometheus_client.core import CounterMetricFamily
 
-        refused = CounterMetricFamily(
-            "vex_llm_quota_refused",
-            "Requests refused (429) by a tenant's rate limit or budget, by reason.",
-            labels=["tenant", "reason"],
-        )
-        for (tenant, reason), count in sorted(self._gate.refused.items()):
-            refused.add_metric([tenant, reason], count)
-        yield refused
         backend = self._gate.backend
         errors = CounterMetricFamily(
             "vex_llm_quota_store_errors",

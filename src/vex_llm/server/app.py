@@ -33,7 +33,7 @@ from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import InputTooLarge, LLMError
 from vex_llm.models import CacheControl, Chunk, LLMRequest, Usage
 from vex_llm.provider import LLMProvider
-from vex_llm.quota import UPSTREAM_OUTCOMES, Ticket
+from vex_llm.quota import UPSTREAM_OUTCOMES, Refusal, Ticket
 from vex_llm.quota.metrics import QuotaCollector
 from vex_llm.server.admin import (
     admin_figures,
@@ -236,6 +236,13 @@ class _Proxy:
         headers = {**ticket.headers(), **failure.headers} if ticket else failure.headers
         return self._render(door.error(failure.as_wire()), headers)
 
+    def _refuse(
+        self, door: Door | EmbeddingsDoor, refusal: Refusal, tenant: str, model: str
+    ) -> Response:
+        """The quota gate's 429 (counted by reason)."""
+        self.metrics.refused(tenant, refusal.reason)
+        return self._fail(door, refusal_failure(refusal), tenant, model, None)
+
     async def _failed(
         self, door: Door | EmbeddingsDoor, ticket: Ticket, exc: LLMError, tenant: str, model: str
     ) -> Response:
@@ -243,7 +250,7 @@ class _Proxy:
         the only-if-cached lookup the gate imposed, the upstream's failure otherwise."""
         refusal = await ticket.failed(exc)
         if refusal is not None:
-            return self._fail(door, refusal_failure(refusal), tenant, model, None)
+            return self._refuse(door, refusal, tenant, model)
         failure = self._failure(exc)
         if isinstance(exc, InputTooLarge) and isinstance(door, EmbeddingsDoor):
             failure = dataclasses.replace(failure, param="input")
@@ -307,7 +314,7 @@ class _Proxy:
             return self._unknown_model(door, tenant, call.model)
         ticket = await self.quota.admit(tenant, len(body), call.request)
         if ticket.refusal is not None:
-            return self._fail(door, refusal_failure(ticket.refusal), tenant, call.model, None)
+            return self._refuse(door, ticket.refusal, tenant, call.model)
         if ticket.request is not call.request:  # only-if-cached: no headroom for the upstream
             call = dataclasses.replace(call, request=ticket.request)
         if call.stream:
@@ -445,7 +452,7 @@ class _Proxy:
             return self._unknown_model(door, tenant, call.model)
         ticket = await self.quota.admit(tenant, len(body), call.request)
         if ticket.refusal is not None:
-            return self._fail(door, refusal_failure(ticket.refusal), tenant, call.model, None)
+            return self._refuse(door, ticket.refusal, tenant, call.model)
         chain = self.chains[call.model]
         try:
             result, index = await chain.first_answer(

@@ -96,6 +96,15 @@ class ProxyMetrics:
             labels,
             registry=r,
         )
+        # Here, not in the gate's own collector: a counter read from one worker's memory
+        # would jump between workers' values from scrape to scrape under --workers.
+        self.quota_refused = prom.Counter(
+            "vex_llm_quota_refused",
+            "Requests refused (429) by a tenant's rate limit or budget, by reason (requests, "
+            "tokens, daily_budget, monthly_budget).",
+            ("tenant", "reason"),
+            registry=r,
+        )
         self.latency = prom.Histogram(
             "vex_llm_request_duration_seconds",
             "Time to answer (to the last byte for streams), by endpoint and outcome.",
@@ -145,6 +154,10 @@ class ProxyMetrics:
     ) -> None:
         """Count a response of ``endpoint`` by its status class (``2xx``, ``4xx``...)."""
         self.requests.labels(tenant, model, endpoint, f"{status // 100}xx").inc()
+
+    def refused(self, tenant: str, reason: str) -> None:
+        """Count a request the quota gate refused for ``reason``."""
+        self.quota_refused.labels(tenant, reason).inc()
 
     def upstream_error(self, tenant: str, model: str, error: str) -> None:
         """Count an upstream failure of type ``error`` (the exception class name)."""
