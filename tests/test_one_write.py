@@ -99,3 +99,34 @@ async def test_providers_use_it_unless_given_a_client() -> None:
         assert isinstance(client._transport._pool._network_backend, OneWriteBackend)  # type: ignore[attr-defined]
     finally:
         await provider.aclose()
+
+
+async def test_an_upstreams_cookie_never_goes_back_with_the_next_request() -> None:
+    # One client serves every tenant of the proxy: a cookie set while answering one tenant
+    # must not travel with the next tenant's request.
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            seen.append(data)
+            body = b'{"choices":[{"message":{"role":"assistant","content":"ok"}}]}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"set-cookie: __cf_bm=tenant-a-state; Path=/; HttpOnly\r\n"
+                b"content-length: %d\r\n\r\n" % len(body) + body
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", model="m")
+        try:
+            for tenant in ("a", "b"):
+                answer = await provider.complete(LLMRequest(prompt="hi", tenant_id=tenant))
+                assert answer.content == "ok"
+        finally:
+            await provider.aclose()
+    assert len(seen) == 2
+    assert all(b"cookie" not in request.lower() for request in seen)

@@ -9,6 +9,11 @@ reads only once the request is complete. A write that fails there is handled as 
 handles a failed request write: the response is read anyway (a server may answer and close
 before reading a whole request), and reading reports what went wrong.
 
+It keeps no cookies. One client serves every tenant of the proxy, so a cookie an upstream
+sets while answering one tenant (a CDN's bot-management cookie, a session) would go back
+with the next tenant's request: state shared across tenants that nobody asked for. An API
+answers a request by its key, never by a cookie (:class:`NoCookies`).
+
 Everything else is httpx's default client, unchanged: proxies from the environment, TLS,
 limits, timeouts. Only its direct connections are wrapped, by wrapping the network backend of
 httpx's default transport (an attribute httpcore does not document, ``_network_backend``): if
@@ -19,13 +24,28 @@ A client passed in as ``http_client=`` is used as it is.
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
+import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
 import httpcore
 import httpx
 
-__all__ = ["OneWriteBackend", "OneWriteStream", "default_http_client"]
+__all__ = ["NoCookies", "OneWriteBackend", "OneWriteStream", "default_http_client"]
+
+
+class NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing and sends nothing (see the module docstring)."""
+
+    def extract_cookies(self, response: Any, request: urllib.request.Request) -> None:
+        """Ignore the answer's ``Set-Cookie`` headers."""
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        """Keep nothing."""
+
+    def add_cookie_header(self, request: urllib.request.Request) -> None:
+        """Send nothing."""
 
 
 class OneWriteStream(httpcore.AsyncNetworkStream):
@@ -106,8 +126,9 @@ class OneWriteBackend(httpcore.AsyncNetworkBackend):
 
 
 def default_http_client() -> httpx.AsyncClient:
-    """httpx's default ``AsyncClient``, its direct connections writing each request once."""
-    client = httpx.AsyncClient()
+    """httpx's default ``AsyncClient``, its direct connections writing each request once,
+    keeping no cookies."""
+    client = httpx.AsyncClient(cookies=NoCookies())
     pool = getattr(client._transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(pool, httpcore.AsyncConnectionPool) and isinstance(
