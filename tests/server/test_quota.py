@@ -276,8 +276,8 @@ class Dribble(LLMProvider):
 @pytest.mark.parametrize("fail", [False, True], ids=["client-left", "upstream-failed"])
 async def test_a_stream_that_breaks_off_is_charged_to_the_budget(fail: bool) -> None:
     """A stream without its final event (the client left, or the upstream died mid-way) was
-    still made upstream and billed: the budget is charged its estimate (body bytes / 4 of
-    prompt, the text sent / 4 of completion), not nothing."""
+    still made upstream and billed: the budget and the dollars spent are charged its estimate
+    (body bytes / 4 of prompt, the text sent / 4 of completion), not nothing."""
     price = Price(1_000_000.0, 2_000_000.0)  # $1 per prompt token, $2 per completion token
     settings = make_settings(
         upstream={"price": price},
@@ -305,10 +305,11 @@ async def test_a_stream_that_breaks_off_is_charged_to_the_budget(fail: bool) -> 
                     break  # the client leaves
             assert len(seen) == 120
             assert (error is not None) == fail
-        spent = 0.0
+        spent, dollars = 0.0, 0.0
         async with asyncio.timeout(10):  # the proxy notices the client left: a moment
-            while spent == 0:
+            while not (spent and dollars):
                 stats = (await http.get("/cache/stats", headers=bearer(KEY_A))).json()
-                spent = stats["budget"]["daily"]["spent_usd"]
+                spent, dollars = stats["budget"]["daily"]["spent_usd"], stats["dollars_spent"]
                 await asyncio.sleep(0.01)
     assert spent == pytest.approx(prompt * 1.0 + 30 * 2.0)
+    assert dollars == pytest.approx(spent)  # the money figures say so too

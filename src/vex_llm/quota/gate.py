@@ -25,7 +25,6 @@ open ticket: nothing is counted and no header is added.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -35,7 +34,7 @@ from typing import Any, TypeVar
 from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import CacheMiss, LLMError
 from vex_llm.models import LLMRequest, Usage
-from vex_llm.quota.estimate import BYTES_PER_TOKEN, estimate_tokens
+from vex_llm.quota.estimate import broken_off_usage, estimate_tokens
 from vex_llm.quota.gcra import Rate, Verdict
 from vex_llm.quota.headers import go_duration, ratelimit_headers, retry_after_seconds
 from vex_llm.quota.local import LocalQuota
@@ -183,19 +182,15 @@ class Ticket:
         if standing.tokens is not None:
             self._tokens = standing.tokens
 
-    async def broke_off(self, upstream: str, text_chars: int) -> None:
+    async def broke_off(self, upstream: str, text_chars: int) -> Usage:
         """Settle an upstream stream that ended without its usage (the client left, or the
-        upstream failed mid-way) after ``text_chars`` characters of text reached the client.
-
-        Its upstream call was made and is billed, so it is charged what it is estimated to
-        have used: the prompt (body bytes / 4, as reserved) and the text sent so far (chars
-        / 4). Without this, a client reading a stream and leaving before its last event would
-        get the answer charged to no budget. Nothing happens once the ticket is settled."""
-        usage = Usage(
-            prompt_tokens=math.ceil(self._body_bytes / BYTES_PER_TOKEN),
-            completion_tokens=math.ceil(text_chars / BYTES_PER_TOKEN),
-        )
+        upstream failed mid-way) after producing ``text_chars`` characters; return the usage
+        it is charged (``estimate.broken_off_usage``: the call was made and is billed).
+        Without this, a client reading a stream and leaving before its last event would get
+        the answer charged to no budget. Settles nothing once the ticket is settled."""
+        usage = broken_off_usage(self._body_bytes, text_chars)
         await self.settle("miss", usage, upstream)
+        return usage
 
     async def failed(self, exc: LLMError) -> Refusal | None:
         """The lookup failed with ``exc``: give the reservation back; when ``exc`` is the miss
@@ -330,7 +325,7 @@ class QuotaGate:
         """The ticket of ``request`` (``body_bytes`` long) from ``tenant``."""
         limits = self.limits(tenant)
         if limits is None:
-            return Ticket(request)
+            return Ticket(request, body_bytes=body_bytes)
         estimate = 0
         if limits.tokens is not None and not request.cache.only_if_cached:
             max_tokens = request.max_tokens if isinstance(request, LLMRequest) else None

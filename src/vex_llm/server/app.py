@@ -366,6 +366,7 @@ class _Proxy:
         # Characters generated so far (text, tool-call arguments): what a stream that breaks
         # off before its usage is charged for (Ticket.broke_off).
         sent = [0]
+        done: list[bool] = []  # the stream ended with its terminal chunk and was counted
 
         async def chunks() -> AsyncIterator[Chunk]:
             if peeked is not None:
@@ -408,6 +409,7 @@ class _Proxy:
                     answer_dollars(self.prices[answered_by], stream.outcome, usage),
                 )
                 self.metrics.status(tenant, call.model, 200, door.endpoint)
+                done.append(True)
             except LLMError as exc:
                 # Headers are gone already: the error travels in-band, and the missing end
                 # marker tells the client the stream is incomplete.
@@ -419,8 +421,14 @@ class _Proxy:
                 yield b"".join([*pending, door.stream_error(failure.as_wire())])
             finally:
                 with anyio.CancelScope(shield=True):
-                    if stream.outcome in UPSTREAM_OUTCOMES:  # no-op once settled above
-                        await ticket.broke_off(answered_by, sent[0])
+                    if stream.outcome in UPSTREAM_OUTCOMES and not done:
+                        # Broken off (the client left, the upstream failed): the call was
+                        # still made; its budget and dollars are charged an estimate.
+                        usage = await ticket.broke_off(answered_by, sent[0])
+                        price = self.prices[answered_by]
+                        self.metrics.charge(
+                            tenant, call.model, answer_dollars(price, "miss", usage)
+                        )
                     await stream.aclose()
 
         headers = cache_headers(stream.outcome, stream.key, stream.age)

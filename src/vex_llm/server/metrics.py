@@ -149,6 +149,12 @@ class ProxyMetrics:
         if dollars.saved:
             self.dollars_saved.labels(tenant, model).inc(dollars.saved)
 
+    def charge(self, tenant: str, model: str, dollars: Dollars | None) -> None:
+        """Count the dollars a stream that broke off spent (it is no answer: no lookup, no
+        latency; None: its upstream has no price, nothing to count)."""
+        if dollars is not None and dollars.spent:
+            self.dollars_spent.labels(tenant, model).inc(dollars.spent)
+
     def status(
         self, tenant: str, model: str, status: int, endpoint: str = "chat.completions"
     ) -> None:
