@@ -105,8 +105,11 @@ async def test_an_upstreams_cookie_never_goes_back_with_the_next_request() -> No
     # One client serves every tenant of the proxy: a cookie set while answering one tenant
     # must not travel with the next tenant's request.
     seen: list[bytes] = []
+    handlers: list[asyncio.Future[None]] = []  # each connection's, to wait for its close
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        done = asyncio.get_running_loop().create_future()
+        handlers.append(done)
         while data := await reader.read(65536):
             seen.append(data)
             body = b'{"choices":[{"message":{"role":"assistant","content":"ok"}}]}'
@@ -117,6 +120,8 @@ async def test_an_upstreams_cookie_never_goes_back_with_the_next_request() -> No
             )
             await writer.drain()
         writer.close()
+        await writer.wait_closed()
+        done.set_result(None)
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -128,5 +133,10 @@ async def test_an_upstreams_cookie_never_goes_back_with_the_next_request() -> No
                 assert answer.content == "ok"
         finally:
             await provider.aclose()
+        # The client closed its connection: wait for the handler to close its side (Python
+        # 3.11's server does not), or its socket outlives the loop (a ResourceWarning that
+        # failed whichever test came next).
+        async with asyncio.timeout(10):
+            await asyncio.gather(*handlers)
     assert len(seen) == 2
     assert all(b"cookie" not in request.lower() for request in seen)
