@@ -11,6 +11,7 @@ import pytest
 from vex_llm import CacheEntry, LLMResponse, MemoryStore
 from vex_llm.cache.stores import open_store
 from vex_llm.cache.stores.admission import FrequencySketch, WTinyLFU
+from vex_llm.cache.stores.cold_start import ColdStart, split_by_demand
 from vex_llm.cache.stores.recency_guard import RecencyGuard
 
 
@@ -46,10 +47,13 @@ def test_sketch_counts_saturate_and_halve() -> None:
     assert sketch.frequency("never seen") <= 1  # a collision at most
 
 
-def test_frequent_keys_survive_a_scan() -> None:
-    policy = WTinyLFU(100)
+def test_frequent_keys_survive_a_scan_once_frequency_has_shown_it_pays() -> None:
+    policy, held = WTinyLFU(100), set[str]()
     hot = [f"hot{i}" for i in range(50)]
-    drive(policy, hot * 20 + [f"scan{i}" for i in range(1000)])
+    # Cold, the policy is LRU: the first scan flushes the hot keys, which then come back.
+    drive(policy, hot * 20 + [f"scan{i}" for i in range(1000)], held)
+    assert sum(key in policy for key in hot) <= 5
+    drive(policy, hot * 20 + [f"again{i}" for i in range(1000)], held)
     assert sum(key in policy for key in hot) >= 45  # LRU would keep none
 
 
@@ -119,10 +123,10 @@ async def test_store_byte_bound_holds_with_mixed_sizes() -> None:
 
 async def test_expired_and_deleted_entries_leave_the_policy() -> None:
     store = MemoryStore(max_entries=3)
-    await store.set("short", entry(), 0.15, None)
-    await store.set("idle", entry(), None, 0.15)
     await store.set("kept", entry(), None, None)
-    await store.set("gone", entry(), None, None)  # full: the policy evicts one
+    await store.set("gone", entry(), None, None)
+    await store.set("short", entry(), 0.15, None)
+    await store.set("idle", entry(), None, 0.15)  # full: the policy evicts one (cold: LRU)
     await asyncio.sleep(0.3)
     assert store.get_now("short") is None
     assert store.get_now("idle") is None
@@ -159,13 +163,15 @@ async def test_store_hits_reach_the_policy_in_batches_and_keep_hot_keys() -> Non
     hot = [f"hot{i}" for i in range(50)]
     for key in hot:
         await store.set(key, entry(), None, None)
-    for _ in range(20):  # 1000 hits, buffered and applied 64 at a time
-        for key in hot:
-            assert store.get_now(key) is not None
-    for i in range(1000):  # a scan of one-off keys, each a miss then a set
-        key = f"scan{i}"
-        assert store.get_now(key) is None
-        await store.set(key, entry(), None, None)
+    for scan in ("first", "second"):
+        for _ in range(20):  # 1000 hits, buffered and applied 64 at a time
+            for key in hot:
+                if store.get_now(key) is None:  # flushed by the first scan, while cold
+                    await store.set(key, entry(), None, None)
+        for i in range(1000):  # a scan of one-off keys, each a miss then a set
+            key = f"{scan}{i}"
+            assert store.get_now(key) is None
+            await store.set(key, entry(), None, None)
     assert store.count_now() == 100
     assert sum(store.get_now(key) is not None for key in hot) >= 45
 
@@ -202,6 +208,9 @@ def test_a_working_set_larger_than_the_window_catches_up_with_lru() -> None:
     rng = random.Random(5)
     trace = [f"p{phase}-{rng.randrange(400)}" for phase in range(12) for _ in range(5000)]
     policy, held = WTinyLFU(1000, jitter=False), set[str]()
+    # A loop larger than the cache first: evicted keys come back, the LRU start ends.
+    drive(policy, [f"loop{i % 1500}" for i in range(6000)], held)
+    assert policy.window_capacity == 10
     early = drive(policy, trace[:15_000], held)
     late = drive(policy, trace[15_000:], held)
     assert late >= lru_hit_ratio(1000, trace[15_000:]) - 0.002
@@ -242,9 +251,10 @@ def test_jitter_admits_a_warm_loser_now_and_then_and_only_when_asked() -> None:
 
 def test_the_climber_stays_put_on_a_flat_hit_ratio() -> None:
     policy = WTinyLFU(100, jitter=False)
+    start = policy.window_capacity
     keys = [f"k{i}" for i in range(50)]  # everything fits: the hit ratio never moves
     drive(policy, keys * 200)
-    assert policy.window_capacity == 1
+    assert policy.window_capacity == start
 
 
 def test_large_entries_in_a_byte_bound_keep_the_policy_from_turning_into_lru() -> None:
@@ -264,3 +274,49 @@ def test_large_entries_in_a_byte_bound_keep_the_policy_from_turning_into_lru() -
             held.difference_update(policy.insert(key, 8192))
     assert hits / len(trace) > lru_hit_ratio(100, trace) + 0.1
     assert policy.window_capacity < 50 * 8192
+
+
+def test_a_cold_policy_is_lru_until_evicted_keys_come_back() -> None:
+    # Phases over fresh working sets of half the cache: no evicted key ever comes back, so
+    # the policy stays LRU and misses exactly what LRU misses, the first change included.
+    rng = random.Random(2)
+    phases = [f"p{phase}-{rng.randrange(500)}" for phase in range(8) for _ in range(5000)]
+    policy, held = WTinyLFU(1000, jitter=False), set[str]()
+    assert drive(policy, phases, held) == lru_hit_ratio(1000, phases)
+    assert policy.window_capacity == 999
+    # Then a long-tailed workload: evicted keys return, the window drops to its 1% floor.
+    weights = [1 / rank**0.9 for rank in range(1, 20_001)]
+    zipf = [f"z{i}" for i in rng.choices(range(20_000), weights, k=20_000)]
+    assert drive(policy, zipf, held) > lru_hit_ratio(1000, zipf)
+    assert policy.window_capacity < 300  # from its 1% floor, where the guard and climber take it
+
+
+def test_cold_start_counts_returns_of_evicted_keys_and_keeps_popular_ones_past_a_scan() -> None:
+    watch = ColdStart(keys=10, mask=0)
+    for i in range(2):
+        watch.evicted(f"hot{i}", frequency=9)
+    for i in range(100):  # a scan's one-off keys do not push the popular ones out
+        watch.evicted(f"scan{i}", frequency=1)
+    watch.missed("never evicted")
+    watch.missed("scan0")  # one-off keys: only the last 10 are remembered
+    watch.missed("scan99")
+    watch.missed("hot0")
+    watch.missed("hot0")  # counted once
+    assert watch.returns == 2
+    assert [watch.missed(f"hot{i}") for i in (1, 2)] == [False, False]
+    assert watch.returns == 3  # hot2 was never evicted
+    watch.evicted("hot2", frequency=9)
+    assert watch.missed("hot2") is (ColdStart.RETURNS <= 4)
+    sampled = ColdStart(keys=10, mask=1)
+    for i in range(50):
+        sampled.evicted(f"k{i}", frequency=9)
+        sampled.missed(f"k{i}")
+    assert 10 <= sampled.returns <= 40  # about half the keys are in the sample
+
+
+def test_split_by_demand_protects_the_most_recent_keys_asked_for_again() -> None:
+    counts = {"a": 5, "b": 1, "c": 3, "d": 2, "e": 1}
+    entries = [(key, 1) for key in "abcde"]  # oldest first
+    protected, probation = split_by_demand(entries, counts.__getitem__, room=2)
+    assert protected == [("c", 1), ("d", 1)]  # "a" was asked for again too, but is older
+    assert probation == [("a", 1), ("b", 1), ("e", 1)]
