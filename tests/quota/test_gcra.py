@@ -8,7 +8,12 @@ import pytest
 
 from vex_llm.quota.estimate import estimate_tokens
 from vex_llm.quota.gcra import Rate, peek, settle, take
-from vex_llm.quota.headers import go_duration, ratelimit_headers, retry_after_seconds
+from vex_llm.quota.headers import (
+    anthropic_ratelimit_headers,
+    go_duration,
+    ratelimit_headers,
+    retry_after_seconds,
+)
 from vex_llm.quota.periods import periods_at
 from vex_llm.quota.policy import TenantQuota, nanos
 
@@ -118,6 +123,22 @@ def test_headers_name_only_the_limited_parts_and_retry_after_is_whole_seconds() 
         "x-ratelimit-reset-tokens",
     }
     assert [retry_after_seconds(s) for s in (0.01, 1.0, 1.2, 59.0)] == ["1", "1", "2", "59"]
+
+
+def test_anthropic_headers_give_the_reset_as_an_rfc3339_time_rounded_up() -> None:
+    rate = Rate(10, 60.0)
+    verdict = take(None, NOW, rate, 4)[1]  # full again in 24 s
+    now = 1_795_000_000.5  # 2026-11-18T11:06:40.5Z
+    assert anthropic_ratelimit_headers((rate, verdict), None, now) == {
+        "anthropic-ratelimit-requests-limit": "10",
+        "anthropic-ratelimit-requests-remaining": "6",
+        "anthropic-ratelimit-requests-reset": "2026-11-18T11:07:05Z",
+    }
+    assert set(anthropic_ratelimit_headers(None, (rate, verdict), now)) == {
+        "anthropic-ratelimit-tokens-limit",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-tokens-reset",
+    }
 
 
 def test_budget_periods_are_utc_days_and_months() -> None:

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -92,7 +93,14 @@ async def test_the_messages_door_refuses_in_anthropics_shape() -> None:
     assert second.json()["type"] == "error"
     assert second.json()["error"]["type"] == "rate_limit_error"
     assert second.headers["retry-after"] == "60"
-    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    # Anthropic's headers, its reset an RFC 3339 time about a minute ahead; not OpenAI's.
+    assert first.headers["anthropic-ratelimit-requests-limit"] == "1"
+    assert first.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert second.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    reset = datetime.fromisoformat(second.headers["anthropic-ratelimit-requests-reset"])
+    assert reset.tzinfo is not None
+    assert 50 <= (reset - datetime.now(UTC)).total_seconds() <= 61
+    assert not [h for h in second.headers if h.startswith("x-ratelimit")]
 
 
 async def test_tokens_are_settled_with_the_real_usage_after_json_and_stream_answers() -> None:

@@ -36,7 +36,13 @@ from vex_llm.errors import CacheMiss, LLMError
 from vex_llm.models import LLMRequest, Usage
 from vex_llm.quota.estimate import broken_off_usage, estimate_tokens
 from vex_llm.quota.gcra import Rate, Verdict
-from vex_llm.quota.headers import go_duration, ratelimit_headers, retry_after_seconds
+from vex_llm.quota.headers import (
+    HeaderStyle,
+    anthropic_ratelimit_headers,
+    go_duration,
+    ratelimit_headers,
+    retry_after_seconds,
+)
 from vex_llm.quota.local import LocalQuota
 from vex_llm.quota.periods import Periods, periods_at
 from vex_llm.quota.policy import NANOS_PER_USD, Limits, TenantQuota, nanos
@@ -46,6 +52,9 @@ __all__ = ["UPSTREAM_OUTCOMES", "Pricer", "QuotaGate", "Refusal", "Ticket", "no_
 
 #: Cache outcomes that called the upstream (and so used tokens and money).
 UPSTREAM_OUTCOMES = frozenset({"miss", "bypass", "partial"})
+
+#: Rate-limit headers of either style, as an upstream may send them: the tenant's replace them.
+_RATELIMIT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-")
 
 #: The price in dollars of one upstream answer: (upstream name, its usage) -> USD.
 Pricer = Callable[[str, Usage], float]
@@ -83,6 +92,7 @@ class Ticket:
         "_requests",
         "_settled",
         "_standing",
+        "_style",
         "_tenant",
         "_tokens",
         "refusal",
@@ -99,6 +109,7 @@ class Ticket:
         standing: Standing | None = None,
         estimate: int = 0,
         body_bytes: int = 0,
+        style: HeaderStyle = "openai",
     ) -> None:
         #: The request to look up: the one given, or its only-if-cached version.
         self.request = request
@@ -112,6 +123,7 @@ class Ticket:
         self._requests = None if standing is None else standing.requests
         self._tokens = None if standing is None else standing.tokens
         self._estimate = estimate
+        self._style = style
         self._body_bytes = body_bytes
         self._forced = False  # only-if-cached was the gate's idea, not the client's
         self._budget: str | None = None
@@ -138,13 +150,16 @@ class Ticket:
             self.request = _only_if_cached(self.request)
 
     def headers(self) -> dict[str, str]:
-        """The ``x-ratelimit-*`` headers of the tenant's rate limits (none without any)."""
+        """The rate-limit headers of the tenant's limits (none without any), in the style
+        of the door the request came in by: ``x-ratelimit-*`` or ``anthropic-ratelimit-*``."""
         limits = self._limits
         if limits is None:
             return {}
-        return ratelimit_headers(
-            _part(limits.requests, self._requests), _part(limits.tokens, self._tokens)
-        )
+        requests = _part(limits.requests, self._requests)
+        tokens = _part(limits.tokens, self._tokens)
+        if self._style == "anthropic" and self._gate is not None:
+            return anthropic_ratelimit_headers(requests, tokens, self._gate.now())
+        return ratelimit_headers(requests, tokens)
 
     def apply(self, headers: dict[str, str]) -> None:
         """Put this ticket's ``x-ratelimit-*`` headers in ``headers``, replacing any the
@@ -152,7 +167,7 @@ class Ticket:
         limits = self._limits
         if limits is None or (limits.requests is None and limits.tokens is None):
             return
-        for name in [n for n in headers if n.lower().startswith("x-ratelimit-")]:
+        for name in [n for n in headers if n.lower().startswith(_RATELIMIT_HEADERS)]:
             del headers[name]
         headers.update(self.headers())
 
@@ -321,8 +336,15 @@ class QuotaGate:
             return 0
         return nanos(max(0.0, self._price(upstream, usage)))
 
-    async def admit(self, tenant: str, body_bytes: int, request: R) -> Ticket:
-        """The ticket of ``request`` (``body_bytes`` long) from ``tenant``."""
+    def now(self) -> float:
+        """The gate's wall clock (epoch seconds): budget periods and Anthropic's reset times."""
+        return self._clock()
+
+    async def admit(
+        self, tenant: str, body_bytes: int, request: R, style: HeaderStyle = "openai"
+    ) -> Ticket:
+        """The ticket of ``request`` (``body_bytes`` long) from ``tenant``; ``style`` is whose
+        rate-limit headers its answers carry (the door's)."""
         limits = self.limits(tenant)
         if limits is None:
             return Ticket(request, body_bytes=body_bytes)
@@ -333,7 +355,7 @@ class QuotaGate:
             estimate = estimate_tokens(body_bytes, max_tokens, extra)
         periods = periods_at(self._clock())
         standing = await self.backend.admit(tenant, limits, estimate, periods)
-        return Ticket(request, self, tenant, limits, periods, standing, estimate, body_bytes)
+        return Ticket(request, self, tenant, limits, periods, standing, estimate, body_bytes, style)
 
     @property
     def limited(self) -> bool:

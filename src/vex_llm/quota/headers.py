@@ -1,19 +1,32 @@
-"""OpenAI's rate-limit headers and durations, from a limiter's verdicts. Pure.
+"""Rate-limit headers in OpenAI's and Anthropic's styles, from a limiter's verdicts. Pure.
 
 OpenAI answers every request with ``x-ratelimit-limit-requests``,
 ``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` and the same three for
 ``tokens``; the reset is a duration written the way Go prints one (``1s``, ``6m0s``,
-``20ms``, ``1m30.5s``), which clients such as LiteLLM parse. Only the parts a tenant is
-limited by are sent.
+``20ms``, ``1m30.5s``), which clients such as LiteLLM parse. Anthropic's API sends
+``anthropic-ratelimit-requests-limit`` / ``-remaining`` / ``-reset`` (and ``tokens``), the
+reset as the RFC 3339 time at which the limit is full again: that is what a client of the
+Messages door reads. Only the parts a tenant is limited by are sent.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from typing import Literal
 
 from vex_llm.quota.gcra import Rate, Verdict
 
-__all__ = ["go_duration", "ratelimit_headers", "retry_after_seconds"]
+__all__ = [
+    "HeaderStyle",
+    "anthropic_ratelimit_headers",
+    "go_duration",
+    "ratelimit_headers",
+    "retry_after_seconds",
+]
+
+#: Whose rate-limit headers an answer carries: OpenAI's or Anthropic's.
+HeaderStyle = Literal["openai", "anthropic"]
 
 
 def go_duration(seconds: float) -> str:
@@ -49,4 +62,27 @@ def ratelimit_headers(
         headers[f"x-ratelimit-limit-{name}"] = str(rate.limit)
         headers[f"x-ratelimit-remaining-{name}"] = str(verdict.remaining)
         headers[f"x-ratelimit-reset-{name}"] = go_duration(verdict.reset)
+    return headers
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """``epoch_seconds`` as an RFC 3339 UTC time to the second (``2026-11-29T13:05:10Z``),
+    rounded up: a client waiting until then finds the limit refilled."""
+    moment = datetime.fromtimestamp(math.ceil(epoch_seconds - 1e-6), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def anthropic_ratelimit_headers(
+    requests: tuple[Rate, Verdict] | None, tokens: tuple[Rate, Verdict] | None, now: float
+) -> dict[str, str]:
+    """The ``anthropic-ratelimit-*`` headers for the limited parts; ``now`` is the wall
+    clock (epoch seconds) the resets count from."""
+    headers: dict[str, str] = {}
+    for name, part in (("requests", requests), ("tokens", tokens)):
+        if part is None:
+            continue
+        rate, verdict = part
+        headers[f"anthropic-ratelimit-{name}-limit"] = str(rate.limit)
+        headers[f"anthropic-ratelimit-{name}-remaining"] = str(verdict.remaining)
+        headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(now + verdict.reset)
     return headers

@@ -34,6 +34,7 @@ from vex_llm.errors import InputTooLarge, LLMError
 from vex_llm.models import CacheControl, Chunk, LLMRequest, Usage
 from vex_llm.provider import LLMProvider
 from vex_llm.quota import UPSTREAM_OUTCOMES, Refusal, Ticket
+from vex_llm.quota.headers import HeaderStyle
 from vex_llm.quota.metrics import QuotaCollector
 from vex_llm.server.admin import (
     admin_figures,
@@ -312,7 +313,9 @@ class _Proxy:
             return self._render(door.error(err))
         if call.model not in self.cached:
             return self._unknown_model(door, tenant, call.model)
-        ticket = await self.quota.admit(tenant, len(body), call.request)
+        # Anthropic's clients read Anthropic's rate-limit headers.
+        style: HeaderStyle = "anthropic" if door.endpoint == "messages" else "openai"
+        ticket = await self.quota.admit(tenant, len(body), call.request, style)
         if ticket.refusal is not None:
             return self._refuse(door, ticket.refusal, tenant, call.model)
         if ticket.request is not call.request:  # only-if-cached: no headroom for the upstream
