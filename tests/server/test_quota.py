@@ -74,6 +74,8 @@ async def test_requests_over_the_limit_get_openai_429s_and_every_answer_has_the_
         assert "x-ratelimit-limit-tokens" not in answer.headers  # not limited: not sent
     refused = answers[3]
     assert refused.headers["retry-after"] == "20"
+    # The SDKs read the milliseconds first: about 20 s, to the millisecond.
+    assert 19_000 < int(refused.headers["retry-after-ms"]) <= 20_000
     assert re.fullmatch(r"59\.\d+s|1m0s", refused.headers["x-ratelimit-reset-requests"])
     error = refused.json()["error"]
     assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")

@@ -41,6 +41,7 @@ from vex_llm.quota.headers import (
     anthropic_ratelimit_headers,
     go_duration,
     ratelimit_headers,
+    retry_after,
     retry_after_seconds,
 )
 from vex_llm.quota.local import LocalQuota
@@ -222,7 +223,7 @@ class Ticket:
         assert limits.requests is not None
         gate.refused[(self._tenant, "requests")] += 1
         headers = self.headers()
-        headers["retry-after"] = retry_after_seconds(verdict.retry_after)
+        headers.update(retry_after(verdict.retry_after))
         return Refusal(
             f"Rate limit reached for requests per minute (RPM): Limit {limits.requests.limit}, "
             f"Remaining 0. Please try again in {go_duration(verdict.retry_after)}.",
@@ -267,7 +268,7 @@ class Ticket:
             )
         tokens = self._tokens
         wait = tokens.retry_after if tokens is not None else 1.0
-        headers["retry-after"] = retry_after_seconds(wait)
+        headers.update(retry_after(wait))
         rate = limits.tokens
         return Refusal(
             f"Rate limit reached for tokens per minute (TPM): Limit {rate.limit if rate else 0}, "

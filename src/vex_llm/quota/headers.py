@@ -22,6 +22,7 @@ __all__ = [
     "anthropic_ratelimit_headers",
     "go_duration",
     "ratelimit_headers",
+    "retry_after",
     "retry_after_seconds",
 ]
 
@@ -48,6 +49,15 @@ def go_duration(seconds: float) -> str:
 def retry_after_seconds(seconds: float) -> str:
     """A ``Retry-After`` value: whole seconds, rounded up, at least 1."""
     return str(max(1, math.ceil(seconds - 1e-9)))
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """``Retry-After`` and OpenAI's ``retry-after-ms``: the official SDKs read the
+    milliseconds first, so a client waits 0.2 s for a token that is due in 0.2 s, not 1 s."""
+    return {
+        "retry-after": retry_after_seconds(seconds),
+        "retry-after-ms": str(max(1, math.ceil(seconds * 1000 - 1e-6))),
+    }
 
 
 def ratelimit_headers(
