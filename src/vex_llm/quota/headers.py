@@ -24,6 +24,7 @@ __all__ = [
     "ratelimit_headers",
     "retry_after",
     "retry_after_seconds",
+    "rfc3339",
 ]
 
 #: Whose rate-limit headers an answer carries: OpenAI's or Anthropic's.
@@ -60,15 +61,22 @@ def retry_after(seconds: float) -> dict[str, str]:
     }
 
 
+#: One limited part: its name (``requests`` or ``tokens``), its rate and current verdict.
+_Part = tuple[str, Rate, Verdict]
+
+
+def _parts(
+    requests: tuple[Rate, Verdict] | None, tokens: tuple[Rate, Verdict] | None
+) -> list[_Part]:
+    return [(name, *part) for name, part in (("requests", requests), ("tokens", tokens)) if part]
+
+
 def ratelimit_headers(
     requests: tuple[Rate, Verdict] | None, tokens: tuple[Rate, Verdict] | None
 ) -> dict[str, str]:
     """The ``x-ratelimit-*`` headers for the limited parts (rate and current verdict)."""
     headers: dict[str, str] = {}
-    for name, part in (("requests", requests), ("tokens", tokens)):
-        if part is None:
-            continue
-        rate, verdict = part
+    for name, rate, verdict in _parts(requests, tokens):
         headers[f"x-ratelimit-limit-{name}"] = str(rate.limit)
         headers[f"x-ratelimit-remaining-{name}"] = str(verdict.remaining)
         headers[f"x-ratelimit-reset-{name}"] = go_duration(verdict.reset)
@@ -88,10 +96,7 @@ def anthropic_ratelimit_headers(
     """The ``anthropic-ratelimit-*`` headers for the limited parts; ``now`` is the wall
     clock (epoch seconds) the resets count from."""
     headers: dict[str, str] = {}
-    for name, part in (("requests", requests), ("tokens", tokens)):
-        if part is None:
-            continue
-        rate, verdict = part
+    for name, rate, verdict in _parts(requests, tokens):
         headers[f"anthropic-ratelimit-{name}-limit"] = str(rate.limit)
         headers[f"anthropic-ratelimit-{name}-remaining"] = str(verdict.remaining)
         headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(now + verdict.reset)
