@@ -178,3 +178,28 @@ async def test_tenants_without_limits_get_an_open_ticket() -> None:
         "x-ratelimit-reset-requests": "1m0s",
     }
     assert (await g.figures("free"))["limits"]["requests"] is None
+
+
+async def test_a_hits_tokens_go_back_after_the_answer_and_its_headers_say_so_already() -> None:
+    clock = Clock()
+    g = gate(clock, tokens_per_minute=600)  # 10 tokens a second
+    ticket = await g.admit("anyone", 400, ask(max_tokens=100))  # reserves 100 + 100
+    assert ticket.headers()["x-ratelimit-remaining-tokens"] == "400"
+    give_back = ticket.give_back_later("hit")
+    assert give_back is not None
+    # The answer's headers show the tokens back before the counter has them...
+    assert ticket.headers()["x-ratelimit-remaining-tokens"] == "600"
+    assert (await g.figures("anyone"))["limits"]["tokens"]["remaining"] == 400
+    await give_back()  # ...which it has once the answer is out
+    assert (await g.figures("anyone"))["limits"]["tokens"]["remaining"] == 600
+    await ticket.settle("hit", None, "m")  # settled once: nothing more
+    assert (await g.figures("anyone"))["limits"]["tokens"]["remaining"] == 600
+
+
+async def test_an_upstream_call_is_settled_now_not_later() -> None:
+    g = gate(Clock(), tokens_per_minute=600)
+    for outcome in ("miss", "bypass", "partial"):
+        ticket = await g.admit("anyone", 400, ask(max_tokens=100))
+        assert ticket.give_back_later(outcome) is None
+    limited_by_requests_only = await gate(Clock(), requests_per_minute=5).admit("x", 40, ask())
+    assert limited_by_requests_only.give_back_later("hit") is None  # nothing was reserved

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from vex_llm.quota.estimate import estimate_tokens
-from vex_llm.quota.gcra import Rate, peek, settle, take
+from vex_llm.quota.gcra import Rate, peek, refunded, settle, take
 from vex_llm.quota.headers import (
     anthropic_ratelimit_headers,
     go_duration,
@@ -172,3 +172,10 @@ def test_quota_problems_and_units() -> None:
     assert limits.over_budget(1_499_999_999, 0) is None
     assert limits.over_budget(1_500_000_000, 0) == "daily"
     assert nanos(0.1 + 0.2) == 300_000_000  # float noise does not add a nanodollar
+
+
+@pytest.mark.parametrize("units", [0, 1, 3, 4, 50])
+def test_refunded_foretells_what_settle_will_make_of_the_state(units: int) -> None:
+    rate = Rate(10, 60.0)
+    tat, taken = take(None, NOW, rate, 4)
+    assert refunded(rate, taken, units) == settle(tat, NOW, rate, -units)[1]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from vex_llm.embeddings import EmbeddingRequest
 from vex_llm.errors import CacheMiss, LLMError
 from vex_llm.models import LLMRequest, Usage
 from vex_llm.quota.estimate import broken_off_usage, estimate_tokens
-from vex_llm.quota.gcra import Rate, Verdict
+from vex_llm.quota.gcra import Rate, Verdict, refunded
 from vex_llm.quota.headers import (
     HeaderStyle,
     anthropic_ratelimit_headers,
@@ -207,6 +207,37 @@ class Ticket:
         usage = broken_off_usage(self._body_bytes, text_chars)
         await self.settle("miss", usage, upstream)
         return usage
+
+    def give_back_later(self, outcome: str) -> Callable[[], Awaitable[None]] | None:
+        """For an answer that made no upstream call (a hit, a joined call): settle it now in
+        this ticket, so its headers already show the reserved tokens given back, and return
+        the call that gives them back to the counter, to be made once the answer has left (a
+        shared counter is a round trip the client need not wait for). None when there is
+        nothing to give back, or the answer called the upstream (``settle`` it instead)."""
+        limits, gate, periods = self._limits, self._gate, self._periods
+        standing = self._standing
+        if (
+            limits is None
+            or limits.tokens is None
+            or gate is None
+            or periods is None
+            or standing is None
+            or not standing.reserved
+            or self._settled
+            or outcome in UPSTREAM_OUTCOMES
+            or not self._estimate
+        ):
+            return None
+        self._settled = True
+        reserved, tenant = self._estimate, self._tenant
+        if self._tokens is not None:
+            self._tokens = refunded(limits.tokens, self._tokens, reserved)
+        backend = gate.backend
+
+        async def give_back() -> None:
+            await backend.settle(tenant, limits, -reserved, 0, periods)
+
+        return give_back
 
     async def failed(self, exc: LLMError) -> Refusal | None:
         """The lookup failed with ``exc``: give the reservation back; when ``exc`` is the miss

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Rate", "Verdict", "peek", "settle", "take"]
+__all__ = ["Rate", "Verdict", "peek", "refunded", "settle", "take"]
 
 #: Slack for float rounding (seconds): ``7 * (60 / 7)`` is not exactly 60.
 _EPSILON = 1e-6
@@ -98,3 +98,11 @@ def peek(tat: float | None, now: float, rate: Rate) -> Verdict:
     remaining = _remaining(rate, ahead)
     wait = max(0.0, ahead + rate.interval - rate.period)
     return Verdict(wait <= _EPSILON, remaining, ahead, 0.0 if wait <= _EPSILON else wait)
+
+
+def refunded(rate: Rate, verdict: Verdict, units: int) -> Verdict:
+    """What ``verdict`` (a take's or a settle's) becomes once ``units`` >= 0 are given back at
+    the same moment: the same arithmetic as :func:`settle`, on the verdict instead of the
+    state, for headers written before the refund itself is made."""
+    ahead = max(0.0, verdict.reset - units * rate.interval)
+    return Verdict(True, _remaining(rate, ahead), ahead, 0.0)

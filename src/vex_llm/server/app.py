@@ -79,6 +79,7 @@ from vex_llm.server.wire import WireError
 try:
     import anyio
     from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
     from starlette.requests import Request
@@ -213,12 +214,19 @@ class _Proxy:
         (stream, first), index = await chain.first_answer(request, open_and_peek)
         return stream, first, self.upstream_of[chain.providers[index]]
 
-    def _render(self, rendered: Rendered, headers: Mapping[str, str] | None = None) -> Response:
+    def _render(
+        self,
+        rendered: Rendered,
+        headers: Mapping[str, str] | None = None,
+        after: Callable[[], Awaitable[None]] | None = None,
+    ) -> Response:
+        """``rendered`` as a response; ``after`` runs once it has been sent."""
         return Response(
             rendered.body,
             rendered.status,
             headers={**rendered.headers, **(headers or {})},
             media_type=rendered.media_type,
+            background=None if after is None else BackgroundTask(after),
         )
 
     def _fail(
@@ -327,7 +335,11 @@ class _Proxy:
         except LLMError as exc:
             return await self._failed(door, ticket, exc, tenant, call.model)
         response = result.response
-        await ticket.settle(result.outcome, response.usage, answered_by)
+        # A hit's reserved tokens go back after the answer has left: with a shared counter
+        # that is a round trip the client does not wait for.
+        give_back = ticket.give_back_later(result.outcome)
+        if give_back is None:
+            await ticket.settle(result.outcome, response.usage, answered_by)
         self.metrics.observe(
             tenant,
             call.model,
@@ -342,7 +354,7 @@ class _Proxy:
         headers["x-vex-upstream"] = answered_by
         headers.update(response.headers)  # the upstream's request id and limits, misses only
         ticket.apply(headers)  # the tenant's own limits replace the upstream's
-        return self._render(door.answer(response, call), headers)
+        return self._render(door.answer(response, call), headers, give_back)
 
     async def _stream(
         self, door: Door, call: DoorRequest, tenant: str, started: float, ticket: Ticket
