@@ -51,7 +51,7 @@ from vex_llm.server.dashboard import Dashboard
 from vex_llm.server.doors import Door, DoorRequest, Rendered
 from vex_llm.server.doors.chat import ChatDoor
 from vex_llm.server.doors.completions import CompletionsDoor
-from vex_llm.server.doors.embeddings import EmbeddingsDoor
+from vex_llm.server.doors.embeddings import EmbeddingCall, EmbeddingsDoor
 from vex_llm.server.doors.messages import MessagesDoor
 from vex_llm.server.doors.responses import ResponsesDoor
 from vex_llm.server.failures import Failure, failure_for
@@ -92,6 +92,8 @@ __all__ = ["create_app"]
 
 #: A request kind a chain serves: chat or embeddings.
 Q = TypeVar("Q", LLMRequest, EmbeddingRequest)
+#: A parsed call of a door: chat-like or embeddings.
+C = TypeVar("C", DoorRequest, EmbeddingCall)
 
 log = logging.getLogger("vex_llm.server")
 
@@ -306,26 +308,40 @@ class _Proxy:
             )
         )
 
-    async def _serve(self, request: Request, door: Door) -> Response:
-        started = time.perf_counter()
+    async def _enter(
+        self,
+        request: Request,
+        door: Door | EmbeddingsDoor,
+        parse: Callable[..., C],
+        style: HeaderStyle = "openai",
+    ) -> tuple[str, C, Ticket] | Response:
+        """Every door's way in, after ``_admit`` (401, 413, a bad ``Cache-Control``): the
+        body parsed by ``parse`` (400), its model known (404), the tenant's quota (429);
+        the tenant, the call and its quota ticket, or the error response."""
         admitted = await self._admit(request, door)
         if isinstance(admitted, Response):
             return admitted
         tenant, body, control = admitted
         try:
-            call = door.parse(
-                body, tenant=tenant, control=control, upstream_model=self.upstream_model
-            )
+            call = parse(body, tenant=tenant, control=control, upstream_model=self.upstream_model)
         except WireError as err:
             self.metrics.status(tenant, UNKNOWN_MODEL, err.status, door.endpoint)
             return self._render(door.error(err))
         if call.model not in self.cached:
             return self._unknown_model(door, tenant, call.model)
-        # Anthropic's clients read Anthropic's rate-limit headers.
-        style: HeaderStyle = "anthropic" if door.endpoint == "messages" else "openai"
         ticket = await self.quota.admit(tenant, len(body), call.request, style)
         if ticket.refusal is not None:
             return self._refuse(door, ticket.refusal, tenant, call.model)
+        return tenant, call, ticket
+
+    async def _serve(self, request: Request, door: Door) -> Response:
+        started = time.perf_counter()
+        # Anthropic's clients read Anthropic's rate-limit headers.
+        style: HeaderStyle = "anthropic" if door.endpoint == "messages" else "openai"
+        entered = await self._enter(request, door, door.parse, style)
+        if isinstance(entered, Response):
+            return entered
+        tenant, call, ticket = entered
         if ticket.request is not call.request:  # only-if-cached: no headroom for the upstream
             call = dataclasses.replace(call, request=ticket.request)
         if call.stream:
@@ -460,22 +476,10 @@ class _Proxy:
         input cached on its own (``cache.embeddings``)."""
         started = time.perf_counter()
         door = self._embeddings_door
-        admitted = await self._admit(request, door)
-        if isinstance(admitted, Response):
-            return admitted
-        tenant, body, control = admitted
-        try:
-            call = door.parse(
-                body, tenant=tenant, control=control, upstream_model=self.upstream_model
-            )
-        except WireError as err:
-            self.metrics.status(tenant, UNKNOWN_MODEL, err.status, door.endpoint)
-            return self._render(door.error(err))
-        if call.model not in self.cached:
-            return self._unknown_model(door, tenant, call.model)
-        ticket = await self.quota.admit(tenant, len(body), call.request)
-        if ticket.refusal is not None:
-            return self._refuse(door, ticket.refusal, tenant, call.model)
+        entered = await self._enter(request, door, door.parse)
+        if isinstance(entered, Response):
+            return entered
+        tenant, call, ticket = entered
         chain = self.chains[call.model]
         try:
             result, index = await chain.first_answer(

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from vex_llm.chat import Choice, ToolCall, ToolCallDelta
@@ -34,6 +34,7 @@ __all__ = [
     "build_payload",
     "completion_chunks",
     "error_text",
+    "parse_choices",
     "parse_completion",
     "usage_of",
 ]
@@ -161,18 +162,30 @@ def _choice(doc: object, position: int) -> Choice:
 
 def parse_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
     """An ``LLMResponse`` from a chat completion object (latency left at 0); ``raw`` is it."""
+    return parse_choices(doc, fallback_model, "chat completion", _choice, OPENAI_CHAT)
+
+
+def parse_choices(
+    doc: dict[str, Any],
+    fallback_model: str,
+    what: str,
+    choice: Callable[[Any, int], Choice],
+    raw_format: str,
+) -> LLMResponse:
+    """An ``LLMResponse`` from an OpenAI answer object with ``choices`` (a ``what``, each
+    choice read by ``choice``): the first choice's fields, every choice when there are more,
+    the usage, and the object itself as ``raw`` in ``raw_format``."""
     if "error" in doc:
         raise InvalidResponse(f"backend answered an error object: {error_text(doc)}")
     choices = doc.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise InvalidResponse("chat completion has no 'choices'")
-    parsed = tuple(_choice(c, i) for i, c in enumerate(choices))
-    first = parsed[0]
-    model = doc.get("model")
+        raise InvalidResponse(f"{what} has no 'choices'")
+    parsed = tuple(choice(c, i) for i, c in enumerate(choices))
+    first, model = parsed[0], doc.get("model")
     try:
-        raw = FrozenJSON.of(doc, "chat completion")
+        raw = FrozenJSON.of(doc, what)
     except (TypeError, ValueError) as exc:
-        raise InvalidResponse(f"chat completion is not plain JSON: {exc}") from None
+        raise InvalidResponse(f"{what} is not plain JSON: {exc}") from None
     return LLMResponse(
         content=first.content,
         model=model if isinstance(model, str) and model else fallback_model,
@@ -183,7 +196,7 @@ def parse_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
         logprobs=first.logprobs,
         choices=parsed if len(parsed) > 1 else (),
         raw=raw,
-        raw_format=OPENAI_CHAT,
+        raw_format=raw_format,
     )
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from vex_llm.chat import Choice
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
-from vex_llm.models import OPENAI_COMPLETIONS, LLMRequest, LLMResponse, Usage
-from vex_llm.wire.openai_chat import OpenAIEventDecoder, error_text, usage_of
+from vex_llm.models import OPENAI_COMPLETIONS, LLMRequest, LLMResponse
+from vex_llm.wire.openai_chat import OpenAIEventDecoder, parse_choices
 
 __all__ = [
     "CompletionsStreamDecoder",
@@ -77,27 +77,7 @@ def _choice(doc: object, position: int) -> Choice:
 
 def parse_text_completion(doc: dict[str, Any], fallback_model: str) -> LLMResponse:
     """An ``LLMResponse`` from a ``text_completion`` object; ``raw`` is the object."""
-    if "error" in doc:
-        raise InvalidResponse(f"backend answered an error object: {error_text(doc)}")
-    choices = doc.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise InvalidResponse("text completion has no 'choices'")
-    parsed = tuple(_choice(c, i) for i, c in enumerate(choices))
-    first, model = parsed[0], doc.get("model")
-    try:
-        raw = FrozenJSON.of(doc, "text completion")
-    except (TypeError, ValueError) as exc:
-        raise InvalidResponse(f"text completion is not plain JSON: {exc}") from None
-    return LLMResponse(
-        content=first.content,
-        model=model if isinstance(model, str) and model else fallback_model,
-        usage=usage_of(doc.get("usage")) or Usage(),
-        finish_reason=first.finish_reason,
-        logprobs=first.logprobs,
-        choices=parsed if len(parsed) > 1 else (),
-        raw=raw,
-        raw_format=OPENAI_COMPLETIONS,
-    )
+    return parse_choices(doc, fallback_model, "text completion", _choice, OPENAI_COMPLETIONS)
 
 
 class CompletionsStreamDecoder(OpenAIEventDecoder):
