@@ -13,29 +13,30 @@ __all__ = ["CacheStats", "Counters"]
 class Counters:
     """Mutable counters, bumped on the request path (plain attributes: cheapest to update).
 
-    ``price`` (None: unknown) turns the usage of answers into dollars: :meth:`spend` for an
-    upstream call's answer, :meth:`save` for an answer served without one.
+    Tokens are counted apart, prompt and completion, saved (answers served without an
+    upstream call, :meth:`save`) and spent (an upstream call's answer, :meth:`spend`); the
+    dollars follow from them and ``price`` (None: unknown) when asked, so a hit adds two
+    integers and prices nothing.
     """
 
     __slots__ = (
         "bypasses",
         "coalesced",
-        "dollars_saved",
-        "dollars_spent",
+        "completion_saved",
+        "completion_spent",
         "errors",
         "hits",
         "misses",
         "only_if_cached_misses",
         "price",
+        "prompt_saved",
+        "prompt_spent",
         "stale",
         "store_errors",
-        "tokens_saved",
     )
 
     def __init__(self, price: Price | None = None) -> None:
         self.price = price
-        self.dollars_spent = 0.0
-        self.dollars_saved = 0.0
         self.hits = 0
         self.misses = 0
         self.coalesced = 0
@@ -44,26 +45,32 @@ class Counters:
         self.store_errors = 0
         self.only_if_cached_misses = 0
         self.stale = 0
-        self.tokens_saved = 0
+        self.prompt_saved = self.completion_saved = 0
+        self.prompt_spent = self.completion_spent = 0
 
     def save(self, usage: Usage) -> None:
-        """Count an answer served without an upstream call: its tokens and their price."""
-        self.tokens_saved += usage.prompt_tokens + usage.completion_tokens
-        price = self.price
-        if price is not None:
-            self.dollars_saved += cost(price, usage)
+        """Count an answer served without an upstream call."""
+        self.prompt_saved += usage.prompt_tokens
+        self.completion_saved += usage.completion_tokens
 
     def spend(self, usage: Usage) -> None:
-        """Count the price of an upstream call's answer."""
-        price = self.price
-        if price is not None:
-            self.dollars_spent += cost(price, usage)
+        """Count an upstream call's answer."""
+        self.prompt_spent += usage.prompt_tokens
+        self.completion_spent += usage.completion_tokens
+
+    @property
+    def tokens_saved(self) -> int:
+        """Tokens of the answers served without an upstream call."""
+        return self.prompt_saved + self.completion_saved
 
     def dollars(self) -> tuple[float | None, float | None]:
         """``(spent, saved)`` in dollars; ``(None, None)`` when the price is unknown."""
-        if self.price is None:
+        price = self.price
+        if price is None:
             return None, None
-        return self.dollars_spent, self.dollars_saved
+        spent = cost(price, Usage(self.prompt_spent, self.completion_spent))
+        saved = cost(price, Usage(self.prompt_saved, self.completion_saved))
+        return spent, saved
 
 
 @dataclass(frozen=True, slots=True)
