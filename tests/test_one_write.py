@@ -1,14 +1,23 @@
-"""The default client's connections send a request in one write and lose nothing."""
+"""The one-write client (the providers' default when aiohttp is not used) sends a request in
+one write and loses nothing; no default client keeps cookies."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpcore
+import httpx
+import pytest
 
 from vex_llm import LLMRequest, OpenAICompatibleProvider
-from vex_llm.providers._client import OneWriteBackend, OneWriteStream, default_http_client
+from vex_llm.providers._client import (
+    OneWriteBackend,
+    OneWriteStream,
+    default_http_client,
+    one_write_http_client,
+)
 
 
 class Recorded(httpcore.AsyncNetworkStream):
@@ -65,7 +74,7 @@ async def test_closing_drops_what_nobody_read_for() -> None:
     assert inner.calls == [("close", b"")]
 
 
-async def test_the_default_client_writes_each_request_once_and_works() -> None:
+async def test_the_one_write_client_writes_each_request_once_and_works() -> None:
     seen: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -80,7 +89,7 @@ async def test_the_default_client_writes_each_request_once_and_works() -> None:
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = default_http_client()
+    client = one_write_http_client()
     assert isinstance(client._transport._pool._network_backend, OneWriteBackend)  # type: ignore[attr-defined]
     async with server, client:
         provider = OpenAICompatibleProvider(
@@ -92,7 +101,11 @@ async def test_the_default_client_writes_each_request_once_and_works() -> None:
     assert seen[0].endswith(b"}")  # the JSON body came with the head
 
 
-async def test_providers_use_it_unless_given_a_client() -> None:
+async def test_providers_fall_back_on_it_when_the_environment_names_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # httpx's own client follows httpx's proxy rules; the aiohttp transport reads no proxies.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     provider = OpenAICompatibleProvider(base_url="http://127.0.0.1:9/v1", model="m")
     try:
         client = provider._http.client
@@ -101,7 +114,10 @@ async def test_providers_use_it_unless_given_a_client() -> None:
         await provider.aclose()
 
 
-async def test_an_upstreams_cookie_never_goes_back_with_the_next_request() -> None:
+@pytest.mark.parametrize("factory", [default_http_client, one_write_http_client])
+async def test_an_upstreams_cookie_never_goes_back_with_the_next_request(
+    factory: Callable[[], httpx.AsyncClient],
+) -> None:
     # One client serves every tenant of the proxy: a cookie set while answering one tenant
     # must not travel with the next tenant's request.
     seen: list[bytes] = []
@@ -126,13 +142,16 @@ async def test_an_upstreams_cookie_never_goes_back_with_the_next_request() -> No
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", model="m")
+        client = factory()
+        provider = OpenAICompatibleProvider(
+            base_url=f"http://127.0.0.1:{port}/v1", model="m", http_client=client
+        )
         try:
             for tenant in ("a", "b"):
                 answer = await provider.complete(LLMRequest(prompt="hi", tenant_id=tenant))
                 assert answer.content == "ok"
         finally:
-            await provider.aclose()
+            await client.aclose()
         # The client closed its connection: wait for the handler to close its side (Python
         # 3.11's server does not), or its socket outlives the loop (a ResourceWarning that
         # failed whichever test came next).

@@ -1,24 +1,32 @@
-"""The providers' default HTTP client: httpx, whose requests leave in one write.
+"""The providers' default HTTP client: httpx over aiohttp, or httpx writing each request once.
 
-httpx (through httpcore and h11) writes a request's head and its body in two calls. Each is a
-``send`` system call and a wake-up of the upstream for a request it cannot answer yet; on
-loopback (the local model, a sidecar) or a fast LAN that is a visible share of a call
-(``benchmarks/proxy.py``: the provider alone, about 0.2 ms of 0.8). So the connections of the
-default client hold what is written until the first read, and send it in one write: httpcore
-reads only once the request is complete. A write that fails there is handled as httpcore
-handles a failed request write: the response is read anyway (a server may answer and close
-before reading a whole request), and reading reports what went wrong.
+:func:`default_http_client` is an :class:`AiohttpClient`: httpx's ``AsyncClient`` whose
+transport is aiohttp (``_aiohttp``), with a :meth:`~AiohttpClient.fast_send` that
+``_http.sent`` uses to skip the client layers this client has no use for. On loopback that
+takes the proxy's miss overhead from 1.22 to 0.77 ms (``benchmarks/proxy.py``). When aiohttp
+is missing, or the environment names a proxy (whose rules httpx's own client follows, see
+``_aiohttp``), it is :func:`one_write_http_client`.
 
-It keeps no cookies. One client serves every tenant of the proxy, so a cookie an upstream
+That one is httpx's default client whose requests leave in one write. httpx (through httpcore
+and h11) writes a request's head and its body in two calls. Each is a ``send`` system call
+and a wake-up of the upstream for a request it cannot answer yet; on loopback (the local
+model, a sidecar) or a fast LAN that is a visible share of a call. So its connections hold
+what is written until the first read, and send it in one write: httpcore reads only once the
+request is complete. A write that fails there is handled as httpcore handles a failed request
+write: the response is read anyway (a server may answer and close before reading a whole
+request), and reading reports what went wrong.
+
+Neither keeps cookies. One client serves every tenant of the proxy, so a cookie an upstream
 sets while answering one tenant (a CDN's bot-management cookie, a session) would go back
 with the next tenant's request: state shared across tenants that nobody asked for. An API
 answers a request by its key, never by a cookie (:class:`NoCookies`).
 
 Everything else is httpx's default client, unchanged: proxies from the environment, TLS,
-limits, timeouts. Only its direct connections are wrapped, by wrapping the network backend of
-httpx's default transport (an attribute httpcore does not document, ``_network_backend``): if
-a future httpx or httpcore lays it out otherwise, the client is httpx's default as it comes.
-A client passed in as ``http_client=`` is used as it is.
+limits, timeouts. The one-write client wraps only its direct connections, by wrapping the
+network backend of httpx's default transport (an attribute httpcore does not document,
+``_network_backend``): if a future httpx or httpcore lays it out otherwise, the client is
+httpx's default as it comes. A client passed in as ``http_client=`` is used as it is,
+through ``client.send``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,14 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["NoCookies", "OneWriteBackend", "OneWriteStream", "default_http_client"]
+__all__ = [
+    "AiohttpClient",
+    "NoCookies",
+    "OneWriteBackend",
+    "OneWriteStream",
+    "default_http_client",
+    "one_write_http_client",
+]
 
 
 class NoCookies(http.cookiejar.CookieJar):
@@ -125,7 +140,48 @@ class OneWriteBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+class AiohttpClient(httpx.AsyncClient):
+    """httpx's ``AsyncClient`` over the aiohttp transport, with :meth:`fast_send`."""
+
+    async def fast_send(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` straight to the transport: the response, its body unread
+        (``send(request, stream=True)`` without the client's layers around the transport).
+
+        Those layers are auth, redirects, cookies, event hooks, proxy mounts, the request log
+        line and ``response.elapsed``: the default client uses none of them (no auth, no hooks,
+        redirects not followed, :class:`NoCookies`, no proxy), and skipping them saves about
+        0.1 ms a call on loopback. Should any be set on this client after all, this is
+        ``send``.
+        """
+        if self.auth is not None or self.follow_redirects or any(self.event_hooks.values()):
+            return await self.send(request, stream=True)
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        return await self._transport.handle_async_request(request)
+
+
+def _proxied() -> bool:
+    """True when the environment names a proxy httpx would use (read as httpx reads it)."""
+    found = urllib.request.getproxies()
+    if any(host.strip() == "*" for host in found.get("no", "").split(",")):
+        return False  # NO_PROXY=*: httpx ignores every proxy
+    return any(found.get(scheme) for scheme in ("http", "https", "all"))
+
+
 def default_http_client() -> httpx.AsyncClient:
+    """The providers' default client: an :class:`AiohttpClient` keeping no cookies, or, when
+    aiohttp is missing or the environment names a proxy, :func:`one_write_http_client`."""
+    if not _proxied():
+        try:
+            from vex_llm.providers._aiohttp import AiohttpTransport
+        except ImportError:  # a dependency, but an install may have been trimmed
+            pass
+        else:
+            return AiohttpClient(transport=AiohttpTransport(), cookies=NoCookies())
+    return one_write_http_client()
+
+
+def one_write_http_client() -> httpx.AsyncClient:
     """httpx's default ``AsyncClient``, its direct connections writing each request once,
     keeping no cookies."""
     client = httpx.AsyncClient(cookies=NoCookies())

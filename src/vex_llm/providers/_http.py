@@ -30,7 +30,7 @@ import codecs
 import dataclasses
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +45,7 @@ from vex_llm.errors import (
     Timeout,
 )
 from vex_llm.models import Chunk
+from vex_llm.providers._client import AiohttpClient
 from vex_llm.providers._content import ACCEPT_ENCODING, BoundedDecoder
 from vex_llm.providers._status import error_for_status, parse_retry_after
 from vex_llm.providers.sse import LineSplitter, SSEEvent, parse_json, sse_events
@@ -203,9 +204,11 @@ async def sent(
     request = client.build_request(
         "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
     )
+    # The default client's own way to its transport; any other client is used as it is.
+    send = client.fast_send if isinstance(client, AiohttpClient) else _streamed(client)
     started = time.monotonic()
     try:
-        response = await client.send(request, stream=True)
+        response = await send(request)
     except httpx.RemoteProtocolError as exc:
         # httpcore's one way of saying "the connection closed before any response"; every
         # other protocol error is a broken response and is not resent. Only a close that
@@ -215,11 +218,20 @@ async def sent(
             time.monotonic() - started > RESEND_WINDOW
         ):
             raise
-        response = await client.send(request, stream=True)
+        response = await send(request)
     try:
         yield response
     finally:
         await response.aclose()
+
+
+def _streamed(client: httpx.AsyncClient) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """``client.send`` leaving the body unread."""
+
+    async def send(request: httpx.Request) -> httpx.Response:
+        return await client.send(request, stream=True)
+
+    return send
 
 
 def _scrubbed_headers(headers: httpx.Headers, redactor: Redactor) -> httpx.Headers:
