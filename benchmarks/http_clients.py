@@ -6,12 +6,14 @@ proxy runs) sends sequential POSTs of a small chat request over one keep-alive c
 per client and reads the whole answer, JSON and SSE. Clients:
 
 - raw asyncio: pre-built bytes on a socket, the floor;
-- httpx's default client, and the providers' default (httpx writing each request once,
-  ``vex_llm.providers._client``);
+- httpx's default client; httpx writing each request once (the providers' fallback client,
+  ``vex_llm.providers._client``); httpx over our aiohttp transport (``providers._aiohttp``),
+  through ``client.stream`` and through the fast send the providers use;
 - when installed: ``httpx2``, ``aiohttp`` directly, httpx over aiohttp (``httpx-aiohttp``,
   the transport the openai SDK offers);
-- ``OpenAICompatibleProvider.complete()``/``stream()`` on httpx's default client and on the
-  providers' default: what a miss pays for the upstream call.
+- ``OpenAICompatibleProvider.complete()``/``stream()`` on httpx's default client, on the
+  one-write client and on the providers' default (httpx over aiohttp, fast send): what a miss
+  pays for the upstream call.
 
 Each client answers ``--requests`` calls per round, the rounds alternate clients (the
 machine may be shared), and the table shows the median over rounds of each round's median,
@@ -35,7 +37,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proxy as fake  # the fake upstream and raw client of benchmarks/proxy.py
 from vex_llm import LLMRequest, OpenAICompatibleProvider
-from vex_llm.providers._client import default_http_client
+from vex_llm.providers._client import AiohttpClient, default_http_client, one_write_http_client
 
 PATH = "/v1/chat/completions"
 Call = Callable[[int, bool], Awaitable[None]]
@@ -51,6 +53,20 @@ def _httpx_call(client: Any, url: str) -> Call:
         async with client.stream("POST", url, json=_payload(i, stream)) as response:
             async for _ in response.aiter_raw():
                 pass
+
+    return call
+
+
+def _fast_call(client: AiohttpClient, url: str) -> Call:
+    async def call(i: int, stream: bool) -> None:
+        response = await client.fast_send(
+            client.build_request("POST", url, json=_payload(i, stream))
+        )
+        try:
+            async for _ in response.aiter_raw():
+                pass
+        finally:
+            await response.aclose()
 
     return call
 
@@ -80,10 +96,13 @@ async def _clients(port: int, closers: list[Callable[[], Awaitable[object]]]) ->
 
     closers.append(close_raw)
     calls: dict[str, Call] = {"raw asyncio (floor)": raw}
-    plain, ours = httpx.AsyncClient(), default_http_client()
-    closers += [plain.aclose, ours.aclose]
+    plain, one_write, ours = httpx.AsyncClient(), one_write_http_client(), default_http_client()
+    closers += [plain.aclose, one_write.aclose, ours.aclose]
     calls["httpx, default client"] = _httpx_call(plain, url)
-    calls["httpx, one write per request (ours)"] = _httpx_call(ours, url)
+    calls["httpx, one write per request (our fallback)"] = _httpx_call(one_write, url)
+    if isinstance(ours, AiohttpClient):  # not when the environment names a proxy
+        calls["ours (httpx over our aiohttp transport)"] = _httpx_call(ours, url)
+        calls["ours with the fast send"] = _fast_call(ours, url)
     if importlib.util.find_spec("httpx2"):
         import httpx2
 
@@ -109,7 +128,12 @@ async def _clients(port: int, closers: list[Callable[[], Awaitable[object]]]) ->
             closers.append(over.aclose)
             calls["httpx over aiohttp (httpx-aiohttp)"] = _httpx_call(over, url)
     base = f"http://127.0.0.1:{port}/v1"
-    for label, client in (("httpx default", httpx.AsyncClient()), ("ours", None)):
+    clients = (
+        ("httpx default", httpx.AsyncClient()),
+        ("one-write", one_write_http_client()),
+        ("our default", None),
+    )
+    for label, client in clients:
         provider = OpenAICompatibleProvider(base_url=base, model=fake.MODEL, http_client=client)
         closers.append(provider.aclose)
         if client is not None:
