@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import httpx
@@ -101,6 +100,17 @@ def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
     return _client_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
 
 
+def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
+    """The request's body for aiohttp: its bytes, or its chunks when it is streamed."""
+    try:
+        return request.content or None
+    except httpx.RequestNotRead:
+        pass
+    if not isinstance(request.stream, httpx.AsyncByteStream):
+        raise RuntimeError("a request with a sync body cannot go through an async client")
+    return _chunks(request.stream)
+
+
 async def _chunks(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
     async for chunk in stream:
         yield chunk
@@ -162,13 +172,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Send ``request`` and return the response, its body not read yet."""
         session = self._session or self._open()
         headers = [(name.decode(), value.decode()) for name, value in request.headers.raw]
-        data: Any
-        try:
-            data = request.content or None
-        except httpx.RequestNotRead:  # a streamed body: aiohttp frames it itself
-            if not isinstance(request.stream, httpx.AsyncByteStream):
-                raise RuntimeError("a request with a sync body cannot go through an async client")
-            data = _chunks(request.stream)
+        data = _body(request)
+        if data is not None and not isinstance(data, bytes):  # aiohttp frames a stream itself
             headers = [(n, v) for n, v in headers if n.lower() != "transfer-encoding"]
         try:
             response = await session.request(
