@@ -101,8 +101,8 @@ class HTTPClientOwner:
     """Holds the ``httpx.AsyncClient`` a provider talks through.
 
     A client passed in belongs to the caller (shared connection pools, test transports) and is
-    never closed here; a client created here (httpx's default, sending each request in one
-    write: see ``_client``) is closed by :meth:`aclose`. The client is made lazily so that a
+    never closed here; a client created here (httpx over aiohttp, or httpx writing each
+    request once: see ``_client``) is closed by :meth:`aclose`. The client is made lazily so that a
     provider can be built outside an event loop.
     """
 
