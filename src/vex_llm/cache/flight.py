@@ -41,6 +41,7 @@ class Flight:
 
     __slots__ = (
         "_changed",
+        "_waiting",
         "base",
         "chunks",
         "complete",
@@ -88,6 +89,7 @@ class Flight:
         self.task: asyncio.Task[None] | None = None
         self.on_abandoned: Callable[[Flight], None] | None = None
         self._changed = asyncio.Event()
+        self._waiting = 0  # members waiting in changed() on ``_changed``
 
     # -- the producer side (the task) -------------------------------------------------------
 
@@ -147,9 +149,12 @@ class Flight:
         self._wake()
 
     def _wake(self) -> None:
-        # A fresh event per change: waiters hold the old one, which stays set.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # A fresh event per change that someone waits for: waiters hold the old one, which
+        # stays set. With nobody waiting (a leader publishing a burst of chunks before its
+        # readers run) the event is left as it is, not replaced per chunk.
+        if self._waiting:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     # -- the member side --------------------------------------------------------------------
 
@@ -176,14 +181,18 @@ class Flight:
         ``deadline`` (event-loop time) bounds the wait: a member's own request timeout, which
         a call started by another request does not know. Past it: :class:`DeadlinePassed`.
         """
-        if deadline is None:
-            await self._changed.wait()
-            return
+        self._waiting += 1
         try:
-            async with asyncio.timeout_at(deadline):
+            if deadline is None:
                 await self._changed.wait()
-        except TimeoutError:
-            raise DeadlinePassed from None
+                return
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait()
+            except TimeoutError:
+                raise DeadlinePassed from None
+        finally:
+            self._waiting -= 1
 
     async def result(self, deadline: float | None = None) -> LLMResponse:
         """The answer once stored (or the call's error), for a JSON member."""

@@ -308,7 +308,11 @@ async def stream_lines(
             pieces = await stack.enter_async_context(
                 aclosing(read_answer(response, limits.max_answer_bytes, what))
             )
-            text = codecs.getincrementaldecoder(response.encoding or "utf-8")("replace")
+            # Streams are UTF-8: SSE always is (its specification has no other encoding) and
+            # so is JSON on the wire (RFC 8259), NDJSON included. Not httpx's
+            # ``response.encoding``: it parses the content type with the email package,
+            # ~20 µs per stream, to read a charset a stream may not change.
+            text = codecs.getincrementaldecoder("utf-8")("replace")
             splitter = LineSplitter(limits.max_line_bytes)
             scrub = redactor.scrub if redactor else None
             while True:

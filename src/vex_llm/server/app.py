@@ -128,7 +128,10 @@ def _client_key(request: Request) -> str | None:
 
 def _text_chars(chunk: Chunk) -> int:
     """The generated characters in ``chunk``: its text and tool-call arguments."""
-    return len(chunk.delta) + sum(len(call.arguments) for call in chunk.tool_calls)
+    calls = chunk.tool_calls
+    if not calls:  # most chunks: no generator for an empty sum
+        return len(chunk.delta)
+    return len(chunk.delta) + sum(len(call.arguments) for call in calls)
 
 
 class _Proxy:

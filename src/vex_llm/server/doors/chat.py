@@ -70,10 +70,11 @@ class ChatDoor:
         raw = raw_body(response)
         if raw is not None:
             return Rendered(raw)
+        completion_id, created = _new_completion()
         body = completion_json(
             response,
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}",
-            created=int(time.time()),
+            completion_id=completion_id,
+            created=created,
             model=response.model or call.model,
         )
         return Rendered(json_bytes(body))
@@ -84,8 +85,10 @@ class ChatDoor:
         """The upstream's own events, or chunks written from the typed fields; then
         ``[DONE]``. The usage chunk goes only to a client that asked for it."""
         include_usage = bool(call.options.get("include_usage"))
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
+        # Made when the first chunk without the upstream's own event needs them: a relayed
+        # stream carries the upstream's id (a uuid4 is a system call and an object).
+        completion_id = ""
+        created = 0
         first = True
         final = None
         relayed = False  # the upstream's own events are relayed: it sent its usage too
@@ -102,6 +105,8 @@ class ChatDoor:
                 continue
             if not first and not chunk.is_final and _says_nothing(chunk):
                 continue  # another format's bookkeeping event (ping, block start/stop)
+            if not completion_id:
+                completion_id, created = _new_completion()
             yield sse_line(
                 chunk_json(
                     chunk,
@@ -113,6 +118,8 @@ class ChatDoor:
             )
             first = False
         if include_usage and final is not None and not relayed:
+            if not completion_id:
+                completion_id, created = _new_completion()
             yield sse_line(
                 usage_chunk_json(
                     final,
@@ -126,3 +133,8 @@ class ChatDoor:
     def stream_error(self, err: WireError) -> bytes:
         """An SSE event carrying OpenAI's error object (no ``[DONE]`` follows)."""
         return sse_line(err.body())
+
+
+def _new_completion() -> tuple[str, int]:
+    """A fresh completion id and creation time, for an answer written from typed fields."""
+    return f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
