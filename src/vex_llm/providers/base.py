@@ -267,8 +267,9 @@ class HTTPProvider(LLMProvider):
         payload: dict[str, Any],
         what: str,
         on_headers: Callable[[httpx.Headers], None] | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """POST ``payload`` and iterate the answer's lines, all within the request's timeout."""
+    ) -> AsyncGenerator[list[str], None]:
+        """POST ``payload`` and iterate the answer's lines (a list per network read), all
+        within the request's timeout."""
         return stream_lines(
             self._http.client,
             self._url(path),

@@ -109,13 +109,14 @@ class OllamaProvider(HTTPProvider):
             what="ollama chat stream",
         )
         async with aclosing(lines):
-            async for line in lines:
-                chunks = decoder.feed(line)
-                if decoder.done:
-                    # Before the terminal chunk, since consumers stop at it (see drain).
-                    await drain(lines)
-                for chunk in chunks:
-                    yield chunk
-                if decoder.done:
-                    return
+            async for batch in lines:
+                for line in batch:
+                    chunks = decoder.feed(line)
+                    if decoder.done:
+                        # Before the terminal chunk, since consumers stop at it (see drain).
+                        await drain(lines)
+                    for chunk in chunks:
+                        yield chunk
+                    if decoder.done:
+                        return
         decoder.finish()

@@ -13,13 +13,12 @@ be buffered until the request times out).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from vex_llm.errors import AnswerTooLarge, InvalidResponse
 
-__all__ = ["LineSplitter", "SSEDecoder", "SSEEvent", "parse_json", "sse_events"]
+__all__ = ["LineSplitter", "SSEDecoder", "SSEEvent", "parse_json"]
 
 
 def parse_json(text: str | bytes | bytearray, what: str) -> dict[str, Any]:
@@ -73,15 +72,6 @@ class SSEDecoder:
         elif name == "event":
             self._event = value
         return None
-
-
-async def sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, None]:
-    """The events of an SSE body given as lines."""
-    decoder = SSEDecoder()
-    async for line in lines:
-        event = decoder.feed(line)
-        if event is not None:
-            yield event
 
 
 #: What ``str.splitlines`` (and so httpx's ``aiter_lines``) treats as a line end.
