@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +23,13 @@ from vex_llm import (
     LLMProvider,
     LLMRequest,
     LLMResponse,
+    MemoryStore,
     MockProvider,
     ServerError,
+    SQLiteStore,
     Usage,
 )
+from vex_llm.wire.openai_chat import OpenAIStreamDecoder, assemble_completion
 
 REQUEST = LLMRequest(prompt="tell me", temperature=0.0)
 FINAL = Chunk(finish_reason="stop", usage=Usage(5, 3), model="gated")
@@ -342,3 +347,86 @@ async def test_a_stream_larger_than_the_cache_is_relayed_whole_and_not_kept() ->
 
 async def _text(chunks: AsyncIterator[Chunk]) -> str:
     return "".join([c.delta async for c in chunks])
+
+
+class EventsProvider(LLMProvider):
+    """An upstream streaming OpenAI chat events (an extra field included), through the same
+    decoder as the OpenAI-compatible provider."""
+
+    EVENTS = (
+        {"id": "c1", "created": 7, "model": "m", "system_fingerprint": "fp",
+         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"},
+                      "finish_reason": None}]},
+        {"id": "c1", "created": 7, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "lo", "reasoning_content": "hm"},
+                      "finish_reason": "stop"}]},
+        {"id": "c1", "created": 7, "model": "m", "choices": [],
+         "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}},
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate = asyncio.Event()  # the last event waits for it
+        self.gate.set()
+
+    def name(self) -> str:
+        return "events"
+
+    async def is_available(self) -> bool:
+        return True
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        raise AssertionError("these tests stream")
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        self.calls += 1
+        decoder = OpenAIStreamDecoder("m")
+        for data in [*(json.dumps(e) for e in self.EVENTS), "[DONE]"]:
+            if data == "[DONE]":
+                await self.gate.wait()
+            for chunk in decoder.feed(data):
+                yield chunk
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_json_hit_from_a_recorded_stream_is_the_whole_answer(
+    kind: str, tmp_path: Path
+) -> None:
+    """The entry of a streamed answer keeps its typed fields and the recording; a JSON hit
+    gets the upstream's whole object assembled from the recording, on every store (read back
+    from SQLite in a new cache too), and a JSON caller joining the stream in flight gets it."""
+    upstream = EventsProvider()
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "c.db")
+    cache = CachedProvider(upstream, LLMCacheConfig.default(), store=store)
+    expected = assemble_completion(EventsProvider.EVENTS)
+    assert expected["choices"][0]["message"]["reasoning_content"] == "hm"
+    upstream.gate.clear()
+    stream = await cache.open_stream(REQUEST)
+    if kind == "memory":  # read without an await: the JSON caller joins in its first step
+        member = asyncio.ensure_future(cache.complete_result(REQUEST))
+        await asyncio.sleep(0)
+    upstream.gate.set()
+    streamed = [chunk async for chunk in stream]
+    assert streamed[-1].usage == Usage(4, 2)
+    if kind == "memory":
+        joined = await member
+        assert joined.outcome == "coalesced"
+        assert joined.response.raw is not None
+        assert joined.response.raw.value == expected
+
+    entry = await store.get(cache.key_for(REQUEST))
+    assert entry is not None
+    assert entry.chunks is not None
+    assert entry.response.raw is None  # the answer is kept once: in the recording
+    later = CachedProvider(EventsProvider(), LLMCacheConfig.default(), store=store)
+    for reader in (cache, later) if kind == "sqlite" else (cache,):
+        hit = await reader.complete_result(REQUEST)
+        assert hit.outcome == "hit"
+        assert hit.response.cached
+        assert hit.response.raw is not None
+        assert hit.response.raw.value == expected
+        assert hit.response.content == "Hello"
+        assert hit.response.usage == Usage(4, 2)
+        assert (await reader.complete(REQUEST)).raw == hit.response.raw
+    assert upstream.calls == 1
+    await store.aclose()

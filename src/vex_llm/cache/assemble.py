@@ -63,10 +63,13 @@ from vex_llm.wire.openai_responses import (
     response_events,
 )
 
-__all__ = ["assemble_response", "response_chunks"]
+__all__ = ["assemble_response", "response_chunks", "typed_response"]
 
 
-def _typed(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse:
+def typed_response(chunks: Sequence[Chunk], model: str, latency_ms: float) -> LLMResponse:
+    """The answer a finished stream amounts to in typed fields only (text, tool calls,
+    refusal, log-probabilities, usage, finish reason): no upstream object as ``raw``, so no
+    event is parsed again."""
     final = chunks[-1]
     answered = next((c.model for c in reversed(chunks) if c.model), None)
     first = [c for c in chunks if c.index == 0]
@@ -177,7 +180,7 @@ def assemble_response(chunks: Sequence[Chunk], model: str, latency_ms: float) ->
                 raw=response.raw,
                 raw_format=OPENAI_CHAT,
             )
-    return _typed(chunks, model, latency_ms)
+    return typed_response(chunks, model, latency_ms)
 
 
 def _compact(doc: object) -> str:

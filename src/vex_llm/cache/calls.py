@@ -23,7 +23,12 @@ from vex_llm.cache.flight import Flight, Flights
 from vex_llm.cache.lease import LeaseStart, fetch_with_lease
 from vex_llm.cache.staleness import store_expiry
 from vex_llm.cache.stats import Counters
-from vex_llm.cache.streaming import joined_response, replay_chunks
+from vex_llm.cache.streaming import (
+    entry_answer,
+    joined_response,
+    recorded_response,
+    replay_chunks,
+)
 from vex_llm.errors import InvalidResponse, LLMError
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
@@ -122,7 +127,7 @@ class UpstreamCalls:
                     flight.set_origin("shared")
                     for chunk in replay_chunks(entry):
                         flight.publish(chunk)
-                    flight.answered(entry.response)
+                    flight.answered(entry.response, lambda: entry_answer(entry))
             else:
                 await self._call(flight, request, key, decision, streamed)
         except asyncio.CancelledError:
@@ -158,14 +163,19 @@ class UpstreamCalls:
             raise
         chunks: tuple[Chunk, ...] | None = None
         if streamed:
-            chunks = tuple(flight.chunks)  # whole unless unrecorded (then never stored)
+            recorded = chunks = tuple(flight.chunks)  # whole unless unrecorded (never stored)
             model = request.model or self.inner.name()
-            response = joined_response(chunks, model, (time.perf_counter() - started) * 1000)
+            latency_ms = (time.perf_counter() - started) * 1000
+            # Typed fields now (the usage is counted, the entry keeps them); the whole answer
+            # only if a JSON member asks for it (the recording holds it for later ones).
+            response = recorded_response(recorded, model, latency_ms)
+            flight.answered(response, lambda: joined_response(recorded, model, latency_ms))
         elif flight.members > flight.waiters:
             # Stream members of a JSON-led flight get the answer as a replay: made only when
             # one is there (or comes before the flight ends: ``board``), not on every miss.
             _publish_replay(flight, response)
-        flight.answered(response)
+        if not streamed:
+            flight.answered(response)
         self.counters.spend(response.usage)
         if not decision.store or flight.unrecorded:
             return False

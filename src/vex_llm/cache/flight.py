@@ -42,6 +42,7 @@ class Flight:
     __slots__ = (
         "_changed",
         "_waiting",
+        "_whole",
         "base",
         "chunks",
         "complete",
@@ -90,6 +91,7 @@ class Flight:
         self.on_abandoned: Callable[[Flight], None] | None = None
         self._changed = asyncio.Event()
         self._waiting = 0  # members waiting in changed() on ``_changed``
+        self._whole: Callable[[], LLMResponse] | None = None  # see answered()
 
     # -- the producer side (the task) -------------------------------------------------------
 
@@ -134,9 +136,14 @@ class Flight:
             del self.chunks[:drop]
             self.base = passed
 
-    def answered(self, response: LLMResponse) -> None:
-        """The whole answer is known (it may still be being stored)."""
+    def answered(
+        self, response: LLMResponse, whole: Callable[[], LLMResponse] | None = None
+    ) -> None:
+        """The answer is known (it may still be being stored). ``whole``, when given, makes
+        the whole answer from ``response`` in typed fields, for the JSON members: a stream's
+        answer is assembled only when one of them asks (:meth:`result`)."""
         self.response = response
+        self._whole = whole
         self.complete = True
         self._wake()
 
@@ -200,6 +207,8 @@ class Flight:
             await self.changed(deadline)
         if self.error is not None:
             raise self.error
+        if self._whole is not None:
+            self.response, self._whole = self._whole(), None
         assert self.response is not None
         return self.response
 

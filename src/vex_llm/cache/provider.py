@@ -57,7 +57,7 @@ from vex_llm.cache.stores.base import (
     CacheStoreWithSyncOps,
 )
 from vex_llm.cache.stores.memory import MemoryStore
-from vex_llm.cache.streaming import CachedStream, iterate, replay_chunks
+from vex_llm.cache.streaming import CachedStream, entry_answer, iterate, replay_chunks
 from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import CacheMiss, LLMError, Timeout
 from vex_llm.models import CacheControl, Chunk, LLMRequest, LLMResponse
@@ -204,7 +204,8 @@ class CachedProvider(WrapperProvider):
             counters = self._counters
             counters.hits += 1
             counters.save(entry.response.usage)
-            return entry.response
+            # A recorded stream's entry keeps typed fields; the whole answer is in its recording.
+            return entry.response if entry.recording is None else entry_answer(entry)
         decision, leased = self._decide_miss(control, key, leased)
         return (await self._complete_via_flight(request, key, decision, leased)).response
 
@@ -214,7 +215,7 @@ class CachedProvider(WrapperProvider):
         key, decision, entry, leased = await self._decide(request)
         if decision.action == "hit":
             assert entry is not None
-            return CacheResult(entry.response, self._hit_outcome(entry), key, self._age(entry))
+            return CacheResult(entry_answer(entry), self._hit_outcome(entry), key, self._age(entry))
         if not decision.stale_on_error:
             return await self._complete_via_flight(request, key, decision, leased)
         assert entry is not None
@@ -394,7 +395,7 @@ class CachedProvider(WrapperProvider):
         """The stale ``entry`` standing in for an upstream that failed with ``error``."""
         self._counters.stale += 1
         log.info("upstream failed (%s); answering with a stale entry", type(error).__name__)
-        return CacheResult(entry.response, "stale", key, self._age(entry))
+        return CacheResult(entry_answer(entry), "stale", key, self._age(entry))
 
     def _stale_stream(self, key: str, entry: CacheEntry, error: BaseException) -> CachedStream:
         result = self._stale(key, entry, error)
