@@ -16,7 +16,6 @@ it keeps a fallback answer for its whole ttl.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Generic, TypeVar
@@ -25,6 +24,7 @@ from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import LLMError, Timeout
 from vex_llm.models import Chunk, InputLimits, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider
+from vex_llm.resilience.attempt import with_timeout
 from vex_llm.resilience.classify import FailureKind, failure_kind
 
 __all__ = ["DEFAULT_FALL_BACK_ON", "FallbackProvider"]
@@ -116,7 +116,7 @@ class FallbackProvider(LLMProvider, Generic[P]):
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     raise Timeout(f"no answer within {request.timeout:g} s from any provider")
-                attempt = dataclasses.replace(request, timeout=remaining)
+                attempt = with_timeout(request, remaining)
             try:
                 result = await call(provider, attempt)
             except LLMError as exc:

@@ -11,7 +11,6 @@ on; after that a failure reaches the caller, who already has part of an answer.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,7 @@ from vex_llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from vex_llm.errors import LLMError, RateLimited, ServerError, Timeout
 from vex_llm.models import Chunk, LLMRequest, LLMResponse
 from vex_llm.provider import LLMProvider, WrapperProvider
+from vex_llm.resilience.attempt import with_timeout
 from vex_llm.resilience.backoff import plan_retry
 from vex_llm.resilience.budget import RetryBudget
 from vex_llm.resilience.classify import failure_kind
@@ -103,7 +103,7 @@ class RetryingProvider(WrapperProvider):
             raise Timeout("no time left for another attempt before the request's deadline")
         if request.timeout == remaining:
             return request
-        return dataclasses.replace(request, timeout=remaining)
+        return with_timeout(request, remaining)
 
     async def _wait_before_retry(
         self, exc: LLMError, attempts: int, deadline: float | None
