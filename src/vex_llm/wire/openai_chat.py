@@ -27,6 +27,9 @@ from vex_llm.models import OPENAI_CHAT, Chunk, LLMRequest, LLMResponse, Usage
 from vex_llm.wire.anthropic_messages import ANTHROPIC_MESSAGES
 from vex_llm.wire.anthropic_request import translated_extra
 
+#: ``json.loads`` without its per-call checks of the argument (always a str here).
+_decode = json.JSONDecoder().decode
+
 __all__ = [
     "OpenAIEventDecoder",
     "OpenAIStreamDecoder",
@@ -247,55 +250,65 @@ class OpenAIEventDecoder:
 
     def feed(self, data: str) -> list[Chunk]:
         """The chunks carried by one event's data."""
+        # The common event first, with as few calls as the checks allow: a stream miss
+        # decodes every event of the answer, and a 13-event answer spent ~33 µs here.
         if self.done:
             raise InvalidResponse("stream continued after [DONE]")
-        if data.strip() == "[DONE]":
+        if not data.startswith("{") and data.strip() == "[DONE]":
             self.done = True
             return [
                 Chunk(finish_reason=self._finish or "stop", usage=self._usage, model=self.model)
             ]
         try:
-            doc = json.loads(data)
+            doc = _decode(data)
         except ValueError as exc:
             raise InvalidResponse(f"stream event is not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict):
+        if type(doc) is not dict:
             raise InvalidResponse("stream event is not a JSON object")
         if "error" in doc:
             raise InvalidResponse(f"backend reported an error mid-stream: {error_text(doc)}")
-        if isinstance(doc.get("model"), str) and doc["model"]:
-            self.model = doc["model"]
-        usage = usage_of(doc.get("usage"))
+        model = doc.get("model")
+        if model and isinstance(model, str):
+            self.model = model
+        usage = doc.get("usage")
         if usage is not None:
-            self._usage = usage
+            usage = self._usage = usage_of(usage)
         choices = doc.get("choices")
-        if not isinstance(choices, list):
+        if type(choices) is not list:
             raise InvalidResponse("stream chunk has no 'choices' list")
         if not choices:  # the usage-only chunk
             return [Chunk(usage=usage, model=self.model, raw=data, raw_format=self.raw_format)]
         choice = choices[0]
-        if not isinstance(choice, dict):
+        if type(choice) is not dict:
             raise InvalidResponse("stream chunk choice is not an object")
         index = choice.get("index", 0)
-        if not isinstance(index, int):
+        if type(index) is not int:
             raise InvalidResponse("stream chunk choice has no integer 'index'")
         finish = choice.get("finish_reason")
-        if isinstance(finish, str) and (index == 0 or self._finish is None):
+        if finish is not None and isinstance(finish, str) and (index == 0 or self._finish is None):
             self._finish = finish
         logprobs = choice.get("logprobs")
-        # One Chunk per event, built once (a ``dataclasses.replace`` per event was a second).
+        delta, calls, refusal = self._fields(choice)
+        # One Chunk per event, built once (a ``dataclasses.replace`` per event was a second);
+        # by position (delta, finish_reason, usage, model, index, tool_calls, refusal,
+        # logprobs, raw, raw_format): keywords cost a dict per event.
         return [
             Chunk(
-                model=self.model,
-                index=index,
-                logprobs=None if logprobs is None else FrozenJSON.of(logprobs, "logprobs"),
-                raw=data,
-                raw_format=self.raw_format,
-                **self._fields(choice),
+                delta,
+                None,
+                None,
+                self.model,
+                index,
+                calls,
+                refusal,
+                None if logprobs is None else FrozenJSON.of(logprobs, "logprobs"),
+                data,
+                self.raw_format,
             )
         ]
 
-    def _fields(self, choice: dict[str, Any]) -> dict[str, Any]:
-        """The format's own ``Chunk`` fields of one choice (text, tool calls...)."""
+    def _fields(self, choice: dict[str, Any]) -> tuple[str, tuple[ToolCallDelta, ...], str | None]:
+        """The format's own ``Chunk`` fields of one choice: text, tool-call pieces, refusal."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -310,18 +323,20 @@ class OpenAIStreamDecoder(OpenAIEventDecoder):
 
     raw_format = OPENAI_CHAT
 
-    def _fields(self, choice: dict[str, Any]) -> dict[str, Any]:
+    def _fields(self, choice: dict[str, Any]) -> tuple[str, tuple[ToolCallDelta, ...], str | None]:
         delta = choice.get("delta")
-        if not isinstance(delta, dict):
+        if type(delta) is not dict:
             raise InvalidResponse("stream chunk choice has no 'delta' object")
         text = delta.get("content")
         if text is not None and not isinstance(text, str):
             raise InvalidResponse("stream delta 'content' is not a string")
-        return {
-            "delta": text or "",
-            "tool_calls": _deltas(delta.get("tool_calls")),
-            "refusal": _opt_str(delta.get("refusal"), "stream delta 'refusal'"),
-        }
+        calls = delta.get("tool_calls")
+        refusal = delta.get("refusal")
+        return (
+            text or "",
+            () if calls is None else _deltas(calls),
+            None if refusal is None else _opt_str(refusal, "stream delta 'refusal'"),
+        )
 
 
 # -- a recorded stream as one answer, and one answer as a stream -------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vex_llm.chat import Choice
+from vex_llm.chat import Choice, ToolCallDelta
 from vex_llm.errors import InvalidResponse
 from vex_llm.frozen_json import FrozenJSON
 from vex_llm.models import OPENAI_COMPLETIONS, LLMRequest, LLMResponse
@@ -86,11 +86,11 @@ class CompletionsStreamDecoder(OpenAIEventDecoder):
 
     raw_format = OPENAI_COMPLETIONS
 
-    def _fields(self, choice: dict[str, Any]) -> dict[str, Any]:
+    def _fields(self, choice: dict[str, Any]) -> tuple[str, tuple[ToolCallDelta, ...], str | None]:
         text = choice.get("text", "")
         if not isinstance(text, str):
             raise InvalidResponse("stream chunk choice needs 'text' as a string")
-        return {"delta": text}
+        return text, (), None
 
 
 _HEAD = ("id", "object", "created", "model", "system_fingerprint")
