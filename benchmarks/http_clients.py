@@ -8,11 +8,12 @@ per client and reads the whole answer, JSON and SSE. Clients:
 - raw asyncio: pre-built bytes on a socket, the floor;
 - httpx's default client; httpx writing each request once (the providers' fallback client,
   ``vex_llm.providers._client``); httpx over our aiohttp transport (``providers._aiohttp``),
-  through ``client.stream`` and through the fast send the providers use;
+  through ``client.stream`` and through ``post_json``, the providers' way (no httpx request or
+  response built);
 - when installed: ``httpx2``, ``aiohttp`` directly, httpx over aiohttp (``httpx-aiohttp``,
   the transport the openai SDK offers);
 - ``OpenAICompatibleProvider.complete()``/``stream()`` on httpx's default client, on the
-  one-write client and on the providers' default (httpx over aiohttp, fast send): what a miss
+  one-write client and on the providers' default (httpx over aiohttp, ``post_json``): what a miss
   pays for the upstream call.
 
 Each client answers ``--requests`` calls per round, the rounds alternate clients (the
@@ -58,10 +59,10 @@ def _httpx_call(client: Any, url: str) -> Call:
 
 
 def _fast_call(client: AiohttpClient, url: str) -> Call:
+    target = httpx.URL(url)
+
     async def call(i: int, stream: bool) -> None:
-        response = await client.fast_send(
-            client.build_request("POST", url, json=_payload(i, stream))
-        )
+        response = await client.post_json(target, _payload(i, stream), {}, 30.0)
         try:
             async for _ in response.aiter_raw():
                 pass
@@ -102,7 +103,7 @@ async def _clients(port: int, closers: list[Callable[[], Awaitable[object]]]) ->
     calls["httpx, one write per request (our fallback)"] = _httpx_call(one_write, url)
     if isinstance(ours, AiohttpClient):  # not when the environment names a proxy
         calls["ours (httpx over our aiohttp transport)"] = _httpx_call(ours, url)
-        calls["ours with the fast send"] = _fast_call(ours, url)
+        calls["ours, post_json (the providers' way)"] = _fast_call(ours, url)
     if importlib.util.find_spec("httpx2"):
         import httpx2
 

@@ -11,12 +11,13 @@ import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
 import pytest
 
-from vex_llm import AnswerTooLarge, LLMRequest, OpenAICompatibleProvider
+from vex_llm import AnswerTooLarge, LLMError, LLMRequest, OpenAICompatibleProvider
 from vex_llm.providers._aiohttp import NO_RESPONSE, AiohttpTransport, mapped
 from vex_llm.providers._client import AiohttpClient, NoCookies, default_http_client
 from vex_llm.providers._http import AnswerLimits
@@ -119,22 +120,30 @@ async def client() -> AsyncIterator[AiohttpClient]:
         yield made
 
 
-async def post(client: httpx.AsyncClient, url: str, **timeout: float) -> httpx.Response:
-    """POST a small JSON body through the fast send and read the whole answer."""
-    request = client.build_request(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={"model": "m"},
-        headers={"authorization": f"Bearer {KEY}"},
-        timeout=httpx.Timeout(5.0, **timeout),
-    )
+@dataclass
+class Read:
+    """What a post read: the answer's status, headers and whole body."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
+async def post(client: httpx.AsyncClient, url: str, seconds: float = 5.0) -> Read:
+    """POST a small JSON body the way the providers do (``post_json``: no httpx request or
+    response built) and read the whole answer."""
     assert isinstance(client, AiohttpClient)
-    response = await client.fast_send(request)
+    response = await client.post_json(
+        httpx.URL(f"{url}/v1/chat/completions"),
+        {"model": "m"},
+        {"authorization": f"Bearer {KEY}"},
+        seconds,
+    )
     try:
-        await response.aread()
+        body = b"".join([piece async for piece in response.aiter_raw()])
     finally:
         await response.aclose()
-    return response
+    return Read(response.status_code, response.headers, body)
 
 
 # -- the mapping, pure ---------------------------------------------------------------------
@@ -220,7 +229,7 @@ async def test_a_stalled_server_is_a_read_timeout(client: AiohttpClient, where: 
 
     async with serving(stall) as upstream:
         with pytest.raises(httpx.ReadTimeout):
-            await post(client, upstream.url, read=0.2)
+            await post(client, upstream.url, 0.2)
 
 
 async def test_a_connect_that_never_completes_is_a_connect_timeout(
@@ -241,7 +250,7 @@ async def test_a_connect_that_never_completes_is_a_connect_timeout(
                 with suppress(BlockingIOError):  # connecting: it waits in the backlog
                     filler.connect(listener.getsockname())
             with pytest.raises(httpx.ConnectTimeout):
-                await post(client, url, connect=0.2)
+                await post(client, url, 0.2)
         finally:
             for filler in fillers:
                 filler.close()
@@ -301,6 +310,25 @@ async def test_the_request_on_the_wire_is_the_one_httpx_sends(client: AiohttpCli
             response = await sender.send(request)
             assert response.content == ANSWER
     theirs, ours = upstream.requests
+    assert ours == theirs
+
+
+async def test_a_providers_post_goes_out_as_httpx_would_send_it(client: AiohttpClient) -> None:
+    # post_json builds the request httpx would build, without its objects: the same bytes.
+    async with answering().running() as upstream, httpx.AsyncClient() as plain:
+        for http_client in (plain, client):
+            provider = OpenAICompatibleProvider(
+                f"{upstream.url}/v1", model="m", api_key=KEY, http_client=http_client
+            )
+            request = LLMRequest(prompt="h\u00e9 \U0001f600", max_tokens=5, tenant_id="t")
+            assert (await provider.complete(request)).content
+            stream = LLMRequest(prompt="again", cache={"no_store": True})
+            with suppress(LLMError):  # the answer is no stream: only the request matters
+                async for _ in provider.stream(stream):
+                    pass
+    theirs = upstream.requests[:2]
+    ours = upstream.requests[2:]
+    assert len(ours) == 2
     assert ours == theirs
 
 

@@ -40,7 +40,7 @@ import aiohttp
 import httpx
 import yarl
 
-__all__ = ["NO_RESPONSE", "AiohttpTransport", "mapped"]
+__all__ = ["NO_RESPONSE", "AiohttpTransport", "DirectAnswer", "mapped"]
 
 #: httpcore's words for a connection that closed before any response: ``_http.sent`` resends
 #: the request on seeing them (the keep-alive race).
@@ -86,7 +86,6 @@ def mapped(exc: aiohttp.ClientError, *, answered: bool) -> httpx.TransportError:
     return httpx.TransportError(message)
 
 
-@functools.lru_cache(maxsize=64)  # a few timeouts are ever used: one ClientTimeout each
 def _client_timeout(
     connect: float | None, read: float | None, pool: float | None
 ) -> aiohttp.ClientTimeout:
@@ -143,6 +142,41 @@ class _Body(httpx.AsyncByteStream):
             self._response.close()
 
 
+@functools.lru_cache(maxsize=64)  # a provider posts to a handful of URLs
+def _yarl(url: str) -> yarl.URL:
+    # As httpx encoded it: aiohttp must not quote it again.
+    return yarl.URL(url, encoded=True)
+
+
+class DirectAnswer:
+    """An aiohttp response as ``providers._http`` reads an answer: what it uses of an
+    ``httpx.Response`` (status, headers, the raw body piece by piece, closing), without
+    building one. The body's failures are httpx's exceptions, as through the transport."""
+
+    __slots__ = ("_body", "headers", "status_code")
+
+    #: The body is read from the network, never held whole (``_http`` reads ``aiter_raw``).
+    is_stream_consumed = False
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status_code = response.status
+        self.headers = httpx.Headers(list(response.raw_headers))
+        self._body = _Body(response)
+
+    @property
+    def content(self) -> bytes:
+        """Never held: read the body with :meth:`aiter_raw`."""
+        raise httpx.ResponseNotRead()
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, still encoded (no decompression)."""
+        return self._body.__aiter__()
+
+    async def aclose(self) -> None:
+        """Release the connection to the pool, or close it when the body was left half-read."""
+        await self._body.aclose()
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` sending requests through one ``aiohttp.ClientSession``
     (see the module docstring). The session is opened on the first request, inside the
@@ -168,24 +202,46 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         return self._session
 
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        data: bytes | AsyncIterator[bytes] | None,
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Send a request through the session; the response, its body not read yet."""
+        session = self._session or self._open()
+        try:
+            return await session.request(
+                method,
+                _yarl(url),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=limits,
+            )
+        except aiohttp.ClientError as exc:
+            raise mapped(exc, answered=False) from exc
+
+    async def post(
+        self, url: str, headers: list[tuple[str, str]], body: bytes, seconds: float
+    ) -> DirectAnswer:
+        """POST ``body`` with exactly ``headers`` (aiohttp adds only ``Host``), every httpx
+        timeout being ``seconds``; the answer as :class:`DirectAnswer`. No httpx request or
+        response is built (see :meth:`vex_llm.providers._client.AiohttpClient.post`)."""
+        limits = _client_timeout(seconds, seconds, seconds)
+        return DirectAnswer(await self._send("POST", url, headers, body, limits))
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body not read yet."""
-        session = self._session or self._open()
         headers = [(name.decode(), value.decode()) for name, value in request.headers.raw]
         data = _body(request)
         if data is not None and not isinstance(data, bytes):  # aiohttp frames a stream itself
             headers = [(n, v) for n, v in headers if n.lower() != "transfer-encoding"]
-        try:
-            response = await session.request(
-                request.method,
-                yarl.URL(str(request.url), encoded=True),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=_timeout(request),
-            )
-        except aiohttp.ClientError as exc:
-            raise mapped(exc, answered=False) from exc
+        response = await self._send(
+            request.method, str(request.url), headers, data, _timeout(request)
+        )
         version = response.version
         return httpx.Response(
             status_code=response.status,

@@ -68,6 +68,41 @@ __all__ = [
     "stream_lines",
 ]
 
+
+class Answer(Protocol):
+    """An upstream's answer as read here: an ``httpx.Response`` streamed, or the default
+    client's :class:`~vex_llm.providers._aiohttp.DirectAnswer` (the same members, without
+    httpx's objects)."""
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status."""
+        ...
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The response headers."""
+        ...
+
+    @property
+    def is_stream_consumed(self) -> bool:
+        """True when the body is in memory already (``content``), not to be streamed."""
+        ...
+
+    @property
+    def content(self) -> bytes:
+        """The body, when ``is_stream_consumed``."""
+        ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, still encoded."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection."""
+        ...
+
+
 # How much of an error body is kept: enough for a human to see the complaint, bounded so a
 # misbehaving server cannot make us buffer megabytes on the error path.
 _ERROR_BODY_BYTES = 4096
@@ -92,7 +127,7 @@ class AnswerLimits:
 DEFAULT_LIMITS = AnswerLimits()
 
 
-async def read_error_body(response: httpx.Response, redactor: Redactor = _NO_SECRETS) -> str:
+async def read_error_body(response: Answer, redactor: Redactor = _NO_SECRETS) -> str:
     """At most the first 4 KiB of a (streamed) response body, scrubbed, decoded leniently.
 
     Read past the cut by the longest secret's length and scrubbed *before* cutting, so a key
@@ -107,7 +142,7 @@ async def read_error_body(response: httpx.Response, redactor: Redactor = _NO_SEC
     return redactor.excerpt(bytes(data[:want]), _ERROR_BODY_BYTES).decode("utf-8", "replace")
 
 
-async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+async def _decoded(response: Answer, limit: int) -> AsyncIterator[bytes]:
     """The decoded body: at most ``limit`` bytes, plus one when there are more."""
     if response.is_stream_consumed:  # built in memory (a MockTransport answer): decoded
         yield response.content[: limit + 1]
@@ -123,9 +158,7 @@ async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]
         yield piece
 
 
-async def read_answer(
-    response: httpx.Response, limit: int, what: str
-) -> AsyncGenerator[bytes, None]:
+async def read_answer(response: Answer, limit: int, what: str) -> AsyncGenerator[bytes, None]:
     """The decoded body of ``response`` piece by piece; ``AnswerTooLarge`` past ``limit``."""
     total = 0
     async for piece in _decoded(response, limit):
@@ -165,7 +198,7 @@ def mapped_errors(what: str, timeout: float, redactor: Redactor = _NO_SECRETS) -
         raise InvalidResponse(redactor.scrub(f"{what}: undecodable body: {exc}")) from exc
 
 
-async def raise_for_status(response: httpx.Response, redactor: Redactor = _NO_SECRETS) -> None:
+async def raise_for_status(response: Answer, redactor: Redactor = _NO_SECRETS) -> None:
     """Raise the typed error for a non-2xx ``response`` (reading a bounded body excerpt)."""
     status = response.status_code
     if 200 <= status < 300:
@@ -193,7 +226,7 @@ async def sent(
     payload: dict[str, Any],
     headers: dict[str, str],
     time_limit: float,
-) -> AsyncIterator[httpx.Response]:
+) -> AsyncIterator[Answer]:
     """POST ``payload`` and yield the (streamed) response, closed on leaving.
 
     A server may close an idle keep-alive connection just as a request goes out on it
@@ -201,14 +234,26 @@ async def sent(
     gets no response at all. That one case is sent again, once, on a new connection; a
     response that started and broke off is never resent.
     """
-    request = client.build_request(
-        "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
-    )
-    # The default client's own way to its transport; any other client is used as it is.
-    send = client.fast_send if isinstance(client, AiohttpClient) else _streamed(client)
+    send: Callable[[], Awaitable[Answer]]
+    if isinstance(client, AiohttpClient):
+        # The default client's own way: the same request, without httpx's objects.
+        target = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        merged = _headers(headers)
+
+        def send() -> Awaitable[Answer]:
+            return client.post_json(target, payload, merged, time_limit)
+
+    else:  # any other client is used as it is
+        request = client.build_request(
+            "POST", url, json=payload, headers=_headers(headers), timeout=time_limit
+        )
+
+        def send() -> Awaitable[Answer]:
+            return client.send(request, stream=True)
+
     started = time.monotonic()
     try:
-        response = await send(request)
+        response = await send()
     except httpx.RemoteProtocolError as exc:
         # httpcore's one way of saying "the connection closed before any response"; every
         # other protocol error is a broken response and is not resent. Only a close that
@@ -218,20 +263,11 @@ async def sent(
             time.monotonic() - started > RESEND_WINDOW
         ):
             raise
-        response = await send(request)
+        response = await send()
     try:
         yield response
     finally:
         await response.aclose()
-
-
-def _streamed(client: httpx.AsyncClient) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
-    """``client.send`` leaving the body unread."""
-
-    async def send(request: httpx.Request) -> httpx.Response:
-        return await client.send(request, stream=True)
-
-    return send
 
 
 def _scrubbed_headers(headers: httpx.Headers, redactor: Redactor) -> httpx.Headers:
