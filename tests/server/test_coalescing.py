@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+from typing import Any
+
+import uvicorn
 
 from vex_llm.server.coalescing import CoalescingTransport
 from vex_llm.server.limits import ServerLimits
@@ -88,3 +93,54 @@ def test_the_access_log_is_off_unless_asked() -> None:
     limits = ServerLimits()
     assert uvicorn_config(object(), "127.0.0.1", 0, limits).access_log is False
     assert uvicorn_config(object(), "127.0.0.1", 0, limits, access_log=True).access_log is True
+
+
+async def test_a_whole_response_leaves_before_the_handler_goes_on() -> None:
+    # A handler that sends its whole response and then works without yielding (a stream's
+    # answer being assembled and stored): the response is out before that work, not at the
+    # end of the loop step. Here the work waits for the client to have read the response.
+    got = threading.Event()
+    arrived: list[bool] = []
+    handled = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"whole", "more_body": False})
+        arrived.append(got.wait(timeout=5))  # holds the loop, as CPU work would
+        handled.set()
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn_config(app, "127.0.0.1", port, ServerLimits(), log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"0\r\n\r\n"):  # the chunked body's end
+                data += conn.recv(4096)
+            got.set()
+
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if serving.done():
+                    serving.result()
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(client)
+            await handled.wait()
+        assert arrived == [True]
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()

@@ -20,6 +20,7 @@ from vex_llm import (
     ServerError,
     Usage,
 )
+from vex_llm.cache.entry import CacheEntry
 from vex_llm.server.app import create_app
 
 MESSAGES = [{"role": "user", "content": "Stream me a story."}]
@@ -225,3 +226,83 @@ async def test_a_live_stream_sends_its_terminal_chunk_with_the_done_line() -> No
     assert '"finish_reason":"stop"' in last
     assert last.endswith("data: [DONE]\n\n")
     assert "upon" not in last  # the text before it went out as it came
+
+
+class GatedWrites(MemoryStore):
+    """A memory store whose writes wait for ``gate`` (``writing`` is set once one waits)."""
+
+    def __init__(self) -> None:
+        super().__init__(100, 1 << 20)
+        self.gate = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
+        self.writing.set()
+        await self.gate.wait()
+        return await super().set(key, entry, ttl, tti)
+
+
+def _scope(request: bytes) -> dict[str, object]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {KEY_A}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(request)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+
+async def test_a_stream_miss_ends_its_response_before_the_answer_is_stored() -> None:
+    # The client's last byte does not wait for the bookkeeping: the response is complete
+    # while the store write still waits; once stored, the same request is a hit.
+    store = GatedWrites()
+    app = create_app(
+        make_settings(), {MODEL: MockProvider.constant("Once upon a time", chunk_size=4)}, store
+    )
+    request = json.dumps(body()).encode()
+
+    ended = asyncio.Event()
+
+    async def ask(sent: list[dict[str, object]]) -> None:
+        incoming = [{"type": "http.request", "body": request, "more_body": False}]
+
+        async def receive() -> dict[str, object]:
+            if incoming:
+                return incoming.pop()
+            await asyncio.sleep(3600)  # the client never leaves
+            raise AssertionError
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+            if message.get("more_body") is False:
+                ended.set()
+
+        await app(_scope(request), receive, send)
+
+    first: list[dict[str, object]] = []
+    handling = asyncio.create_task(ask(first))
+    async with asyncio.timeout(5):
+        await ended.wait()
+    assert store.writing.is_set()  # the answer is being stored...
+    assert not handling.done()  # ...and the handler is still at it
+    text = b"".join(m["body"] for m in first if m["type"] == "http.response.body")  # type: ignore[misc]
+    assert text.endswith(b"data: [DONE]\n\n")
+    store.gate.set()
+    await handling
+
+    again: list[dict[str, object]] = []
+    await ask(again)
+    start = again[0]
+    assert start["type"] == "http.response.start"
+    assert (b"x-vex-cache", b"hit") in start["headers"]  # type: ignore[operator]

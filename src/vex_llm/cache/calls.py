@@ -156,6 +156,9 @@ class UpstreamCalls:
         try:
             if streamed:
                 await self._relay(flight, request)
+                # The readers' turn first: they pass the terminal chunk on (a proxy ends its
+                # response) before this task assembles and stores the answer.
+                await asyncio.sleep(0)
             else:
                 response = await self.inner.complete(request)
         except Exception:

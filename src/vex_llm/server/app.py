@@ -57,6 +57,7 @@ from vex_llm.server.doors.responses import ResponsesDoor
 from vex_llm.server.failures import Failure, failure_for
 from vex_llm.server.guarded import ResilienceCollector, build_guarded, fallback_chains
 from vex_llm.server.http import (
+    END_OF_RESPONSE,
     BodyDeadline,
     OneAuthorization,
     SSEResponse,
@@ -410,16 +411,18 @@ class _Proxy:
                     final.append(peeked)
                     return
             async for chunk in stream:
+                sent[0] += _text_chars(chunk)
                 if chunk.is_final:
                     final.append(chunk)
-                sent[0] += _text_chars(chunk)
+                    yield chunk
+                    return  # the rest of the stream is the store write: events() waits
                 yield chunk
 
         async def events() -> AsyncIterator[bytes]:
             # One write per batch of chunks at hand, not one per chunk: a replay is one write;
-            # a live stream writes whenever it would otherwise wait, except after the terminal
-            # chunk, which carries no text: the wait for the store write is short, and the
-            # client is not done before the end anyway.
+            # a live stream writes whenever it would otherwise wait. After the terminal chunk
+            # the response ends (END_OF_RESPONSE), and only then does this wait for the
+            # answer to be stored and count it: the client does not wait for our bookkeeping.
             pending: list[bytes] = []
             try:
                 async with contextlib.aclosing(door.stream(chunks(), call)) as source:
@@ -430,6 +433,12 @@ class _Proxy:
                             pending.clear()
                     if pending:
                         yield b"".join(pending)
+                        pending.clear()
+                ended = time.perf_counter()
+                if final:
+                    yield END_OF_RESPONSE
+                    async for _ in stream:  # nothing comes after the terminal chunk
+                        pass
                 usage = final[0].usage if final else None
                 await ticket.settle(stream.outcome, usage, answered_by)
                 usage = usage or Usage()
@@ -437,7 +446,7 @@ class _Proxy:
                     tenant,
                     call.model,
                     stream.outcome,
-                    time.perf_counter() - started,
+                    ended - started,
                     usage.total_tokens,
                     door.endpoint,
                     answer_dollars(self.prices[answered_by], stream.outcome, usage),

@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 log = logging.getLogger("vex_llm.server")
 
 __all__ = [
+    "END_OF_RESPONSE",
     "BodyDeadline",
     "ErrorRenderer",
     "OneAuthorization",
@@ -52,9 +53,22 @@ def error_response(err: WireError, headers: Mapping[str, str] | None = None) -> 
     return json_response(err.body(), err.status, headers)
 
 
+class _End(bytes):
+    """The type of :data:`END_OF_RESPONSE`: empty bytes no body yields by accident."""
+
+
+#: What an :class:`SSEResponse` body yields to end the response there: the client has the
+#: whole answer, and the body goes on with its own remaining work (bookkeeping) after.
+END_OF_RESPONSE: bytes = _End()
+
+
 class SSEResponse(StreamingResponse):
-    """A streaming response for SSE: it always closes its body, and notices a client leaving
-    with one asyncio task.
+    """A streaming response for SSE: it always closes its body, notices a client leaving
+    with one asyncio task, and can end the response before its body is done.
+
+    The body may yield :data:`END_OF_RESPONSE` (this very object, tested by identity) to end
+    the HTTP response at once; what it does after that (storing the answer, counting it)
+    no longer delays the client's last byte.
 
     The body is closed even when the client left: without that, a disconnect detected by a
     failed ``send`` leaves the generator to the garbage collector, and with it the detaching
@@ -100,7 +114,24 @@ class SSEResponse(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         try:
-            await super().stream_response(send)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in self._body:
+                if self._over:
+                    continue  # after END_OF_RESPONSE: the body's own remaining work
+                if chunk is END_OF_RESPONSE:
+                    self._over = True
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    continue
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not self._over:
+                self._over = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             # From here on the body is only being closed: a client leaving must not cancel that.
             self._over = True

@@ -143,6 +143,14 @@ class BoundedProtocol(HttpToolsProtocol):
         finally:
             self.app = app
 
+    def on_response_complete(self) -> None:
+        # A whole response leaves now, not at the end of this loop step: what the handler
+        # does after its response (a stream's answer being stored) must not delay it.
+        transport = self.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.flush()
+        super().on_response_complete()
+
     def on_message_complete(self) -> None:
         self._in_head = True
         self._head_bytes = 0
