@@ -17,6 +17,7 @@ from typing import Any
 
 from vex_llm.chat import Choice, ContentPart, Tool, ToolCall, ToolCallDelta
 from vex_llm.errors import InputTooLarge
+from vex_llm.frozen_init import fast_init
 from vex_llm.frozen_json import FrozenJSON, freeze_optional
 from vex_llm.validation import number_in, positive_int, seconds
 
@@ -62,6 +63,7 @@ def _text(name: str, value: object) -> str:
 Content = str | tuple[ContentPart, ...] | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat message: ``role`` (system, developer, user, assistant, tool) and ``content``.
@@ -292,6 +294,7 @@ def _utf8_size_over(texts: Iterable[str], limit: int) -> int | None:
     return size if size > limit else None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
     """What to ask: the conversation, the sampling parameters and the cache controls.
@@ -353,39 +356,38 @@ class LLMRequest:
 
     def __post_init__(self) -> None:
         # Every caller builds a request per call, so unset fields (None, the shared defaults)
-        # are skipped cheaply; anything else gets the full check.
-        _text("prompt", self.prompt)
-        if self.system is not None:
-            _text("system", self.system)
-        if self.tenant_id is not None:
-            _text("tenant_id", self.tenant_id)
-        if self.model is not None:
-            _text("model", self.model)
+        # are skipped cheaply, and set ones that are plainly right (a str, a float inside its
+        # range, a positive int) pass without a call; anything else gets the full check.
+        if type(self.prompt) is not str:
+            _text("prompt", self.prompt)
+        for name in ("system", "tenant_id", "model"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                _text(name, value)
         set_ = object.__setattr__
-        if self.temperature is not None:
-            set_(self, "temperature", _opt_float("temperature", self.temperature, 0.0, 2.0))
-        if self.top_p is not None:
-            set_(self, "top_p", _opt_float("top_p", self.top_p, 0.0, 1.0))
-        if self.presence_penalty is not None:
-            set_(
-                self,
-                "presence_penalty",
-                _opt_float("presence_penalty", self.presence_penalty, -2.0, 2.0),
-            )
-        if self.frequency_penalty is not None:
-            set_(
-                self,
-                "frequency_penalty",
-                _opt_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
-            )
+        value = self.temperature
+        if value is not None and not (type(value) is float and 0.0 < value <= 2.0):
+            set_(self, "temperature", _opt_float("temperature", value, 0.0, 2.0))
+        value = self.top_p
+        if value is not None and not (type(value) is float and 0.0 < value <= 1.0):
+            set_(self, "top_p", _opt_float("top_p", value, 0.0, 1.0))
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            # 0.0 takes the full check, which turns -0.0 into 0.0 (one value, one key).
+            if value is not None and not (
+                type(value) is float and -2.0 <= value <= 2.0 and value != 0.0
+            ):
+                set_(self, name, _opt_float(name, value, -2.0, 2.0))
         # Ints are kept as plain ints (an IntEnum's repr differs): the cache key renders them.
-        if self.max_tokens is not None:
-            number = _opt_int("max_tokens", self.max_tokens, 1)
-            if number is not self.max_tokens:
+        value = self.max_tokens
+        if value is not None and not (type(value) is int and value >= 1):
+            number = _opt_int("max_tokens", value, 1)
+            if number is not value:
                 set_(self, "max_tokens", number)
-        if self.seed is not None:
-            number = _opt_int("seed", self.seed, -(2**63))
-            if number is not self.seed:
+        value = self.seed
+        if value is not None and not (type(value) is int and value >= -(2**63)):
+            number = _opt_int("seed", value, -(2**63))
+            if number is not value:
                 set_(self, "seed", number)
         if self.stop != ():
             set_(self, "stop", self._normalise_stop(self.stop))
@@ -414,7 +416,7 @@ class LLMRequest:
             or self.top_logprobs is not None
             or self.extra is not None
             or self.operation is not None
-            or not all(m.plain for m in self.messages)
+            or (self.messages != () and not all(m.plain for m in self.messages))
         ):
             self._check_rich()
             set_(self, "plain", False)
@@ -587,6 +589,7 @@ _OPERATION_TYPED = frozenset({"model", "stream"})
 _CHAT_ONLY = tuple(sorted(TYPED_REQUEST_FIELDS - {"messages", "model", "stream"}))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts reported by the backend for one answer."""
@@ -614,6 +617,7 @@ OPENAI_COMPLETIONS = "openai.completions"
 OPENAI_RESPONSES = "openai.responses"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LLMResponse:
     """One answer. ``cached`` is True when it was served from the cache.
@@ -643,6 +647,7 @@ class LLMResponse:
     headers: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """A piece of a streamed answer. The last chunk carries ``finish_reason`` and ``usage``.
