@@ -201,9 +201,7 @@ class CachedProvider(WrapperProvider):
         if entry is not None:
             # decide(control, "fresh", any) is HIT whenever the store was read: decide's
             # contract (tests/test_decision.py), so the hit path skips the call.
-            counters = self._counters
-            counters.hits += 1
-            counters.save(entry.response.usage)
+            self._counters.hit(entry.response.usage)
             # A recorded stream's entry keeps typed fields; the whole answer is in its recording.
             return entry.response if entry.recording is None else entry_answer(entry)
         decision, leased = self._decide_miss(control, key, leased)
@@ -367,9 +365,7 @@ class CachedProvider(WrapperProvider):
         return decision, leased
 
     def _count_hit(self, entry: CacheEntry) -> None:
-        counters = self._counters
-        counters.hits += 1
-        counters.save(entry.response.usage)
+        self._counters.hit(entry.response.usage)
 
     def _age(self, entry: CacheEntry) -> float:
         return max(0.0, self._clock() - entry.stored_at)

@@ -53,6 +53,12 @@ class Counters:
         self.prompt_saved += usage.prompt_tokens
         self.completion_saved += usage.completion_tokens
 
+    def hit(self, usage: Usage) -> None:
+        """Count a hit and what it saved (one call on the hit path, not two steps)."""
+        self.hits += 1
+        self.prompt_saved += usage.prompt_tokens
+        self.completion_saved += usage.completion_tokens
+
     def spend(self, usage: Usage) -> None:
         """Count an upstream call's answer."""
         self.prompt_spent += usage.prompt_tokens
