@@ -293,9 +293,9 @@ async def test_a_stream_miss_ends_its_response_before_the_answer_is_stored() -> 
     first: list[dict[str, object]] = []
     handling = asyncio.create_task(ask(first))
     async with asyncio.timeout(5):
-        await ended.wait()
-    assert store.writing.is_set()  # the answer is being stored...
-    assert not handling.done()  # ...and the handler is still at it
+        await ended.wait()  # the response is whole...
+        await store.writing.wait()  # ...while the answer is still being stored
+    assert not handling.done()  # the handler waits for that write
     text = b"".join(m["body"] for m in first if m["type"] == "http.response.body")  # type: ignore[misc]
     assert text.endswith(b"data: [DONE]\n\n")
     store.gate.set()

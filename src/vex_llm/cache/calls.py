@@ -157,8 +157,12 @@ class UpstreamCalls:
             if streamed:
                 await self._relay(flight, request)
                 # The readers' turn first: they pass the terminal chunk on (a proxy ends its
-                # response) before this task assembles and stores the answer.
-                await asyncio.sleep(0)
+                # response) before this task assembles and stores the answer. Two turns: one
+                # for the readers, queued ahead of this task when the chunk woke them, one for
+                # what they queued in theirs (the proxy's transport sends a step's writes at
+                # the step's end); both queues are first in, first out.
+                for _ in range(2):
+                    await asyncio.sleep(0)
             else:
                 response = await self.inner.complete(request)
         except Exception:

@@ -6,9 +6,9 @@ response it cannot use yet. A cache hit is a few hundred microseconds, so the se
 and wake-up are a visible share of it (``benchmarks/proxy.py``). This transport holds what is
 written and sends it at the end of the current loop step (``call_soon``), joined: a JSON
 answer leaves in one write, a stream's head with its first event. Nothing waits longer than
-the step that wrote it, and a complete response not even that: the protocol flushes it at
-once (``BoundedProtocol.on_response_complete``), before whatever its handler does next (a
-stream's answer being stored). Closing, ``write_eof`` and handing the connection to another
+the step that wrote it, and a lone complete response not even that (the protocol sends it
+at once, ``BoundedProtocol.on_response_complete``); a stream's relay lets it go before it
+stores the answer (``cache.calls``). Closing, ``write_eof`` and handing the connection to another
 protocol send what is held first, so the bytes keep their order. Everything else is the
 wrapped transport's own.
 """
