@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import openai
@@ -306,3 +307,56 @@ async def test_a_stream_miss_ends_its_response_before_the_answer_is_stored() -> 
     start = again[0]
     assert start["type"] == "http.response.start"
     assert (b"x-vex-cache", b"hit") in start["headers"]  # type: ignore[operator]
+
+
+async def test_a_request_while_a_stream_miss_is_being_stored_is_a_hit() -> None:
+    # The response ends before the store write is over (SQLite, Redis: a thread hop or a
+    # round trip): the client's next identical request, or an only-if-cached one, comes
+    # meanwhile and must find the answer as it will be stored, not join the finished call
+    # (coalesced) or miss.
+    store = GatedWrites()
+    app = create_app(
+        make_settings(), {MODEL: MockProvider.constant("Once upon a time", chunk_size=4)}, store
+    )
+
+    async def ask(request: bytes, *headers: tuple[bytes, bytes]) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        ended = asyncio.Event()
+        incoming = [{"type": "http.request", "body": request, "more_body": False}]
+
+        async def receive() -> dict[str, object]:
+            if incoming:
+                return incoming.pop()
+            await asyncio.sleep(3600)  # the client never leaves
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                ended.set()
+
+        scope = _scope(request)
+        scope["headers"] = [*scope["headers"], *headers]  # type: ignore[misc]
+        handling = asyncio.create_task(app(scope, receive, send))
+        async with asyncio.timeout(5):
+            await ended.wait()
+        sent.append({"type": "handled", "task": handling})
+        return sent
+
+    streamed = json.dumps(body()).encode()
+    first = await ask(streamed)
+    async with asyncio.timeout(5):
+        await store.writing.wait()  # the write is under way, held at the gate
+    again = await ask(streamed)
+    only = await ask(json.dumps(body(stream=False)).encode(), (b"cache-control", b"only-if-cached"))
+
+    def text(sent: list[dict[str, Any]]) -> bytes:
+        return b"".join(m["body"] for m in sent if m["type"] == "http.response.body")
+
+    assert (b"x-vex-cache", b"hit") in again[0]["headers"]
+    assert text(again).count(b"data: ") == text(first).count(b"data: ")
+    assert only[0]["status"] == 200
+    assert (b"x-vex-cache", b"hit") in only[0]["headers"]
+    assert json.loads(text(only))["choices"][0]["message"]["content"] == "Once upon a time"
+    store.gate.set()
+    await asyncio.gather(*(s[-1]["task"] for s in (first, again, only)))

@@ -186,7 +186,13 @@ class UpstreamCalls:
         self.counters.spend(response.usage)
         if not decision.store or flight.unrecorded:
             return False
-        return await self.store_answer(key, request, response, chunks, release=holding)
+        entry = CacheEntry.of(response, self.clock(), chunks)
+        if streamed:
+            # A stream's client has its answer before this write is over (a JSON caller's
+            # has not) and may ask again meanwhile: that is answered from this entry
+            # (Flights.writing), as it will be from the store.
+            flight.entry = entry
+        return await self._write(key, request, entry, holding)
 
     async def _relay(self, flight: Flight, request: LLMRequest) -> None:
         """Pass the upstream stream's chunks to the flight, up to the terminal one."""
@@ -216,7 +222,10 @@ class UpstreamCalls:
     ) -> bool:
         """Store a complete answer (and its recorded stream, if it was streamed); True when
         the write also released this cache's lease on ``key`` (``release``: it holds it)."""
-        ttl, tti = store_expiry(self.config, request.cache)
         # The size is the entry's persisted (JSON) size, the same figure for every store.
         entry = CacheEntry.of(response, self.clock(), chunks)
+        return await self._write(key, request, entry, release)
+
+    async def _write(self, key: str, request: LLMRequest, entry: CacheEntry, release: bool) -> bool:
+        ttl, tti = store_expiry(self.config, request.cache)
         return await self.store.write(key, entry, ttl, tti, release=release)

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+from vex_llm.cache.entry import CacheEntry
 from vex_llm.errors import LLMError
 from vex_llm.models import Chunk, LLMResponse
 
@@ -46,6 +47,7 @@ class Flight:
         "base",
         "chunks",
         "complete",
+        "entry",
         "error",
         "finished",
         "key",
@@ -91,6 +93,8 @@ class Flight:
         self.on_abandoned: Callable[[Flight], None] | None = None
         self._changed = asyncio.Event()
         self._waiting = 0  # members waiting in changed() on ``_changed``
+        # The entry a stream's call is writing to the store (see :meth:`Flights.writing`).
+        self.entry: CacheEntry | None = None
         self._whole: Callable[[], LLMResponse] | None = None  # see answered()
 
     # -- the producer side (the task) -------------------------------------------------------
@@ -235,6 +239,18 @@ class Flights:
         """The flight for ``key`` that a newcomer may join (one not over yet), or None."""
         flight = self._live.get(key)
         return None if flight is None or flight.finished or flight.unrecorded else flight
+
+    def writing(self, key: str) -> CacheEntry | None:
+        """The entry a stream's flight for ``key`` is writing to the store, until the write
+        is over.
+
+        A stream's response ends at its terminal chunk, before the answer is stored: the
+        client's next identical request can arrive while the write is still under way (a
+        SQLite or Redis store), and must find the answer as it would once stored (a hit,
+        an ``only_if_cached`` answer), not join the finished call as ``coalesced`` or miss.
+        """
+        flight = self._live.get(key)
+        return None if flight is None or flight.finished else flight.entry
 
     def start(
         self,

@@ -198,6 +198,8 @@ class CachedProvider(WrapperProvider):
             leased = None
         else:
             entry, leased = await self._read_for(key, control)
+        if entry is None and leased != "acquired":  # a lease taken here is for a call
+            entry = self._flights.writing(key)  # answered, its store write not over yet
         if entry is not None:
             # decide(control, "fresh", any) is HIT whenever the store was read: decide's
             # contract (tests/test_decision.py), so the hit path skips the call.
@@ -314,6 +316,8 @@ class CachedProvider(WrapperProvider):
                 entry = get_now(key)
             else:
                 entry, leased = await self._read_for(key, control)
+            if entry is None and leased != "acquired":  # a lease taken here is for a call
+                entry = self._flights.writing(key)  # answered, its store write not over yet
         stored: Stored = "unread" if control.no_cache else "absent" if entry is None else "fresh"
         if entry is not None and self._grace is not None:
             config = self.config
