@@ -84,3 +84,33 @@ def test_only_frozen_slots_dataclasses() -> None:
     for kind in (Loose, NoSlots, int):
         with pytest.raises(TypeError, match="frozen slots dataclass"):
             fast_init(kind)
+
+
+def test_fields_it_cannot_reproduce_are_refused() -> None:
+    # Keyword-only fields, InitVar arguments and a base class's fields would otherwise give
+    # an __init__ with another signature (a keyword-only field taken by position, the
+    # post-init's argument missing) or no __init__ at all.
+    @dataclass(frozen=True, slots=True)
+    class KeywordOnly:
+        a: int
+        b: int = field(default=0, kw_only=True)
+
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        scale: dataclasses.InitVar[int] = 1
+
+        def __post_init__(self, scale: int) -> None:
+            object.__setattr__(self, "a", self.a * scale)
+
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        b: int = 0
+
+    for kind in (KeywordOnly, WithInitVar, Derived):
+        with pytest.raises(TypeError, match="fast_init"):
+            fast_init(kind)

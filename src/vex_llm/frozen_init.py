@@ -24,17 +24,28 @@ T = TypeVar("T")
 
 
 def fast_init(cls: type[T]) -> type[T]:
-    """Give ``cls`` (a ``@dataclass(frozen=True, slots=True)``) a faster, equivalent
-    ``__init__``; ``TypeError`` for any other class."""
+    """Give ``cls`` (a ``@dataclass(frozen=True, slots=True)`` whose fields are its own and
+    positional) a faster, equivalent ``__init__``; ``TypeError`` for any other class."""
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen or "__slots__" not in cls.__dict__:
         raise TypeError(f"fast_init needs a frozen slots dataclass, not {cls.__name__}")
     original = cls.__init__
     given = inspect.signature(original).parameters
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    # What the positional signature built below cannot say (keyword-only fields, InitVar
+    # arguments, which are no fields) or set (a slot of a base class): refused, not built
+    # into an __init__ that differs from the generated one.
+    initialised = [f.name for f in fields if f.init]
+    if (
+        any(f.kw_only for f in fields)
+        or list(given)[1:] != initialised
+        or any(f.name not in cls.__dict__ for f in fields)
+    ):
+        raise TypeError(f"fast_init handles own, positional fields only; {cls.__name__} has others")
     names: dict[str, Any] = {}
     signature: list[str] = []
     body: list[str] = []
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in fields:
         name = field.name
         names[f"_set_{name}"] = cls.__dict__[name].__set__
         has_default = field.default is not dataclasses.MISSING
@@ -66,5 +77,7 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__doc__ = original.__doc__
     init.__module__ = cls.__module__
     init.__annotations__ = dict(original.__annotations__)
+    if inspect.signature(init) != inspect.signature(original):  # the promise, checked once
+        raise TypeError(f"fast_init could not reproduce {cls.__name__}.__init__'s signature")
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
