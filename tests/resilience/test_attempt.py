@@ -39,3 +39,23 @@ def test_it_equals_a_rebuilt_request_with_that_timeout(
 def test_the_timeout_is_checked(bad: object) -> None:
     with pytest.raises((TypeError, ValueError), match="timeout"):
         with_timeout(LLMRequest(prompt="hi"), bad)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _NotedRequest(LLMRequest):
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _LooseRequest(LLMRequest):
+    note: str = ""
+
+
+@pytest.mark.parametrize("kind", [_NotedRequest, _LooseRequest])
+def test_a_subclass_keeps_every_field(kind: type[LLMRequest]) -> None:
+    # Its own __slots__ name only its own fields (or there are none): the base's must come too.
+    request_ = kind(prompt="hi", temperature=0.5, note="kept")  # type: ignore[call-arg]
+    attempt = with_timeout(request_, 2.5)
+    assert attempt == dataclasses.replace(request_, timeout=2.5)
+    assert (attempt.prompt, attempt.temperature, attempt.timeout) == ("hi", 0.5, 2.5)
+    assert type(attempt) is kind

@@ -9,6 +9,7 @@ have changed since (it is frozen), so they are carried over as they are.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TypeVar
 
 from vex_llm.embeddings import EmbeddingRequest
@@ -23,6 +24,10 @@ Q = TypeVar("Q", LLMRequest, EmbeddingRequest)
 def with_timeout(request: Q, timeout: float) -> Q:
     """``request`` with ``timeout`` (a positive number of seconds, checked) as its timeout."""
     kind = type(request)
+    if kind is not LLMRequest and kind is not EmbeddingRequest:
+        # A subclass's fields are not all in its own ``__slots__`` (its bases' are in
+        # theirs; without slots, in its ``__dict__``), and it may check more: rebuilt.
+        return dataclasses.replace(request, timeout=timeout)
     copy = object.__new__(kind)
     set_ = object.__setattr__
     for name in kind.__slots__:  # a frozen slots dataclass: every field is a slot
