@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from tests.gated_store import GatedWrites
 from vex_llm import (
     CachedProvider,
     InputLimits,
@@ -73,20 +74,6 @@ async def test_many_mixed_callers_make_one_call() -> None:
     assert mock.calls == 1
     stats = cached.stats()
     assert (stats.misses, stats.coalesced) == (1, 19)
-
-
-class GatedWrites(MemoryStore):
-    """A store whose writes wait for ``gate``: a flight stays open after its answer."""
-
-    def __init__(self) -> None:
-        super().__init__(10)
-        self.gate = asyncio.Event()
-        self.writing = asyncio.Event()
-
-    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
-        self.writing.set()
-        await self.gate.wait()
-        return await super().set(key, entry, ttl, tti)
 
 
 async def test_a_stream_joining_a_json_flight_after_its_answer_gets_the_replay() -> None:

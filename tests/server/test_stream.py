@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 
+from tests.gated_store import GatedWrites
 from tests.server.conftest import KEY_A, MODEL, make_settings, proxy
 from vex_llm import (
     Chunk,
@@ -21,7 +22,6 @@ from vex_llm import (
     ServerError,
     Usage,
 )
-from vex_llm.cache.entry import CacheEntry
 from vex_llm.server.app import create_app
 
 MESSAGES = [{"role": "user", "content": "Stream me a story."}]
@@ -59,6 +59,28 @@ class SlowStream(LLMProvider):
 
 def body(stream: bool = True, **extra: object) -> dict[str, object]:
     return {"model": MODEL, "messages": MESSAGES, "stream": stream, **extra}
+
+
+def _scope(request: bytes) -> dict[str, object]:
+    """The ASGI scope of a chat completion POST of ``request`` by tenant A."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {KEY_A}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(request)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
 
 
 async def test_second_stream_is_a_replayed_hit_identical_to_the_first() -> None:
@@ -190,24 +212,7 @@ async def test_a_live_stream_sends_its_terminal_chunk_with_the_done_line() -> No
         MemoryStore(100, 1 << 20),
     )
     request = json.dumps(body()).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", f"Bearer {KEY_A}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(request)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
+    scope = _scope(request)
     incoming = [{"type": "http.request", "body": request, "more_body": False}]
     sent: list[dict[str, object]] = []
 
@@ -229,45 +234,10 @@ async def test_a_live_stream_sends_its_terminal_chunk_with_the_done_line() -> No
     assert "upon" not in last  # the text before it went out as it came
 
 
-class GatedWrites(MemoryStore):
-    """A memory store whose writes wait for ``gate`` (``writing`` is set once one waits)."""
-
-    def __init__(self) -> None:
-        super().__init__(100, 1 << 20)
-        self.gate = asyncio.Event()
-        self.writing = asyncio.Event()
-
-    async def set(self, key: str, entry: CacheEntry, ttl: float | None, tti: float | None) -> bool:
-        self.writing.set()
-        await self.gate.wait()
-        return await super().set(key, entry, ttl, tti)
-
-
-def _scope(request: bytes) -> dict[str, object]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", f"Bearer {KEY_A}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(request)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
-
-
 async def test_a_stream_miss_ends_its_response_before_the_answer_is_stored() -> None:
     # The client's last byte does not wait for the bookkeeping: the response is complete
     # while the store write still waits; once stored, the same request is a hit.
-    store = GatedWrites()
+    store = GatedWrites(100, 1 << 20)
     app = create_app(
         make_settings(), {MODEL: MockProvider.constant("Once upon a time", chunk_size=4)}, store
     )
