@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vex_llm import Chunk, LLMResponse, Usage
-from vex_llm.cache.entry import CacheEntry, decode_entry, encode_entry
+from vex_llm.cache.entry import ENTRY_VERSION, CacheEntry, decode_entry, encode_entry
 
 
 def _entry_doc() -> dict[str, object]:
@@ -38,3 +38,15 @@ def test_malformed_recorded_chunks_are_refused(chunks: list[object]) -> None:
     doc["chunks"] = chunks
     with pytest.raises(ValueError, match="cache entry"):
         decode_entry(json.dumps(doc))
+
+
+def test_the_layout_version_is_written_and_the_last_one_still_read() -> None:
+    response = LLMResponse(content="hi", model="m", usage=Usage(1, 2))
+    doc = json.loads(encode_entry(CacheEntry.of(response, 5.0)))
+    assert doc["v"] == ENTRY_VERSION == 3
+    doc["v"] = 2  # written before recorded streams kept their typed fields only
+    assert decode_entry(json.dumps(doc)).response.content == "hi"
+    for bad in (1, 99, [], {}, None, "3"):
+        doc["v"] = bad
+        with pytest.raises(ValueError, match="unknown layout"):
+            decode_entry(json.dumps(doc))

@@ -30,7 +30,12 @@ __all__ = [
     "encode_entry",
 ]
 
-ENTRY_VERSION = 2
+#: The layout written. 3: a recorded stream's response holds its typed fields only (no
+#: ``raw``); the whole answer is assembled from the recording when asked for. A process of an
+#: older version reads 3 as unknown (a miss), never as an answer without the upstream's
+#: object; version 2 entries (``raw`` beside the recording) are still read.
+ENTRY_VERSION = 3
+_READ_VERSIONS = (2, ENTRY_VERSION)  # a tuple: ``in`` compares, never hashes a bad value
 
 
 def _dumps(doc: object) -> bytes:
@@ -295,7 +300,7 @@ def decode_entry(data: bytes | str) -> CacheEntry:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"cache entry is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("v") != ENTRY_VERSION:
+    if not isinstance(doc, dict) or doc.get("v") not in _READ_VERSIONS:
         raise ValueError("cache entry has an unknown layout")
     try:
         recording = None
