@@ -198,16 +198,18 @@ class CachedProvider(WrapperProvider):
             leased = None
         else:
             entry, leased = await self._read_for(key, control)
-        if entry is None and leased != "acquired":  # a lease taken here is for a call
-            entry = self._flights.writing(key)  # answered, its store write not over yet
-        if entry is not None:
-            # decide(control, "fresh", any) is HIT whenever the store was read: decide's
-            # contract (tests/test_decision.py), so the hit path skips the call.
-            self._counters.hit(entry.response.usage)
-            # A recorded stream's entry keeps typed fields; the whole answer is in its recording.
-            return entry.response if entry.recording is None else entry_answer(entry)
-        decision, leased = self._decide_miss(control, key, leased)
-        return (await self._complete_via_flight(request, key, decision, leased)).response
+        if entry is None:
+            if leased != "acquired":  # a lease taken here is for a call
+                entry = self._flights.writing(key)  # answered, its store write not over yet
+            if entry is None:
+                decision, leased = self._decide_miss(control, key, leased)
+                return (await self._complete_via_flight(request, key, decision, leased)).response
+        # decide(control, "fresh", any) is HIT whenever the store was read: decide's contract
+        # (tests/test_decision.py), so the hit path skips the call.
+        response = entry.response
+        self._counters.hit(response.usage)
+        # A recorded stream's entry keeps typed fields; the whole answer is in its recording.
+        return response if entry.recording is None else entry_answer(entry)
 
     async def complete_result(self, request: LLMRequest) -> CacheResult:
         """Like :meth:`complete` (a miss calls the wrapped provider), and also say how the

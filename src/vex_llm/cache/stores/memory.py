@@ -39,7 +39,7 @@ _MAX_UNIT = 1 << 16
 _UNBOUNDED = 2**63
 #: Hits buffered before the policy sees them (benchmarks/cache_hit.py: W-TinyLFU added
 #: 0.47 µs to a repeated hit applied one by one, 0.09 µs batched; hit ratios unchanged).
-_READ_BATCH = 64
+_READ_BATCH = 256
 
 
 def _entries_in(capacity: int) -> int:
