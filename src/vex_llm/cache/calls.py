@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from vex_llm.cache.access import StoreAccess
+from vex_llm.cache.assemble import typed_response
 from vex_llm.cache.config import LLMCacheConfig
 from vex_llm.cache.decision import Decision
 from vex_llm.cache.entry import CacheEntry
@@ -26,7 +27,6 @@ from vex_llm.cache.stats import Counters
 from vex_llm.cache.streaming import (
     entry_answer,
     joined_response,
-    recorded_response,
     replay_chunks,
 )
 from vex_llm.errors import InvalidResponse, LLMError
@@ -173,9 +173,10 @@ class UpstreamCalls:
             recorded = chunks = tuple(flight.chunks)  # whole unless unrecorded (never stored)
             model = request.model or self.inner.name()
             latency_ms = (time.perf_counter() - started) * 1000
-            # Typed fields now (the usage is counted, the entry keeps them); the whole answer
-            # only if a JSON member asks for it (the recording holds it for later ones).
-            response = recorded_response(recorded, model, latency_ms)
+            # Typed fields now (the usage is counted, the entry keeps them with the recording);
+            # the upstream's whole object only if a JSON member asks for it, and later from
+            # the recording (streaming.entry_answer): a miss does not parse every event twice.
+            response = typed_response(recorded, model, latency_ms)
             flight.answered(response, lambda: joined_response(recorded, model, latency_ms))
         elif flight.members > flight.waiters:
             # Stream members of a JSON-led flight get the answer as a replay: made only when
@@ -186,6 +187,7 @@ class UpstreamCalls:
         self.counters.spend(response.usage)
         if not decision.store or flight.unrecorded:
             return False
+        # The size is the entry's persisted (JSON) size, the same figure for every store.
         entry = CacheEntry.of(response, self.clock(), chunks)
         if streamed:
             # A stream's client has its answer before this write is over (a JSON caller's
@@ -211,21 +213,8 @@ class UpstreamCalls:
         if not terminal:
             raise InvalidResponse(f"{self.inner.name()} stream ended without a final chunk")
 
-    async def store_answer(
-        self,
-        key: str,
-        request: LLMRequest,
-        response: LLMResponse,
-        chunks: tuple[Chunk, ...] | None = None,
-        *,
-        release: bool = False,
-    ) -> bool:
-        """Store a complete answer (and its recorded stream, if it was streamed); True when
-        the write also released this cache's lease on ``key`` (``release``: it holds it)."""
-        # The size is the entry's persisted (JSON) size, the same figure for every store.
-        entry = CacheEntry.of(response, self.clock(), chunks)
-        return await self._write(key, request, entry, release)
-
     async def _write(self, key: str, request: LLMRequest, entry: CacheEntry, release: bool) -> bool:
+        """Store ``entry`` for ``request``'s expiry; True when the write also released this
+        cache's lease on ``key`` (``release``: it holds it)."""
         ttl, tti = store_expiry(self.config, request.cache)
         return await self.store.write(key, entry, ttl, tti, release=release)

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Self
 
-from vex_llm.cache.assemble import assemble_response, response_chunks, typed_response
+from vex_llm.cache.assemble import assemble_response, response_chunks
 from vex_llm.cache.entry import CacheEntry
 from vex_llm.cache.flight import DeadlinePassed, Flight
 from vex_llm.cache.outcome import CacheOutcome
@@ -27,7 +27,6 @@ __all__ = [
     "entry_answer",
     "iterate",
     "joined_response",
-    "recorded_response",
     "replay_chunks",
 ]
 
@@ -37,20 +36,6 @@ def joined_response(
 ) -> LLMResponse:
     """The whole answer a finished stream amounts to (what ``complete()`` would have returned)."""
     return assemble_response(chunks, model, latency_ms)
-
-
-def recorded_response(
-    chunks: list[Chunk] | tuple[Chunk, ...], model: str, latency_ms: float
-) -> LLMResponse:
-    """What a finished stream's entry keeps as its response: the typed fields (usage for the
-    counters, text, finish reason), not the upstream's whole object.
-
-    The whole object is in the recording, event by event; it is assembled from there when a
-    JSON answer is asked for (:func:`entry_answer`). A stream miss no longer parses every
-    event a second time to build an object that only a later JSON request reads (~45 µs of
-    a 13-event answer), and the entry no longer holds the answer twice.
-    """
-    return typed_response(chunks, model, latency_ms)
 
 
 def entry_answer(entry: CacheEntry) -> LLMResponse:
