@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -81,6 +82,49 @@ def _scope(request: bytes) -> dict[str, object]:
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 2),
     }
+
+
+@dataclass
+class Exchange:
+    """One request to the app called as ASGI: the messages it sent, an event set when its
+    response ended, and the handler's task (which may go on after that)."""
+
+    sent: list[dict[str, Any]]
+    ended: asyncio.Event
+    task: asyncio.Task[None]
+
+    @property
+    def start(self) -> dict[str, Any]:
+        """The ``http.response.start`` message."""
+        assert self.sent[0]["type"] == "http.response.start"
+        return self.sent[0]
+
+    def bodies(self) -> list[bytes]:
+        """The non-empty bodies, in order."""
+        return [m["body"] for m in self.sent if m["type"] == "http.response.body" and m["body"]]
+
+
+def exchange(app: Any, request: bytes, *headers: tuple[bytes, bytes]) -> Exchange:
+    """Start ``request`` (a chat completion body) with ``headers`` added; a client that
+    never leaves."""
+    sent: list[dict[str, Any]] = []
+    ended = asyncio.Event()
+    incoming = [{"type": "http.request", "body": request, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if incoming:
+            return incoming.pop()
+        await asyncio.sleep(3600)  # the client never leaves
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            ended.set()
+
+    scope = _scope(request)
+    scope["headers"] = [*scope["headers"], *headers]  # type: ignore[misc]
+    return Exchange(sent, ended, asyncio.create_task(app(scope, receive, send)))
 
 
 async def test_second_stream_is_a_replayed_hit_identical_to_the_first() -> None:
@@ -204,31 +248,16 @@ class PausedFinal(SlowStream):
 
 
 async def test_a_live_stream_sends_its_terminal_chunk_with_the_done_line() -> None:
-    # The terminal chunk carries no text; the client is done only at [DONE], after the store
-    # write: one write for both, not two. Called as ASGI to see each body message.
+    # The terminal chunk carries no text; the client is done only at [DONE]: one write for
+    # both, not two. Called as ASGI to see each body message.
     app = create_app(
         make_settings(),
         {MODEL: PausedFinal(["Once", " upon"], pause=0.02)},
         MemoryStore(100, 1 << 20),
     )
-    request = json.dumps(body()).encode()
-    scope = _scope(request)
-    incoming = [{"type": "http.request", "body": request, "more_body": False}]
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        if incoming:
-            return incoming.pop()
-        await asyncio.sleep(3600)  # the client never leaves
-        raise AssertionError
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m["body"]]
-    assert isinstance(bodies[-1], bytes)
-    last = bodies[-1].decode()
+    call = exchange(app, json.dumps(body()).encode())
+    await call.task
+    last = call.bodies()[-1].decode()
     assert '"finish_reason":"stop"' in last
     assert last.endswith("data: [DONE]\n\n")
     assert "upon" not in last  # the text before it went out as it came
@@ -242,41 +271,18 @@ async def test_a_stream_miss_ends_its_response_before_the_answer_is_stored() -> 
         make_settings(), {MODEL: MockProvider.constant("Once upon a time", chunk_size=4)}, store
     )
     request = json.dumps(body()).encode()
-
-    ended = asyncio.Event()
-
-    async def ask(sent: list[dict[str, object]]) -> None:
-        incoming = [{"type": "http.request", "body": request, "more_body": False}]
-
-        async def receive() -> dict[str, object]:
-            if incoming:
-                return incoming.pop()
-            await asyncio.sleep(3600)  # the client never leaves
-            raise AssertionError
-
-        async def send(message: dict[str, object]) -> None:
-            sent.append(message)
-            if message.get("more_body") is False:
-                ended.set()
-
-        await app(_scope(request), receive, send)
-
-    first: list[dict[str, object]] = []
-    handling = asyncio.create_task(ask(first))
+    first = exchange(app, request)
     async with asyncio.timeout(5):
-        await ended.wait()  # the response is whole...
+        await first.ended.wait()  # the response is whole...
         await store.writing.wait()  # ...while the answer is still being stored
-    assert not handling.done()  # the handler waits for that write
-    text = b"".join(m["body"] for m in first if m["type"] == "http.response.body")  # type: ignore[misc]
-    assert text.endswith(b"data: [DONE]\n\n")
+    assert not first.task.done()  # the handler waits for that write
+    assert b"".join(first.bodies()).endswith(b"data: [DONE]\n\n")
     store.gate.set()
-    await handling
+    await first.task
 
-    again: list[dict[str, object]] = []
-    await ask(again)
-    start = again[0]
-    assert start["type"] == "http.response.start"
-    assert (b"x-vex-cache", b"hit") in start["headers"]  # type: ignore[operator]
+    again = exchange(app, request)
+    await again.task
+    assert (b"x-vex-cache", b"hit") in again.start["headers"]
 
 
 async def test_a_request_while_a_stream_miss_is_being_stored_is_a_hit() -> None:
@@ -288,45 +294,23 @@ async def test_a_request_while_a_stream_miss_is_being_stored_is_a_hit() -> None:
     app = create_app(
         make_settings(), {MODEL: MockProvider.constant("Once upon a time", chunk_size=4)}, store
     )
-
-    async def ask(request: bytes, *headers: tuple[bytes, bytes]) -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-        ended = asyncio.Event()
-        incoming = [{"type": "http.request", "body": request, "more_body": False}]
-
-        async def receive() -> dict[str, object]:
-            if incoming:
-                return incoming.pop()
-            await asyncio.sleep(3600)  # the client never leaves
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                ended.set()
-
-        scope = _scope(request)
-        scope["headers"] = [*scope["headers"], *headers]  # type: ignore[misc]
-        handling = asyncio.create_task(app(scope, receive, send))
-        async with asyncio.timeout(5):
-            await ended.wait()
-        sent.append({"type": "handled", "task": handling})
-        return sent
-
     streamed = json.dumps(body()).encode()
-    first = await ask(streamed)
+    only_if_cached = json.dumps(body(stream=False)).encode()
+    first = exchange(app, streamed)
     async with asyncio.timeout(5):
+        await first.ended.wait()
         await store.writing.wait()  # the write is under way, held at the gate
-    again = await ask(streamed)
-    only = await ask(json.dumps(body(stream=False)).encode(), (b"cache-control", b"only-if-cached"))
+    again = exchange(app, streamed)
+    only = exchange(app, only_if_cached, (b"cache-control", b"only-if-cached"))
+    async with asyncio.timeout(5):
+        await again.ended.wait()
+        await only.ended.wait()
 
-    def text(sent: list[dict[str, Any]]) -> bytes:
-        return b"".join(m["body"] for m in sent if m["type"] == "http.response.body")
-
-    assert (b"x-vex-cache", b"hit") in again[0]["headers"]
-    assert text(again).count(b"data: ") == text(first).count(b"data: ")
-    assert only[0]["status"] == 200
-    assert (b"x-vex-cache", b"hit") in only[0]["headers"]
-    assert json.loads(text(only))["choices"][0]["message"]["content"] == "Once upon a time"
+    assert (b"x-vex-cache", b"hit") in again.start["headers"]
+    assert b"".join(again.bodies()).count(b"data: ") == b"".join(first.bodies()).count(b"data: ")
+    assert only.start["status"] == 200
+    assert (b"x-vex-cache", b"hit") in only.start["headers"]
+    answer = json.loads(b"".join(only.bodies()))
+    assert answer["choices"][0]["message"]["content"] == "Once upon a time"
     store.gate.set()
-    await asyncio.gather(*(s[-1]["task"] for s in (first, again, only)))
+    await asyncio.gather(first.task, again.task, only.task)
